@@ -1,0 +1,1 @@
+"""Datasets: catalogue, download, prepare (manifest + split), inspect, images."""

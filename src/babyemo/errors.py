@@ -1,0 +1,103 @@
+"""The one exception family of babyemo (stdlib only).
+
+Every error the API raises is a :class:`BabyEmoError` carrying a message (what was wrong,
+with the value received) and a hint (what to do). The CLI prints both on one red line
+and exits 1; the API itself never prints or exits.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class BabyEmoError(Exception):
+    """Base class of every babyemo error.
+
+    Args:
+        message: What went wrong, naming the value received.
+        hint: What the user can do about it (optional).
+    """
+
+    default_hint: str | None = None
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class ConfigError(BabyEmoError, ValueError):
+    """An option or parameter has an invalid value."""
+
+
+class DataError(BabyEmoError):
+    """A dataset, folder or image cannot be used as asked."""
+
+
+class ManifestError(DataError):
+    """A manifest CSV is missing, malformed or points outside its dataset root."""
+
+
+class ImageError(DataError):
+    """One image file cannot be decoded (corrupt, not an image, too large, unreadable)."""
+
+
+class DownloadError(BabyEmoError):
+    """A download failed, or its checksum or archive was rejected."""
+
+
+class UnsafeArchiveError(DownloadError):
+    """An archive entry would be written outside the extraction folder."""
+
+
+class RegistryError(BabyEmoError, KeyError):
+    """An unknown or duplicate name in a registry (architectures, trained models, datasets)."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return BabyEmoError.__str__(self)
+
+
+class CheckpointError(BabyEmoError):
+    """A checkpoint file is missing, unsafe, of an unknown version or lacks a key."""
+
+
+class DeviceError(BabyEmoError):
+    """The requested device or precision is not available on this machine."""
+
+
+class MissingDependencyError(BabyEmoError):
+    """An optional package is needed; the hint gives the pip command."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the optional package '{package}', which is not installed.",
+            f"pip install 'babyemo[{extra}]'",
+        )
+        self.package = package
+        self.extra = extra
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str]) -> RegistryError:
+    """Build a :class:`RegistryError` for an unknown name, suggesting close matches.
+
+    Args:
+        kind: What was looked up, e.g. ``"architecture"``.
+        name: The name received.
+        known: The names that exist.
+
+    Returns:
+        The error (to be raised by the caller).
+    """
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    if close:
+        hint = "did you mean " + " or ".join(close) + "?"
+    elif known:
+        hint = "known: " + ", ".join(known[:20]) + (" ..." if len(known) > 20 else "")
+    else:
+        hint = "none are registered yet"
+    return RegistryError(f"Unknown {kind} '{name}'.", hint)

@@ -1,0 +1,164 @@
+"""Classification metrics for single-label predictions (wrappers around scikit-learn).
+
+Every number comes from :mod:`sklearn.metrics` (Pedregosa et al., 2011,
+https://scikit-learn.org/stable/modules/model_evaluation.html). Definitions used here:
+
+- **accuracy**: fraction of samples whose predicted class equals the true class.
+- **balanced accuracy**: mean over classes of per-class recall (Brodersen et al., 2010,
+  "The balanced accuracy and its posterior distribution", ICPR); robust to class imbalance.
+- **macro-F1**: unweighted mean over classes of per-class F1, where
+  ``F1 = 2 * precision * recall / (precision + recall)``; every class counts the same
+  however rare it is.
+- **weighted-F1**: mean of per-class F1 weighted by each class's support (number of true
+  samples).
+
+Undefined ratios (e.g. the precision of a class that is never predicted) are 0
+(``zero_division=0``), so the results never contain NaN and are JSON-safe.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+
+from babyemo.errors import ConfigError
+
+__all__ = ["classification_metrics", "per_class_accuracy"]
+
+
+def _check_labels(y_true: Any, y_pred: Any, class_names: Sequence[str]) -> tuple[np.ndarray,
+                                                                                np.ndarray]:
+    """Validate inputs and return them as 1-D ``int64`` arrays.
+
+    Raises:
+        ConfigError: Empty input, mismatched shapes, non-integer values or indices outside
+            ``[0, len(class_names))``.
+    """
+    k = len(class_names)
+    if k == 0:
+        raise ConfigError("class_names is empty.", "pass the class names in logit order")
+    arrays = []
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        a = np.asarray(y)
+        if a.ndim != 1:
+            raise ConfigError(f"{name} must be 1-D (N,), got shape {a.shape}.",
+                              "pass class indices, not one-hot vectors or logits")
+        if a.size and a.dtype.kind not in "iu":
+            if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
+                a = a.astype(np.int64)
+            else:
+                raise ConfigError(f"{name} must hold integer class indices, got dtype {a.dtype}.",
+                                  "take argmax of the logits first")
+        arrays.append(a.astype(np.int64, copy=False))
+    t, p = arrays
+    if t.size == 0:
+        raise ConfigError("Cannot compute metrics on zero samples.",
+                          "check that the split is not empty")
+    if t.shape != p.shape:
+        raise ConfigError(f"y_true has {t.size} samples but y_pred has {p.size}.",
+                          "pass one prediction per sample")
+    for name, a in (("y_true", t), ("y_pred", p)):
+        if a.min() < 0 or a.max() >= k:
+            bad = int(a[(a < 0) | (a >= k)][0])
+            raise ConfigError(f"{name} contains class index {bad}, outside 0..{k - 1}.",
+                              f"there are {k} class names: {', '.join(class_names)}")
+    return t, p
+
+
+def classification_metrics(y_true: Any, y_pred: Any, class_names: Sequence[str]) -> dict[str, Any]:
+    """Summarise single-label predictions against the truth.
+
+    Args:
+        y_true: True class indices, shape ``(N,)``, integers in ``[0, K)``.
+        y_pred: Predicted class indices, shape ``(N,)``, integers in ``[0, K)``.
+        class_names: The ``K`` class names; index ``i`` names class ``i``.
+
+    Returns:
+        A JSON-safe dict (Python ``int``/``float``/``list`` only, no NaN):
+
+        - ``n``: number of samples.
+        - ``accuracy``: :func:`sklearn.metrics.accuracy_score`.
+        - ``balanced_accuracy``: mean per-class recall
+          (:func:`sklearn.metrics.balanced_accuracy_score`; Brodersen et al., 2010).
+          Classes with no true samples have no recall and are left out of the mean;
+          scikit-learn's warnings about predicted classes absent from ``y_true`` and about
+          a single label are silenced.
+        - ``macro_f1``: unweighted mean of per-class F1
+          (:func:`sklearn.metrics.f1_score`, ``average="macro"``) over the classes present
+          in ``y_true`` or ``y_pred`` (scikit-learn's default label set): a class absent
+          from both is not counted as F1 = 0, whereas a class only predicted (never true)
+          counts with F1 = 0.
+        - ``weighted_f1``: per-class F1 weighted by support (``average="weighted"``).
+        - ``per_class``: ``{name: {"precision", "recall", "f1", "support"}}`` for all ``K``
+          classes (:func:`sklearn.metrics.precision_recall_fscore_support`); undefined
+          values are 0 (``zero_division=0``).
+        - ``confusion_matrix``: ``K x K`` list of lists of ``int``; rows are true classes,
+          columns predicted classes (:func:`sklearn.metrics.confusion_matrix` with
+          ``labels=range(K)``, so absent classes still have a row and a column).
+
+    Raises:
+        ConfigError: Empty input, shapes that differ or are not ``(N,)``, non-integer
+            values, or class indices outside ``[0, K)``.
+    """
+    t, p = _check_labels(y_true, y_pred, class_names)
+    labels = list(range(len(class_names)))
+    present = sorted(set(np.unique(t).tolist()) | set(np.unique(p).tolist()))
+    with warnings.catch_warnings():
+        # sklearn warns "y_pred contains classes not in y_true" and drops those classes
+        # from the mean recall; that is the documented behaviour we want. Its internal
+        # confusion matrix also warns when a single label occurs (result still correct).
+        warnings.filterwarnings("ignore", message=".*y_pred contains classes not in y_true.*")
+        warnings.filterwarnings("ignore", message=".*single label was found.*")
+        balanced = balanced_accuracy_score(t, p)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        t, p, labels=labels, zero_division=0)
+    per_class = {
+        name: {"precision": float(precision[i]), "recall": float(recall[i]),
+               "f1": float(f1[i]), "support": int(support[i])}
+        for i, name in enumerate(class_names)
+    }
+    cm = confusion_matrix(t, p, labels=labels)
+    return {
+        "n": int(t.size),
+        "accuracy": float(accuracy_score(t, p)),
+        "balanced_accuracy": float(balanced),
+        "macro_f1": float(f1_score(t, p, labels=present, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(t, p, labels=labels, average="weighted",
+                                      zero_division=0)),
+        "per_class": per_class,
+        "confusion_matrix": cm.astype(int).tolist(),
+    }
+
+
+def per_class_accuracy(y_true: Any, y_pred: Any, class_names: Sequence[str]) -> dict[str, float]:
+    """Per-class accuracy, i.e. recall: correct predictions of a class / its true samples.
+
+    Computed with :func:`sklearn.metrics.precision_recall_fscore_support`.
+
+    Args:
+        y_true: True class indices, shape ``(N,)``, integers in ``[0, K)``.
+        y_pred: Predicted class indices, shape ``(N,)``, integers in ``[0, K)``.
+        class_names: The ``K`` class names.
+
+    Returns:
+        ``{class_name: recall}`` in class order; classes with no true samples are omitted
+        (their recall is undefined), so no value is NaN.
+
+    Raises:
+        ConfigError: As :func:`classification_metrics`.
+    """
+    t, p = _check_labels(y_true, y_pred, class_names)
+    labels = list(range(len(class_names)))
+    _, recall, _, support = precision_recall_fscore_support(
+        t, p, labels=labels, zero_division=0)
+    return {name: float(recall[i]) for i, name in enumerate(class_names) if support[i] > 0}

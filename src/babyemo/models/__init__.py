@@ -1,0 +1,1 @@
+"""The model registry: architectures by name, and trained models by name."""

@@ -1,0 +1,96 @@
+"""Where babyemo keeps its files (platformdirs; ``BABYEMO_HOME`` overrides).
+
+Layout under the home folder::
+
+    downloads/     archives as downloaded (``.part`` while in flight)
+    datasets/      extracted catalogue datasets, one folder per name
+    prepared/      prepared datasets: ``<name>/manifest.csv`` + ``dataset.json``
+    models.json    the trained-model registry
+    state.json     small state, e.g. the last prepared dataset
+
+Environment variables:
+    BABYEMO_HOME: the home folder itself.
+    BABYEMO_DATASETS: a folder holding local copies ``<name>/`` of catalogue datasets,
+        used instead of downloading them.
+    BABYEMO_MODELS: a folder holding model files (e.g. face detectors) used instead of
+        downloading them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from babyemo.io import atomic_write_text
+
+
+def home() -> Path:
+    """The babyemo home folder (created if missing)."""
+    env = os.environ.get("BABYEMO_HOME")
+    if env:
+        path = Path(env).expanduser()
+    else:
+        import platformdirs
+
+        path = Path(platformdirs.user_data_dir("babyemo", appauthor=False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _sub(name: str) -> Path:
+    path = home() / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def downloads_dir() -> Path:
+    """Folder of downloaded archives."""
+    return _sub("downloads")
+
+
+def datasets_dir() -> Path:
+    """Folder of extracted catalogue datasets."""
+    return _sub("datasets")
+
+
+def prepared_dir() -> Path:
+    """Default parent folder of prepared datasets (manifests)."""
+    return _sub("prepared")
+
+
+def models_cache_dir() -> Path:
+    """Folder of downloaded model files (weights, face detectors)."""
+    return _sub("models")
+
+
+def local_datasets_dir() -> Path | None:
+    """``BABYEMO_DATASETS`` as a path, or ``None`` when unset."""
+    env = os.environ.get("BABYEMO_DATASETS")
+    return Path(env).expanduser() if env else None
+
+
+def local_models_dir() -> Path | None:
+    """``BABYEMO_MODELS`` as a path, or ``None`` when unset."""
+    env = os.environ.get("BABYEMO_MODELS")
+    return Path(env).expanduser() if env else None
+
+
+def _state_file() -> Path:
+    return home() / "state.json"
+
+
+def read_state() -> dict[str, Any]:
+    """The small persistent state (``{}`` when there is none or it is unreadable)."""
+    try:
+        return json.loads(_state_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def update_state(**values: Any) -> None:
+    """Merge ``values`` into the persistent state (written atomically)."""
+    state = read_state()
+    state.update(values)
+    atomic_write_text(_state_file(), json.dumps(state, indent=2))

@@ -1,0 +1,332 @@
+"""Report files: JSON, CSV and PNG figures (confusion matrix, training curves, image grids).
+
+Every file is written atomically through :mod:`babyemo.io` (temporary name in the same
+folder, then rename), so an interrupted run never leaves a truncated report. Figures are
+drawn with matplotlib's Agg renderer on a standalone :class:`matplotlib.figure.Figure`
+(no pyplot, no GUI backend, the global backend is left untouched), rendered to PNG in
+memory and then written in one go. matplotlib is imported lazily, so importing this module
+stays cheap.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from babyemo.errors import ConfigError
+from babyemo.io import atomic_open, atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+__all__ = [
+    "write_json",
+    "write_csv_rows",
+    "write_confusion_csv",
+    "plot_confusion",
+    "plot_curves",
+    "plot_image_grid",
+]
+
+PathLike = str | os.PathLike[str]
+
+OK_COLOR = "green"
+WRONG_COLOR = "red"
+_DPI = 100
+
+
+# --------------------------------------------------------------------------- text files
+
+
+def _json_default(obj: Any) -> Any:
+    """Convert numpy scalars/arrays and paths, which :mod:`json` does not know."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def write_json(obj: Any, path: PathLike) -> None:
+    """Write ``obj`` as UTF-8 JSON (indent 2, keys in insertion order, non-ASCII kept).
+
+    numpy scalars and arrays and :class:`os.PathLike` values are converted to plain JSON
+    values. Non-finite floats are written as ``NaN``/``Infinity`` (Python's :mod:`json`
+    default, readable by Python and most JSON5 parsers).
+
+    Args:
+        obj: A JSON-serialisable value.
+        path: Output file; its folder is created if missing.
+
+    Raises:
+        ConfigError: ``obj`` holds a value JSON cannot represent (nothing is written).
+    """
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False,
+                          default=_json_default)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"Cannot write {path} as JSON: {e}.",
+                          "pass only dicts, lists, strings, numbers, booleans and None") from e
+    atomic_write_text(path, text + "\n")
+
+
+def write_csv_rows(path: PathLike, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Write a CSV file (stdlib :mod:`csv`, excel dialect, UTF-8) with one header row.
+
+    Args:
+        path: Output file; its folder is created if missing.
+        header: Column names.
+        rows: Rows of values (converted with ``str`` by :mod:`csv`; ``None`` -> empty).
+            May be a generator; if it raises, no file is written.
+    """
+    with atomic_open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(list(header))
+        for row in rows:
+            writer.writerow(list(row))
+
+
+def _check_cm(cm: Any, class_names: Sequence[str]) -> np.ndarray:
+    """Return ``cm`` as a ``(K, K) int64`` array matching ``class_names``.
+
+    Raises:
+        ConfigError: Wrong shape, or negative or non-integer counts.
+    """
+    a = np.asarray(cm)
+    k = len(class_names)
+    if k == 0 or a.shape != (k, k):
+        raise ConfigError(f"Confusion matrix has shape {a.shape}, expected ({k}, {k}) for "
+                          f"{k} class names.", "pass one row and one column per class")
+    if a.dtype.kind not in "iu" and not (a.dtype.kind == "f" and np.all(a == np.round(a))):
+        raise ConfigError(f"Confusion matrix must hold integer counts, got dtype {a.dtype}.")
+    a = a.astype(np.int64)
+    if (a < 0).any():
+        raise ConfigError("Confusion matrix holds negative counts.")
+    return a
+
+
+def write_confusion_csv(cm: Any, class_names: Sequence[str], path: PathLike) -> None:
+    """Write a confusion matrix as CSV.
+
+    The first column, headed ``true\\pred``, holds the true class names; the other columns,
+    one per predicted class, hold the counts.
+
+    Args:
+        cm: Counts, shape ``(K, K)``; rows = true class, columns = predicted class.
+        class_names: The ``K`` class names.
+        path: Output file.
+
+    Raises:
+        ConfigError: ``cm`` is not ``(K, K)`` non-negative integer counts.
+    """
+    a = _check_cm(cm, class_names)
+    rows = ([name, *(int(v) for v in a[i])] for i, name in enumerate(class_names))
+    write_csv_rows(path, ["true\\pred", *class_names], rows)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _new_figure(figsize: tuple[float, float]) -> Figure:
+    """A standalone figure bound to the Agg canvas (does not touch pyplot or the backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=_DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save_png(fig: Figure, path: PathLike) -> None:
+    """Render ``fig`` to PNG in memory, then write it atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _message_figure(text: str, path: PathLike, title: str = "") -> None:
+    """A small figure that only says ``text`` (used when there is nothing to plot)."""
+    fig = _new_figure((3.0, 1.5))
+    if title:
+        fig.suptitle(title)
+    fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=12)
+    _save_png(fig, path)
+
+
+def plot_confusion(cm: Any, class_names: Sequence[str], path: PathLike, title: str = "") -> None:
+    """Plot a confusion matrix as a PNG with two panels: counts and row-normalised.
+
+    Rows are true classes (y label ``true``), columns predicted classes (x label
+    ``predicted``). In the right panel each row is divided by its support, so it sums to 1
+    and the diagonal is the per-class recall; rows with no true samples are shown as 0.
+    Every cell is annotated. Sized for about 2-7 classes (larger ``K`` still works, with
+    smaller text).
+
+    Args:
+        cm: Counts, shape ``(K, K)``; rows = true class, columns = predicted class.
+        class_names: The ``K`` class names.
+        path: Output ``.png`` file.
+        title: Figure title (optional).
+
+    Raises:
+        ConfigError: ``cm`` is not ``(K, K)`` non-negative integer counts.
+    """
+    a = _check_cm(cm, class_names)
+    k = len(class_names)
+    support = a.sum(axis=1, keepdims=True)
+    norm = np.divide(a, support, out=np.zeros(a.shape, dtype=float), where=support > 0)
+
+    side = max(3.2, 0.75 * k + 1.8)
+    fig = _new_figure((2 * side + 1.0, side + 0.6))
+    axes = fig.subplots(1, 2)
+    fontsize = 11 if k <= 5 else 9 if k <= 8 else 7
+    rotate = max(len(str(c)) for c in class_names) > 6 or k > 5
+    panels = ((axes[0], a, "counts", float(max(a.max(), 1)), "{:.0f}"),
+              (axes[1], norm, "row-normalised (recall on diagonal)", 1.0, "{:.2f}"))
+    for ax, values, name, vmax, fmt in panels:
+        im = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=vmax)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_title(name)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_xticks(range(k))
+        ax.set_yticks(range(k))
+        ax.set_xticklabels(class_names, rotation=45 if rotate else 0,
+                           ha="right" if rotate else "center")
+        ax.set_yticklabels(class_names)
+        for i in range(k):
+            for j in range(k):
+                v = values[i, j]
+                color = "white" if v > 0.5 * vmax else "black"
+                ax.text(j, i, fmt.format(v), ha="center", va="center", color=color,
+                        fontsize=fontsize)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save_png(fig, path)
+
+
+def _series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    """(epochs, values) for rows that have a finite number under ``key``."""
+    xs, ys = [], []
+    for i, row in enumerate(history):
+        v = row.get(key)
+        if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) \
+                and math.isfinite(float(v)):
+            xs.append(float(row.get("epoch", i + 1)))
+            ys.append(float(v))
+    return xs, ys
+
+
+_CURVE_PANELS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("loss", (("train_loss", "train"), ("val_loss", "val"))),
+    ("accuracy / macro-F1", (("train_acc", "train acc"), ("val_acc", "val acc"),
+                             ("val_macro_f1", "val macro-F1"))),
+    ("learning rate", (("lr", "lr"),)),
+)
+
+
+def plot_curves(history: Sequence[dict[str, Any]], path: PathLike) -> None:
+    """Plot training curves per epoch as a PNG.
+
+    Panels: loss (``train_loss``, ``val_loss``), accuracy (``train_acc``, ``val_acc``) with
+    ``val_macro_f1``, and learning rate (``lr``, log scale when it spans more than 10x).
+    Keys absent from all rows (or not finite) are skipped, and so is a panel with nothing
+    left; other keys (e.g. ``seconds``) are ignored. The x axis is ``epoch`` (the row's
+    1-based position when missing). An empty history writes a small "no history" figure.
+
+    Args:
+        history: One dict per epoch, e.g. ``{"epoch": 1, "train_loss": 1.1, "val_loss":
+            1.0, "train_acc": 0.4, "val_acc": 0.5, "val_macro_f1": 0.45, "lr": 1e-3}``.
+        path: Output ``.png`` file.
+    """
+    panels = []
+    for name, keys in _CURVE_PANELS:
+        lines = [(label, *_series(history, key)) for key, label in keys]
+        lines = [line for line in lines if line[1]]
+        if lines:
+            panels.append((name, lines))
+    if not panels:
+        _message_figure("no history", path)
+        return
+    fig = _new_figure((4.2 * len(panels), 3.4))
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (name, lines) in zip(axes, panels, strict=True):
+        for label, xs, ys in lines:
+            ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=label)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+        if name == "learning rate":
+            ys = [y for _, _, series in lines for y in series]
+            if min(ys) > 0 and max(ys) / min(ys) > 10:
+                ax.set_yscale("log")
+        elif name.startswith("accuracy"):
+            ax.set_ylim(-0.02, 1.02)
+        if len(lines) > 1:
+            ax.legend(fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    _save_png(fig, path)
+
+
+def _as_array(img: Image.Image, max_side: int = 256) -> tuple[np.ndarray, str | None]:
+    """A display-sized RGB(A)/grey array of ``img`` and the colormap it needs."""
+    im = img
+    if max(im.size) > max_side:
+        im = im.copy()
+        im.thumbnail((max_side, max_side))
+    if im.mode == "L":
+        return np.asarray(im), "gray"
+    if im.mode not in ("RGB", "RGBA"):
+        im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
+    return np.asarray(im), None
+
+
+def plot_image_grid(items: Sequence[tuple[Image.Image, str, bool]], path: PathLike,
+                    ncols: int = 6, title: str = "") -> None:
+    """Plot images in a grid, each with a caption, as a PNG.
+
+    Captions are green when the item is marked correct and red otherwise. Images larger
+    than 256 px are shown downscaled. An empty ``items`` writes a small "no images" figure.
+
+    Args:
+        items: ``(image, caption, ok)`` tuples, e.g.
+            ``(img, "true: happy\\npred: crying 0.71", False)``.
+        path: Output ``.png`` file.
+        ncols: Maximum number of columns (>= 1).
+        title: Figure title (optional).
+
+    Raises:
+        ConfigError: ``ncols`` < 1.
+    """
+    if ncols < 1:
+        raise ConfigError(f"ncols must be >= 1, got {ncols}.")
+    if not items:
+        _message_figure("no images", path, title)
+        return
+    n = len(items)
+    cols = min(ncols, n)
+    rows = math.ceil(n / cols)
+    fig = _new_figure((2.0 * cols, 2.4 * rows + (0.4 if title else 0.0)))
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, (img, caption, ok) in zip(axes, items, strict=False):
+        arr, cmap = _as_array(img)
+        ax.imshow(arr, cmap=cmap, vmin=0 if cmap else None, vmax=255 if cmap else None)
+        ax.set_title(caption, color=OK_COLOR if ok else WRONG_COLOR, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save_png(fig, path)

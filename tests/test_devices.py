@@ -1,0 +1,44 @@
+import pytest
+import torch
+
+from babyemo.devices import default_num_workers, resolve_device, resolve_precision
+from babyemo.errors import DeviceError
+
+
+def test_resolve_device_cpu_and_auto():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="machine has CUDA")
+def test_cuda_unavailable_is_a_clear_error():
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        resolve_device("cuda")
+    with pytest.raises(DeviceError):
+        resolve_device("cuda:1")
+
+
+def test_unknown_device():
+    with pytest.raises(DeviceError, match="Unknown device"):
+        resolve_device("tpu7")
+
+
+def test_precision_plans_on_cpu():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu).autocast_dtype is None
+    bf16 = resolve_precision("bf16", cpu)
+    assert bf16.autocast_dtype is torch.bfloat16 and not bf16.grad_scaler
+    assert resolve_precision("auto", cpu).name in ("bf16", "fp32")
+    with pytest.raises(DeviceError, match="fp16 is not supported on the CPU"):
+        resolve_precision("fp16", cpu)
+
+
+def test_fp16_on_cuda_uses_grad_scaler():
+    plan = resolve_precision("fp16", torch.device("cuda"))
+    assert plan.autocast_dtype is torch.float16 and plan.grad_scaler
+
+
+def test_workers_do_not_oversubscribe_small_cpu(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert default_num_workers(torch.device("cpu")) == 0
+    assert default_num_workers(torch.device("cuda")) == 1
