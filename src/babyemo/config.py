@@ -125,7 +125,8 @@ class AugmentConfig:
         """
         presets = {
             "none": cls(hflip=0.0, rotation=0.0, translate=0.0, scale=(1.0, 1.0), color_jitter=0.0),
-            "light": cls(hflip=0.5, rotation=5.0, translate=0.05, scale=(0.9, 1.0), color_jitter=0.0),
+            "light": cls(hflip=0.5, rotation=5.0, translate=0.05, scale=(0.9, 1.0),
+                         color_jitter=0.0),
             "default": cls(),
         }
         if name not in presets:
@@ -186,7 +187,8 @@ class TrainConfig:
         if isinstance(self.augment, dict):
             self.augment = AugmentConfig.from_dict(self.augment)
         checks = [
-            ("epochs", self.epochs, isinstance(self.epochs, int) and self.epochs >= 1, "an int >= 1"),
+            ("epochs", self.epochs,
+             isinstance(self.epochs, int) and self.epochs >= 1, "an int >= 1"),
             ("batch_size", self.batch_size,
              isinstance(self.batch_size, int) and self.batch_size >= 1, "an int >= 1"),
             ("lr", self.lr, self.lr > 0, "a float > 0"),

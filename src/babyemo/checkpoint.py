@@ -1,0 +1,179 @@
+"""Self-describing checkpoints: save, load safely (``weights_only=True``), rebuild the model.
+
+A checkpoint is a dict of plain types and tensors::
+
+    format            "babyemo-checkpoint"
+    format_version    1
+    babyemo_version   e.g. "0.1.0"
+    arch, arch_kwargs the registry name and the builder's extra keyword arguments
+    class_names       list[str], in logit order
+    input             InputSpec.to_dict(): size, channels, mean, std
+    state_dict        model weights
+    train             TrainConfig.to_dict() + seed, manifest path and sha256, epoch
+    metrics           validation metrics of this epoch (and test metrics when known)
+    created           ISO-8601 UTC time
+    resume            (last.pt only) optimizer / scheduler / scaler state, history
+
+Evaluation and prediction rebuild everything from it, never from the data folder.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from babyemo import __version__
+from babyemo.config import InputSpec
+from babyemo.errors import CheckpointError
+from babyemo.io import atomic_open
+
+FORMAT = "babyemo-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format", "format_version", "arch", "arch_kwargs", "class_names", "input",
+                 "state_dict")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint.
+
+    Attributes:
+        path: File it was read from.
+        arch: Registry architecture name.
+        arch_kwargs: Extra builder keyword arguments.
+        class_names: Class names in logit order.
+        input_spec: Preprocessing of the model input.
+        state_dict: Model weights.
+        train: Training configuration and provenance.
+        metrics: Metrics recorded with it.
+        raw: The whole dict as stored.
+    """
+
+    path: Path
+    arch: str
+    arch_kwargs: dict[str, Any]
+    class_names: list[str]
+    input_spec: InputSpec
+    state_dict: dict[str, torch.Tensor]
+    train: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of logits."""
+        return len(self.class_names)
+
+    def build_model(self, device: torch.device | str = "cpu") -> torch.nn.Module:
+        """Rebuild the architecture, load the weights, move to ``device``, set eval mode.
+
+        Raises:
+            CheckpointError: The weights do not fit the architecture.
+        """
+        from babyemo.models.registry import create_model
+
+        model = create_model(self.arch, num_classes=self.num_classes, **self.arch_kwargs)
+        try:
+            model.load_state_dict(self.state_dict)
+        except RuntimeError as e:
+            raise CheckpointError(f"{self.path}: weights do not match arch '{self.arch}' ({e}).",
+                                  "the file may come from another babyemo version") from e
+        return model.to(device).eval()
+
+
+def save_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module, arch: str,
+                    arch_kwargs: dict[str, Any], class_names: list[str], input_spec: InputSpec,
+                    train: dict[str, Any], metrics: dict[str, Any],
+                    resume: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint atomically (temporary name in the same folder, then rename).
+
+    Args:
+        path: Destination ``.pt`` file.
+        model: The model; its ``state_dict`` is saved as contiguous CPU tensors.
+        arch: Registry name of the architecture.
+        arch_kwargs: Extra builder keyword arguments (plain types only).
+        class_names: Class names in logit order.
+        input_spec: Preprocessing of the input.
+        train: Plain-type training configuration and provenance.
+        metrics: Plain-type metrics.
+        resume: Optional resume state (optimizer etc.); only ``last.pt`` carries it.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "babyemo_version": __version__,
+        "arch": arch,
+        "arch_kwargs": dict(arch_kwargs),
+        "class_names": list(class_names),
+        "input": input_spec.to_dict(),
+        "state_dict": state,
+        "train": train,
+        "metrics": metrics,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if resume is not None:
+        payload["resume"] = resume
+    with atomic_open(path, "wb") as f:
+        torch.save(payload, f)
+    return path
+
+
+def read_checkpoint_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint file as a dict with ``torch.load(weights_only=True)``.
+
+    Raises:
+        CheckpointError: Missing or unreadable file, a pickled object that is not plain
+            data (refused, never executed), or not a babyemo checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint not found: {path}",
+                              "pass a .pt file written by `babyemo train`")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: refused to load: it contains objects other than plain data and tensors.",
+            "only checkpoints written by babyemo are accepted (loaded with weights_only=True)",
+        ) from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({e}).") from e
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a babyemo checkpoint.",
+                              "pass a .pt file written by `babyemo train`")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: unknown checkpoint format_version {version!r}.",
+                              f"this babyemo reads version {FORMAT_VERSION}; upgrade babyemo")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks key(s) {missing}.")
+    return data
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Load and validate a babyemo checkpoint.
+
+    Raises:
+        CheckpointError: See :func:`read_checkpoint_dict`, or a malformed ``input``.
+    """
+    data = read_checkpoint_dict(path)
+    try:
+        spec = InputSpec.from_dict(data["input"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: malformed 'input' entry ({e}).") from e
+    return Checkpoint(path=Path(path), arch=data["arch"], arch_kwargs=dict(data["arch_kwargs"]),
+                      class_names=list(data["class_names"]), input_spec=spec,
+                      state_dict=data["state_dict"], train=data.get("train", {}),
+                      metrics=data.get("metrics", {}), raw=data)

@@ -1,0 +1,64 @@
+"""The ``babyemo`` command-line program (Typer).
+
+A thin layer: parse options, call the Python API, render results. Results go to stdout,
+progress, logs and errors to stderr. Importing this module must not import torch: command
+modules import the heavy API inside their functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from babyemo import __version__
+from babyemo.cli import data as data_cmds
+from babyemo.cli import evaluate as evaluate_cmds
+from babyemo.cli import models as models_cmds
+from babyemo.cli import predict as predict_cmds
+from babyemo.cli import train as train_cmds
+from babyemo.cli._common import run_cli
+
+app = typer.Typer(
+    name="babyemo",
+    help="Recognise emotions in infants' facial expressions: data, train, evaluate, predict.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(data_cmds.app, name="data")
+app.add_typer(models_cmds.app, name="models")
+app.command("train")(train_cmds.train_command)
+app.command("evaluate")(evaluate_cmds.evaluate_command)
+app.command("predict")(predict_cmds.predict_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"babyemo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Show the version and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info logs."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+) -> None:
+    """Recognise emotions in infants' facial expressions."""
+    from babyemo import progress
+
+    progress.set_quiet(quiet)
+    if debug:
+        os.environ["BABYEMO_DEBUG"] = "1"
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    run_cli(app)

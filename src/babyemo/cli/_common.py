@@ -1,0 +1,57 @@
+"""Shared CLI helpers: error handling and the two consoles (stdout results, stderr rest)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from babyemo.errors import BabyEmoError
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def print_error(error: BabyEmoError) -> None:
+    """Print one red ``Error:`` line, with the hint, on stderr."""
+    hint = f" [dim]({escape(error.hint)})[/dim]" if error.hint else ""
+    stderr.print(f"[bold red]Error:[/bold red] {escape(error.message)}{hint}", soft_wrap=True)
+
+
+def cli_errors(fn: F) -> F:
+    """Decorate a command: a :class:`BabyEmoError` becomes an ``Error:`` line and exit 1.
+
+    With ``--debug`` (``BABYEMO_DEBUG=1``) the exception propagates with its traceback.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BabyEmoError as e:
+            if os.environ.get("BABYEMO_DEBUG"):
+                raise
+            print_error(e)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            stderr.print("[yellow]Interrupted.[/yellow]")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def run_cli(app: Any) -> None:
+    """Run the Typer app as the console script (Ctrl-C outside a command exits 130)."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        stderr.print("[yellow]Interrupted.[/yellow]")
+        sys.exit(130)

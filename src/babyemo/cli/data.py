@@ -1,0 +1,260 @@
+"""``babyemo data``: download, prepare, split and inspect datasets.
+
+Results go to stdout (paths, rich tables, JSON); progress bars, logs and errors to stderr.
+The data API is imported inside the commands so ``babyemo --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from babyemo.cli._common import cli_errors, stdout
+
+app = typer.Typer(help="Datasets: download, prepare (manifest + split), split, inspect.",
+                  no_args_is_help=True)
+
+_SPLIT_HELP = "Train,val,test fractions summing to 1."
+
+
+def _parse_split(value: str) -> tuple[float, float, float]:
+    from babyemo.errors import ConfigError
+
+    try:
+        parts = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected three numbers like 0.7,0.15,0.15, got {value!r}"
+                                 ) from None
+    from babyemo.data.prepare import validate_ratios
+
+    try:
+        return validate_ratios(parts)
+    except ConfigError as e:
+        raise typer.BadParameter(e.message) from None
+
+
+def _print_catalog() -> None:
+    from babyemo.data.catalog import list_datasets
+
+    for entry in list_datasets():
+        how = {"github-archive": "GitHub archive", "kaggle": "kagglehub",
+               "gdrive": "gdown"}.get(entry.kind, entry.kind)
+        if entry.extra:
+            how += f" (needs babyemo[{entry.extra}])"
+        stdout.print(f"[bold]{escape(entry.name)}[/bold]: {escape(entry.title)}")
+        stdout.print(f"  classes: {escape(', '.join(entry.classes) or '(read from folders)')}")
+        stdout.print(f"  size: {escape(entry.size_note)}; fetched with {escape(how)}")
+        stdout.print(f"  terms: {escape(entry.terms)}")
+        stdout.print(f"  demographics: {escape(entry.demographics)}")
+
+
+@app.command("catalog")
+@cli_errors
+def catalog_command() -> None:
+    """List the known datasets with their classes and terms of use."""
+    _print_catalog()
+
+
+@app.command("download")
+@cli_errors
+def download_command(
+    name: Annotated[str | None, typer.Argument(help="Catalogue name (see --list).")] = None,
+    dest: Annotated[Path | None, typer.Option(
+        "--dest", help="Parent folder (default: babyemo home).")] = None,
+    source: Annotated[Path | None, typer.Option(
+        "--source", help="Local copy (folder or the dataset's archive) to use.")] = None,
+    url: Annotated[str | None, typer.Option(
+        "--url", help="Download a zip/tar archive from this URL.")] = None,
+    sha256: Annotated[str | None, typer.Option(
+        "--sha256", help="Expected SHA-256 of the --url archive.")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the catalogue and exit.")] = False,
+) -> None:
+    """Download a catalogue dataset (or an archive URL) and print its local folder."""
+    if list_:
+        _print_catalog()
+        return
+    from babyemo.data import download
+
+    if url is not None:
+        if name is not None or source is not None:
+            raise typer.BadParameter("give either NAME (with --source) or --url, not both")
+        folder = download.fetch_url_dataset(url, sha256=sha256, dest=dest)
+    else:
+        if name is None:
+            raise typer.BadParameter("give a dataset NAME, --url URL or --list")
+        if sha256 is not None:
+            raise typer.BadParameter("--sha256 goes with --url")
+        folder = download.fetch_dataset(name, dest=dest, source=source)
+    typer.echo(str(folder))
+
+
+def _counts_table(counts: dict[str, dict[str, int]], class_names: list[str],
+                  title: str = "Images per split and class") -> Table:
+    table = Table(title=title)
+    table.add_column("split")
+    for c in class_names:
+        table.add_column(escape(c), justify="right")
+    table.add_column("total", justify="right", style="bold")
+    totals = dict.fromkeys(class_names, 0)
+    for split, row in counts.items():
+        table.add_row(split, *(str(row.get(c, 0)) for c in class_names), str(sum(row.values())))
+        for c in class_names:
+            totals[c] += row.get(c, 0)
+    if len(counts) > 1:
+        table.add_row("all", *(str(totals[c]) for c in class_names), str(sum(totals.values())),
+                      style="bold")
+    return table
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for w in warnings:
+        stdout.print(f"[yellow]Warning:[/yellow] {escape(w)}")
+
+
+def _print_skipped(skipped: dict[str, int], skipped_files: list[dict[str, str]]) -> None:
+    if not skipped:
+        stdout.print("Skipped: none")
+        return
+    stdout.print("Skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
+    for f in [f for f in skipped_files if f.get("category") == "unreadable"][:10]:
+        stdout.print(f"  [dim]{escape(f['path'])}: {escape(f.get('reason', ''))}[/dim]")
+
+
+@app.command("prepare")
+@cli_errors
+def prepare_command(
+    source: Annotated[str | None, typer.Argument(
+        help="Catalogue name, folder, .zip/.tar archive or http(s) URL "
+             "(default: infant-emotions).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Output folder (default: babyemo home).")] = None,
+    split: Annotated[str, typer.Option("--split", help=_SPLIT_HELP)] = "0.7,0.15,0.15",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split.")] = 0,
+    resplit: Annotated[bool, typer.Option(
+        "--resplit", help="Ignore train/val/test folders; split everything anew.")] = False,
+    metadata: Annotated[Path | None, typer.Option(
+        "--metadata", help="CSV with a path column (+ age_months, sex, skin_tone, ethnicity, "
+                           "source, subject_id...).")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Dataset name (default: from the source).")] = None,
+) -> None:
+    """Scan a dataset, make a duplicate-aware split and write manifest.csv + dataset.json."""
+    ratios = _parse_split(split)
+    from babyemo.data.prepare import prepare
+
+    result = prepare(source, out=out, split=ratios, seed=seed, resplit=resplit,
+                     metadata=metadata, name=name)
+    manifest = result.manifest
+    stdout.print(f"Manifest: {escape(str(result.manifest_path))}")
+    stdout.print(f"{result.n_images} images, {len(manifest.class_names)} classes "
+                 f"({escape(', '.join(manifest.class_names))}), root {escape(str(manifest.root))}")
+    stdout.print(_counts_table(manifest.counts(), manifest.class_names))
+    _print_skipped(result.skipped, result.skipped_files)
+    _print_warnings(result.warnings)
+
+
+@app.command("split")
+@cli_errors
+def split_command(
+    manifest: Annotated[Path, typer.Argument(help="manifest.csv or its folder.")],
+    split: Annotated[str, typer.Option("--split", help=_SPLIT_HELP)] = "0.7,0.15,0.15",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split.")] = 0,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Output folder (default: in place).")] = None,
+) -> None:
+    """Re-split a prepared dataset (duplicate-aware; no image is decoded)."""
+    ratios = _parse_split(split)
+    from babyemo.data.prepare import split_manifest
+
+    result = split_manifest(manifest, split=ratios, seed=seed, out=out)
+    stdout.print(f"Manifest: {escape(str(result.path))}")
+    stdout.print(_counts_table(result.counts(), result.class_names))
+
+
+def _dup_row(table: Table, kind: str, stats: dict[str, Any]) -> None:
+    table.add_row(kind, str(stats["groups"]), str(stats["images"]),
+                  str(stats["spanning_splits"]), str(stats["conflicting_labels"]))
+
+
+def _print_report(report: Any) -> None:
+    d = report.to_dict()
+    stdout.print(f"[bold]{escape(d['name'])}[/bold] ({d['kind']}: {escape(d['inspected'])})")
+    stdout.print(f"{d['n_images']} images, {len(d['class_names'])} classes, root "
+                 f"{escape(d['root'])}")
+    counts = _counts_table(d["counts"], d["class_names"])
+    stdout.print(counts)
+    ratios = ", ".join(f"{k} {'n/a' if v is None else f'{v:.2f}'}"
+                       for k, v in d["imbalance"].items())
+    stdout.print(f"Imbalance (largest/smallest class): {ratios}")
+
+    table = Table(title="Files")
+    table.add_column("what")
+    table.add_column("values", overflow="fold")
+    w, h = d["sizes"]["width"], d["sizes"]["height"]
+    table.add_row("size (min / median / max)",
+                  f"{w['min']}x{h['min']} / {w['median']:g}x{h['median']:g} / "
+                  f"{w['max']}x{h['max']}")
+    table.add_row("formats", ", ".join(f"{k} {v}" for k, v in d["formats"].items()))
+    if d["modes"] is not None:
+        table.add_row("modes", ", ".join(f"{k} {v}" for k, v in d["modes"].items()))
+    table.add_row("name ending ≠ format", str(d["extension_mismatches"]))
+    table.add_row("skipped", ", ".join(f"{k} {v}" for k, v in d["skipped"].items()) or "none")
+    if d["near_blank"] is not None:
+        table.add_row("near-blank", str(len(d["near_blank"])))
+    stdout.print(table)
+
+    table = Table(title=f"Duplicates (near: dHash within {d['near_duplicate_distance']} bits)")
+    for col in ("kind", "groups", "images", "span splits", "conflicting labels"):
+        table.add_column(col, justify="right" if col != "kind" else "left")
+    _dup_row(table, "byte-identical", d["exact_duplicates"])
+    _dup_row(table, "near-duplicate", d["near_duplicates"])
+    stdout.print(table)
+    for group in (d["exact_duplicates"]["examples"][:3] + d["near_duplicates"]["examples"][:3]):
+        stdout.print("  [dim]" + escape(" = ".join(group)) + "[/dim]")
+
+    if d["catalogue"]:
+        cat = d["catalogue"]
+        stdout.print(f"[bold]Catalogue:[/bold] {escape(cat['title'])}")
+        stdout.print(f"  Demographics: {escape(cat['demographics'])}")
+        stdout.print(f"  Terms: {escape(cat['terms'])}")
+        stdout.print(f"  Cite: {escape(cat['citation'])}")
+    meta = d["metadata"]
+    if meta:
+        stdout.print(f"[bold]Metadata[/bold] ({escape(meta['file'])}): "
+                     f"{meta['images_with_metadata']} images with a row")
+        for column, per_class in meta["by_class"].items():
+            table = Table(title=f"{column} per class / split")
+            table.add_column("group")
+            table.add_column("distribution", overflow="fold")
+            groups = list(per_class.items()) + list(meta["by_split"][column].items())
+            for group, dist in groups:
+                table.add_row(escape(group), escape(", ".join(f"{k} {v}" for k, v in dist.items())))
+            stdout.print(table)
+        if meta["subjects"]:
+            s = meta["subjects"]
+            stdout.print(f"Subjects: {s['n']}, in more than one split: {s['in_several_splits']}")
+    _print_warnings(d["warnings"])
+    if not d["warnings"]:
+        stdout.print("[green]No problems found.[/green]")
+
+
+@app.command("inspect")
+@cli_errors
+def inspect_command(
+    path: Annotated[Path, typer.Argument(
+        help="manifest.csv, a prepared folder or a dataset folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Report counts, balance, formats, duplicates, leaks and demographics of a dataset."""
+    from babyemo.data.inspect import inspect_dataset
+
+    report = inspect_dataset(path)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        return
+    _print_report(report)

@@ -1,0 +1,103 @@
+"""``babyemo models``: the architecture registry and the trained models."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from babyemo.cli._common import cli_errors, stdout
+
+app = typer.Typer(help="The model registry: architectures and trained models.",
+                  no_args_is_help=True)
+
+
+@app.command("list")
+@cli_errors
+def list_command(
+    pattern: str = typer.Argument(None, help="Glob filter on architecture names, e.g. 'resnet*'."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """List registered architectures and trained models."""
+    from babyemo.models.registry import list_archs
+    from babyemo.models.store import default_model, list_trained
+
+    archs = list_archs(pattern)
+    trained = list_trained()
+    default = default_model()
+    if as_json:
+        stdout.print_json(json.dumps({
+            "architectures": [{"name": a.name, "input": a.default_input.to_dict(),
+                               "pretrained": a.pretrained, "description": a.description}
+                              for a in archs],
+            "trained": trained, "default": default}))
+        return
+    table = Table(title="Architectures")
+    for col in ("name", "input", "pretrained", "description"):
+        table.add_column(col)
+    for a in archs:
+        spec = a.default_input
+        table.add_row(a.name, f"{spec.size}px {'RGB' if spec.channels == 3 else 'gray'}",
+                      "yes" if a.pretrained else "no", a.description)
+    stdout.print(table)
+    table = Table(title="Trained models")
+    table.add_column("name", no_wrap=True)
+    for col in ("arch", "classes", "val macro-F1", "created", "checkpoint"):
+        table.add_column(col, overflow="fold")
+    for name, rec in reversed(trained.items()):
+        f1 = rec.get("val_macro_f1")
+        table.add_row(name + (" (default)" if name == default else ""), rec.get("arch", ""),
+                      ",".join(rec.get("class_names", [])), "" if f1 is None else f"{f1:.3f}",
+                      rec.get("created", ""), rec["checkpoint"])
+    stdout.print(table if trained else "No trained models yet (babyemo train).")
+
+
+@app.command("info")
+@cli_errors
+def info_command(
+    name: str = typer.Argument(..., help="Architecture name, trained model name, or .pt file."),
+) -> None:
+    """Show one architecture, trained model or checkpoint in detail."""
+    from pathlib import Path
+
+    from babyemo.errors import RegistryError
+
+    if name.endswith(".pt") or Path(name).is_file():
+        _show_checkpoint(Path(name))
+        return
+    from babyemo.models.registry import get_arch
+    from babyemo.models.store import get_trained, list_trained
+
+    if name in list_trained():
+        rec = get_trained(name)
+        _show_checkpoint(Path(rec["checkpoint"]), title=name)
+        return
+    try:
+        a = get_arch(name)
+    except RegistryError as e:
+        raise RegistryError(f"No architecture or trained model named '{name}'.", e.hint) from None
+    from babyemo.models.registry import create_model
+
+    n_params = sum(p.numel() for p in create_model(name, num_classes=3).parameters())
+    stdout.print(f"[bold]{a.name}[/bold]: {a.description}")
+    stdout.print(f"default input: {a.default_input.to_dict()}")
+    stdout.print(f"ImageNet weights: {'yes (--pretrained)' if a.pretrained else 'no'}")
+    stdout.print(f"parameters (3 classes): {n_params:,}")
+
+
+def _show_checkpoint(path, title: str | None = None) -> None:
+    from babyemo.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    stdout.print(f"[bold]{title or path}[/bold]  ({path})")
+    stdout.print(f"arch: {ckpt.arch} {ckpt.arch_kwargs or ''}")
+    stdout.print(f"class_names: {ckpt.class_names}")
+    stdout.print(f"input: {ckpt.input_spec.to_dict()}")
+    stdout.print(f"trained on: {ckpt.train.get('dataset')} ({ckpt.train.get('manifest')}), "
+                 f"epoch {ckpt.train.get('epoch')}, precision {ckpt.train.get('precision')}")
+    val = ckpt.metrics.get("val") or {}
+    if val:
+        stdout.print(f"val: accuracy {val['accuracy']:.3f}, balanced accuracy "
+                     f"{val['balanced_accuracy']:.3f}, macro-F1 {val['macro_f1']:.3f}")
+    stdout.print(f"created: {ckpt.raw.get('created')}  babyemo {ckpt.raw.get('babyemo_version')}")

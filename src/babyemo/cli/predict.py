@@ -1,0 +1,53 @@
+"""``babyemo predict``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from babyemo.cli._common import cli_errors, stderr, stdout
+from babyemo.config import Precision
+
+
+@cli_errors
+def predict_command(
+    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders."),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="A .pt file."),
+    model: str = typer.Option(None, "--model", help="A trained model name (default: the "
+                              "registry's default model)."),
+    csv_out: str = typer.Option(None, "--csv", help="CSV file to write, or - for stdout "
+                                "(the default when neither --csv nor --json is given)."),
+    json_out: Path = typer.Option(None, "--json", help="JSON file to write."),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive",
+                                   help="Search sub-folders."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 if any file failed."),
+    device: str = typer.Option("auto", "--device"),
+    precision: Precision = typer.Option(Precision.auto, "--precision"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    workers: int = typer.Option(None, "--workers", min=0),
+) -> None:
+    """Predict the emotion of every image in files/folders (CSV: path, label, confidence,
+    prob_<class>..., error)."""
+    import sys
+
+    from babyemo.prediction import Predictor, predict_to_files
+
+    predictor = Predictor(checkpoint, model=model, device=device, precision=precision,
+                          batch_size=batch_size, num_workers=workers)
+    to_stdout = csv_out == "-" or (csv_out is None and json_out is None)
+    summary = predict_to_files(inputs, predictor,
+                               csv_out=sys.stdout if to_stdout else csv_out,
+                               json_out=json_out, recursive=recursive)
+    report = stderr if to_stdout else stdout
+    counts = ", ".join(f"{k} {v}" for k, v in summary.label_counts.items()) or "none"
+    report.print(f"{summary.n_files} files: {summary.n_files - summary.n_failed} predicted "
+                 f"({counts}), {summary.n_failed} failed, {summary.n_hidden_skipped} hidden "
+                 f"skipped; {summary.seconds:.1f}s ({summary.images_per_s:.1f} img/s)")
+    if csv_out and not to_stdout:
+        report.print(f"csv: {csv_out}")
+    if json_out:
+        report.print(f"json: {json_out}")
+    if strict and summary.n_failed:
+        stderr.print(f"[bold red]Error:[/bold red] {summary.n_failed} file(s) failed (--strict).")
+        raise typer.Exit(1)

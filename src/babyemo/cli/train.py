@@ -1,0 +1,65 @@
+"""``babyemo train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from babyemo.cli._common import cli_errors, stdout
+from babyemo.config import OptimizerName, Precision, SchedulerName, TrainConfig
+
+_D = TrainConfig()
+
+
+@cli_errors
+def train_command(
+    data: Path = typer.Option(None, "--data", help="Manifest (CSV or its folder). "
+                              "Default: the last prepared dataset."),
+    arch: str = typer.Option(_D.arch, "--arch", help="Architecture (see `babyemo models list`)."),
+    device: str = typer.Option(_D.device, "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    epochs: int = typer.Option(_D.epochs, "--epochs", min=1),
+    batch_size: int = typer.Option(_D.batch_size, "--batch-size", min=1),
+    lr: float = typer.Option(_D.lr, "--lr", help="Peak learning rate."),
+    weight_decay: float = typer.Option(_D.weight_decay, "--weight-decay"),
+    optimizer: OptimizerName = typer.Option(_D.optimizer, "--optimizer"),
+    scheduler: SchedulerName = typer.Option(_D.scheduler, "--scheduler"),
+    image_size: int = typer.Option(_D.image_size, "--image-size",
+                                   help="Input side in pixels (default: the arch's default input, "
+                                   "see `babyemo models list`)."),
+    augment: str = typer.Option("default", "--augment", help="none, light or default."),
+    label_smoothing: float = typer.Option(_D.label_smoothing, "--label-smoothing"),
+    class_weights: bool = typer.Option(False, "--class-weights/--no-class-weights",
+                                       help="Weight the loss by inverse class frequency."),
+    early_stopping: int = typer.Option(None, "--early-stopping", min=1, metavar="PATIENCE",
+                                       help="Stop after PATIENCE epochs without val gain."),
+    seed: int = typer.Option(_D.seed, "--seed"),
+    precision: Precision = typer.Option(_D.precision, "--precision"),
+    pretrained: bool = typer.Option(False, "--pretrained", help="Start from ImageNet weights."),
+    init: Path = typer.Option(None, "--init", help="Fine-tune from a babyemo checkpoint."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default runs/<time>-<arch>)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Reuse a non-empty --out."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    name: str = typer.Option(None, "--name", help="Register the model under this name."),
+    workers: int = typer.Option(None, "--workers", min=0, help="DataLoader worker processes."),
+) -> None:
+    """Train an architecture on a prepared dataset (best.pt, last.pt, metrics, curves)."""
+    from babyemo.config import AugmentConfig
+    from babyemo.training import train
+
+    config = TrainConfig(
+        data=str(data) if data else None, arch=arch, pretrained=pretrained,
+        image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
+        weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler,
+        augment=AugmentConfig.preset(augment), label_smoothing=label_smoothing,
+        class_weights=class_weights, early_stopping=early_stopping, seed=seed, device=device,
+        precision=precision, num_workers=workers, out=str(out) if out else None,
+        overwrite=overwrite, resume=resume, init=str(init) if init else None, name=name)
+    result = train(config)
+    m = result.best_metrics
+    nan = float("nan")
+    stdout.print(f"best epoch {result.best_epoch}: val accuracy {m.get('accuracy', nan):.3f}"
+                 f", macro-F1 {m.get('macro_f1', nan):.3f}"
+                 f" ({result.seconds / 60:.1f} min)")
+    stdout.print(f"model '{result.name}': {result.best_checkpoint}")
+    stdout.print(f"run folder: {result.run_dir}")

@@ -1,0 +1,311 @@
+"""The prepared-dataset files: ``manifest.csv`` (one row per image) and ``dataset.json``.
+
+``manifest.csv`` columns (UTF-8, header row): ``path`` (relative to the dataset root,
+``/``-separated), ``label`` (class name), ``split`` (``train``/``val``/``test``),
+``sha256`` (of the file's bytes), ``width``, ``height`` (pixels, as stored, before EXIF
+rotation), ``format`` (sniffed by Pillow, e.g. ``JPEG``, ``WEBP``) and ``dhash`` (64-bit
+difference hash as 16 hex digits, see :mod:`babyemo.data.hashing`).
+
+``dataset.json`` beside it records where the images are (``root``), what the user gave
+(``source``), the sorted ``class_names``, how the split was made and what was skipped. See
+``docs/data-formats.md``. Standard library only (no torch).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from babyemo.errors import ManifestError
+from babyemo.io import atomic_open
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ("path", "label", "split", "sha256", "width", "height", "format", "dhash")
+"""Columns of ``manifest.csv``, in order."""
+
+SPLITS = ("train", "val", "test")
+"""Split names a manifest may use, in canonical order."""
+
+MANIFEST_FILE = "manifest.csv"
+INFO_FILE = "dataset.json"
+METADATA_FILE = "metadata.csv"
+FORMAT_NAME = "babyemo-dataset"
+FORMAT_VERSION = 1
+
+_PREPARE_HINT = "run `babyemo data prepare` first"
+
+
+@dataclass
+class ManifestRow:
+    """One image of a prepared dataset (the columns of ``manifest.csv``)."""
+
+    path: str
+    label: str
+    split: str
+    sha256: str
+    width: int
+    height: int
+    format: str
+    dhash: str
+
+
+@dataclass
+class Manifest:
+    """A prepared dataset: its rows and its ``dataset.json``.
+
+    Attributes:
+        path: The ``manifest.csv`` file.
+        root: Absolute folder the row paths are relative to.
+        name: Dataset name.
+        class_names: Sorted unique labels of the rows (the logit order is fixed from this
+            list at training time).
+        rows: The images.
+        info: The ``dataset.json`` content (``{}`` when there is none).
+    """
+
+    path: Path
+    root: Path
+    name: str
+    class_names: list[str]
+    rows: list[ManifestRow]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def rows_for(self, split: str) -> list[ManifestRow]:
+        """The rows of one split (``"train"``, ``"val"`` or ``"test"``; may be empty)."""
+        return [r for r in self.rows if r.split == split]
+
+    def splits(self) -> list[str]:
+        """The splits that have rows, in ``train, val, test`` order."""
+        present = {r.split for r in self.rows}
+        return [s for s in SPLITS if s in present]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Images per split and label: ``{split: {label: n}}`` (every class listed)."""
+        out = {s: dict.fromkeys(self.class_names, 0) for s in self.splits()}
+        for r in self.rows:
+            out[r.split][r.label] += 1
+        return out
+
+    def resolve(self, row_or_relpath: ManifestRow | str) -> Path:
+        """Absolute path of a row's image.
+
+        Raises:
+            ManifestError: The path is absolute, contains ``..``, or resolves (through a
+                symlink) outside the dataset root.
+        """
+        rel = row_or_relpath.path if isinstance(row_or_relpath, ManifestRow) else row_or_relpath
+        return resolve_under(self.root, rel, self.path)
+
+    def sha256(self) -> str:
+        """SHA-256 (hex) of the ``manifest.csv`` bytes (identifies the data of a run)."""
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+_real_roots: dict[str, str] = {}
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def check_relpath(rel: str, where: Path | str = "manifest") -> PurePosixPath:
+    """Validate a manifest path: relative, ``/``-separated, no ``..``, not empty.
+
+    Raises:
+        ManifestError: The path could escape the dataset root (absolute, a drive letter,
+            a backslash or a ``..`` component).
+    """
+    if (not rel or rel.startswith("/") or "\\" in rel or _DRIVE.match(rel)
+            or ".." in rel.split("/")):
+        raise ManifestError(
+            f"{where}: path {rel!r} is not a relative path inside the dataset root.",
+            "manifest paths are relative, '/'-separated and may not contain '..'",
+        )
+    return PurePosixPath(rel)
+
+
+def resolve_under(root: Path, rel: str, where: Path | str = "manifest") -> Path:
+    """``root / rel`` as an absolute path, refusing anything that escapes ``root``.
+
+    Raises:
+        ManifestError: ``rel`` is absolute, has ``..``, or a symlink leads outside ``root``.
+    """
+    posix = check_relpath(rel, where)
+    root_abs = Path(os.path.abspath(root))
+    key = str(root_abs)
+    real_root = _real_roots.get(key)
+    if real_root is None:
+        real_root = _real_roots[key] = os.path.realpath(root_abs)
+    target = root_abs.joinpath(*posix.parts)
+    real = os.path.realpath(target)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise ManifestError(f"{where}: {rel!r} resolves outside the dataset root {root_abs}.",
+                            "a symlink points outside the dataset; copy the file instead")
+    return target
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 (seconds)."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def new_info(name: str, root: Path, source: str, class_names: Sequence[str],
+             **extra: Any) -> dict[str, Any]:
+    """A ``dataset.json`` dict with the required keys (``extra`` is merged in)."""
+    info: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "root": str(Path(root).resolve()),
+        "source": source,
+        "class_names": sorted(class_names),
+        "split": {"ratios": None, "seed": None, "given": False},
+        "created": now_iso(),
+        "skipped": {},
+        "skipped_files": [],
+        "metadata": None,
+    }
+    info.update(extra)
+    return info
+
+
+def _manifest_file(path: str | os.PathLike[str]) -> Path:
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / MANIFEST_FILE
+    if not path.is_file():
+        raise ManifestError(f"No manifest at {path}.", _PREPARE_HINT)
+    return path
+
+
+def _read_info(folder: Path) -> dict[str, Any]:
+    info_path = folder / INFO_FILE
+    if not info_path.is_file():
+        return {}
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ManifestError(f"{info_path} is not valid JSON ({e}).",
+                            "delete it and prepare the dataset again") from e
+    if not isinstance(info, dict) or info.get("format", FORMAT_NAME) != FORMAT_NAME:
+        raise ManifestError(f"{info_path} is not a babyemo dataset description.",
+                            f"expected \"format\": \"{FORMAT_NAME}\"")
+    version = info.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ManifestError(f"{info_path} has format_version {version!r}; this babyemo "
+                            f"reads up to {FORMAT_VERSION}.", "upgrade babyemo")
+    return info
+
+
+def _parse_row(raw: dict[str, str], line: int, where: Path) -> ManifestRow:
+    values = {k: (raw.get(k) or "").strip() for k in COLUMNS}
+    if values["split"] not in SPLITS:
+        raise ManifestError(f"{where}, line {line}: split {values['split']!r} is not one of "
+                            f"{', '.join(SPLITS)}.", "re-split with `babyemo data split`")
+    if not values["label"]:
+        raise ManifestError(f"{where}, line {line}: empty label.")
+    check_relpath(values["path"], f"{where}, line {line}")
+    try:
+        width, height = int(values["width"]), int(values["height"])
+    except ValueError:
+        raise ManifestError(f"{where}, line {line}: width/height must be integers, got "
+                            f"{values['width']!r}, {values['height']!r}.") from None
+    return ManifestRow(path=values["path"], label=values["label"], split=values["split"],
+                       sha256=values["sha256"], width=width, height=height,
+                       format=values["format"], dhash=values["dhash"])
+
+
+def read_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """Read a prepared dataset.
+
+    Args:
+        path: ``manifest.csv`` or the folder holding it (and ``dataset.json``). Without
+            ``dataset.json`` the root is the manifest's folder.
+
+    Returns:
+        The :class:`Manifest`.
+
+    Raises:
+        ManifestError: Missing file, missing columns, a bad split value or row, an empty
+            manifest, an unreadable ``dataset.json``, or a root folder that is gone.
+    """
+    csv_path = _manifest_file(path)
+    info = _read_info(csv_path.parent)
+    try:
+        with open(csv_path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            missing = [c for c in COLUMNS if c not in header]
+            if missing:
+                raise ManifestError(f"{csv_path} lacks the column(s) {', '.join(missing)}.",
+                                    f"a manifest has the columns {','.join(COLUMNS)}")
+            rows = [_parse_row(raw, i, csv_path) for i, raw in enumerate(reader, start=2)]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ManifestError(f"Cannot read {csv_path} ({e}).", _PREPARE_HINT) from e
+    if not rows:
+        raise ManifestError(f"{csv_path} has no rows.", _PREPARE_HINT)
+    root_text = info.get("root")
+    root = Path(root_text) if root_text else csv_path.parent
+    if not root.is_absolute():
+        root = csv_path.parent / root
+    if not root.is_dir():
+        raise ManifestError(f"The dataset root {root} of {csv_path} does not exist.",
+                            "the images moved? prepare the dataset again")
+    class_names = sorted({r.label for r in rows})
+    name = str(info.get("name") or csv_path.parent.name)
+    return Manifest(path=csv_path, root=root.resolve(), name=name, class_names=class_names,
+                    rows=rows, info=info)
+
+
+def write_manifest(manifest: Manifest | Sequence[ManifestRow], out_dir: str | os.PathLike[str],
+                   info: dict[str, Any] | None = None) -> Path:
+    """Write ``manifest.csv`` and ``dataset.json`` into ``out_dir``, each atomically.
+
+    Args:
+        manifest: A :class:`Manifest`, or rows (then ``info`` is required).
+        out_dir: Destination folder (created if missing).
+        info: The ``dataset.json`` dict; defaults to ``manifest.info``. Its
+            ``class_names`` are set to the sorted labels of the rows.
+
+    Returns:
+        The written ``manifest.csv`` path.
+
+    Raises:
+        ManifestError: No rows, no info, or a row with a bad split or path.
+    """
+    if isinstance(manifest, Manifest):
+        rows, info = manifest.rows, dict(info if info is not None else manifest.info)
+    else:
+        rows = list(manifest)
+        if info is None:
+            raise ManifestError("write_manifest needs the dataset.json info with bare rows.")
+        info = dict(info)
+    if not rows:
+        raise ManifestError("Refusing to write an empty manifest.")
+    for row in rows:
+        if row.split not in SPLITS:
+            raise ManifestError(f"Row {row.path!r} has split {row.split!r}, not one of "
+                                f"{', '.join(SPLITS)}.")
+        check_relpath(row.path)
+    info["class_names"] = sorted({r.label for r in rows})
+    info.setdefault("format", FORMAT_NAME)
+    info.setdefault("format_version", FORMAT_VERSION)
+    out = Path(out_dir).expanduser()
+    csv_path = out / MANIFEST_FILE
+    names = [f.name for f in fields(ManifestRow)]
+    with atomic_open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=names, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+    with atomic_open(out / INFO_FILE, "w") as f:
+        json.dump(info, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    logger.info("Wrote %s (%d rows)", csv_path, len(rows))
+    return csv_path

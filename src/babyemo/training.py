@@ -1,0 +1,408 @@
+"""Train a registered architecture on a prepared dataset: ``train(TrainConfig) -> TrainResult``.
+
+One epoch = one pass over the ``train`` split with augmentation, then an evaluation of the
+``val`` split. Every epoch writes ``metrics.csv``, ``curves.png`` and ``last.pt`` (with the
+optimizer state for ``--resume``); ``best.pt`` is the epoch with the best validation
+macro-F1. The ``test`` split is never read here.
+
+Determinism: epoch ``e`` reseeds torch with ``seed + e`` and shuffles with a generator of
+the same seed, so a run resumed from ``last.pt`` on the CPU continues exactly as an
+uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import inspect
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from babyemo import reports
+from babyemo.checkpoint import load_checkpoint, read_checkpoint_dict, save_checkpoint
+from babyemo.config import OptimizerName, SchedulerName, TrainConfig
+from babyemo.data.dataset import ManifestDataset
+from babyemo.data.manifest import Manifest, read_manifest
+from babyemo.data.prepare import last_manifest
+from babyemo.devices import default_num_workers, resolve_device, resolve_precision
+from babyemo.errors import ConfigError, DataError
+from babyemo.io import atomic_write_text
+from babyemo.metrics import classification_metrics
+from babyemo.models import store
+from babyemo.models.registry import create_model, get_arch
+from babyemo.progress import progress_bar
+from babyemo.transforms import eval_transform, train_transform
+
+log = logging.getLogger(__name__)
+
+HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc",
+                  "val_balanced_acc", "val_macro_f1", "lr", "seconds", "images_per_s"]
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        run_dir: Folder of the run.
+        best_checkpoint: ``best.pt`` (best validation macro-F1).
+        last_checkpoint: ``last.pt`` (latest epoch, with resume state).
+        best_epoch: Epoch (1-based) of ``best.pt``.
+        best_metrics: Validation metrics of the best epoch.
+        history: One dict per epoch (keys of :data:`HISTORY_FIELDS` plus per-class accuracy).
+        seconds: Wall time of this call in seconds.
+        name: Name under which the model was registered.
+        stopped_early: Whether early stopping ended the run.
+    """
+
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_epoch: int
+    best_metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    name: str = ""
+    stopped_early: bool = False
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _run_dir(config: TrainConfig) -> Path:
+    if config.out:
+        run_dir = Path(config.out)
+    else:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path("runs") / f"{stamp}-{config.arch}"
+    if config.resume:
+        if not (run_dir / "last.pt").is_file():
+            raise ConfigError(f"Cannot resume: {run_dir / 'last.pt'} does not exist.",
+                              "pass --out with the folder of the run to resume")
+        return run_dir
+    if run_dir.exists() and any(run_dir.iterdir()) and not config.overwrite:
+        raise ConfigError(f"The run folder {run_dir} is not empty.",
+                          "pass --overwrite, --resume, or another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _arch_kwargs(config: TrainConfig, size: int) -> dict[str, Any]:
+    kwargs = dict(config.arch_kwargs)
+    params = inspect.signature(get_arch(config.arch).builder).parameters
+    if "input_size" in params:
+        kwargs.setdefault("input_size", size)
+    return kwargs
+
+
+def _init_from(model: nn.Module, path: str, class_names: list[str]) -> None:
+    """Load weights of another babyemo checkpoint; keep our head if the classes differ."""
+    ckpt = load_checkpoint(path)
+    own = model.state_dict()
+    same_classes = ckpt.class_names == class_names
+    loadable = {k: v for k, v in ckpt.state_dict.items()
+                if k in own and own[k].shape == v.shape}
+    if not same_classes:  # classifier rows mean other classes: drop tensors shaped by them
+        n_old = len(ckpt.class_names)
+        loadable = {k: v for k, v in loadable.items() if not (v.ndim >= 1 and v.shape[0] == n_old
+                                                              and k in _head_keys(model))}
+    missing = [k for k in own if k not in loadable]
+    model.load_state_dict(loadable, strict=False)
+    log.info("Initialised from %s: %d tensors loaded, %d new (%s)", path, len(loadable),
+             len(missing), "same classes" if same_classes else "classifier replaced")
+
+
+def _head_keys(model: nn.Module) -> set[str]:
+    """State-dict keys of the last Linear layer (the classifier head)."""
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    return {f"{last}.weight", f"{last}.bias"} if last is not None else set()
+
+
+def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer is OptimizerName.sgd:
+        return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
+    if config.scheduler is SchedulerName.cosine:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.scheduler is SchedulerName.plateau:
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5,
+                                                          patience=3)
+    return None
+
+
+def _loader(dataset: ManifestDataset, config: TrainConfig, device: torch.device, *,
+            shuffle: bool, epoch_seed: int = 0) -> DataLoader:
+    workers = config.num_workers if config.num_workers is not None else default_num_workers(device)
+    generator = torch.Generator().manual_seed(epoch_seed) if shuffle else None
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle,
+                      num_workers=workers, generator=generator,
+                      drop_last=shuffle and len(dataset) > config.batch_size,
+                      pin_memory=device.type == "cuda", persistent_workers=False)
+
+
+class _Runner:
+    """Runs training and evaluation passes on one device and precision."""
+
+    def __init__(self, model: nn.Module, device: torch.device, plan: Any,
+                 criterion: nn.Module) -> None:
+        self.model, self.device, self.plan, self.criterion = model, device, plan, criterion
+        self.channels_last = device.type in ("cpu", "cuda")
+        self.scaler = torch.amp.GradScaler("cuda") if plan.grad_scaler else None
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        nb = self.device.type == "cuda"
+        x = x.to(self.device, non_blocking=nb)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y.to(self.device, non_blocking=nb)
+
+    def train_epoch(self, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    description: str) -> dict[str, float]:
+        self.model.train()
+        total_loss, correct, n = 0.0, 0, 0
+        with progress_bar(description, total=len(loader), unit="batch") as bar:
+            for x, y in loader:
+                x, y = self._to_device(x, y)
+                optimizer.zero_grad(set_to_none=True)
+                with self.plan.autocast(self.device):
+                    logits = self.model(x)
+                    loss = self.criterion(logits.float(), y)
+                if not torch.isfinite(loss):
+                    raise ConfigError(f"The training loss became {loss.item()}.",
+                                      "lower --lr or use --precision fp32")
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                    self.scaler.step(optimizer)
+                    self.scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                total_loss += loss.item() * len(y)
+                correct += (logits.argmax(1) == y).sum().item()
+                n += len(y)
+                bar.advance()
+        return {"train_loss": total_loss / max(n, 1), "train_acc": correct / max(n, 1), "n": n}
+
+    @torch.inference_mode()
+    def evaluate(self, loader: DataLoader) -> tuple[float, np.ndarray, np.ndarray]:
+        """Mean loss, true labels ``(N,) int64`` and predicted labels ``(N,) int64``."""
+        self.model.eval()
+        total_loss, trues, preds = 0.0, [], []
+        for x, y in loader:
+            x, y = self._to_device(x, y)
+            with self.plan.autocast(self.device):
+                logits = self.model(x).float()
+            total_loss += self.criterion(logits, y).item() * len(y)
+            trues.append(y.cpu())
+            preds.append(logits.argmax(1).cpu())
+        y_true = torch.cat(trues).numpy()
+        return total_loss / max(len(y_true), 1), y_true, torch.cat(preds).numpy()
+
+
+def _write_history(run_dir: Path, history: list[dict[str, Any]], class_names: list[str]) -> None:
+    header = HISTORY_FIELDS + [f"val_acc_{c}" for c in class_names]
+    reports.write_csv_rows(run_dir / "metrics.csv", header,
+                           [[row.get(k, "") for k in header] for row in history])
+    reports.plot_curves(history, run_dir / "curves.png")
+
+
+def _summary_line(row: dict[str, Any], epochs: int, class_names: list[str]) -> str:
+    per_class = " ".join(f"{c} {row.get(f'val_acc_{c}', float('nan')):.2f}" for c in class_names)
+    val = (f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} "
+           f"macro-F1 {row['val_macro_f1']:.3f} [{per_class}] "
+           if "val_loss" in row else "")
+    return (f"epoch {row['epoch']}/{epochs} train loss {row['train_loss']:.3f} "
+            f"acc {row['train_acc']:.3f} {val}lr {row['lr']:.2e} "
+            f"{row['seconds']:.1f}s ({row['images_per_s']:.0f} img/s)")
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train ``config.arch`` on the manifest ``config.data`` (default: last prepared).
+
+    Writes into the run folder (``config.out`` or ``runs/<time>-<arch>``): ``config.json``,
+    ``metrics.csv``, ``curves.png``, ``best.pt``, ``last.pt``; registers ``best.pt`` in
+    the trained-model registry under ``config.name`` (default: the run folder's name).
+
+    Args:
+        config: The training configuration (see :class:`~babyemo.config.TrainConfig`).
+
+    Returns:
+        The :class:`TrainResult`.
+
+    Raises:
+        DataError: No manifest, an empty train split, or labels unusable for training.
+        ConfigError: A bad option, a non-empty run folder, or a diverging loss.
+        DeviceError: The device or precision is unavailable.
+        RegistryError: Unknown arch, or ``config.name`` names another model.
+        CheckpointError: ``--init`` or ``--resume`` file unusable.
+    """
+    start = time.perf_counter()
+    run_dir = _run_dir(config)
+    resume_state: dict[str, Any] | None = None
+    if config.resume:
+        saved = read_checkpoint_dict(run_dir / "last.pt")
+        keep = {k: getattr(config, k) for k in ("device", "precision", "num_workers")}
+        config = TrainConfig.from_dict({**saved["train"]["config"], **keep, "resume": True,
+                                        "out": str(run_dir)})
+        resume_state = saved
+    manifest_path = Path(config.data) if config.data else last_manifest()
+    manifest: Manifest = read_manifest(manifest_path)
+    class_names = list(manifest.class_names)
+    if len(class_names) < 2:
+        raise DataError(f"The manifest {manifest.path} has {len(class_names)} class(es).",
+                        "a classifier needs at least two classes")
+    info = get_arch(config.arch)
+    spec = info.default_input.with_size(config.image_size)
+    arch_kwargs = _arch_kwargs(config, spec.size)
+    device = resolve_device(config.device)
+    plan = resolve_precision(config.precision, device)
+    _seed_all(config.seed)
+
+    model = create_model(config.arch, num_classes=len(class_names), pretrained=config.pretrained,
+                         **arch_kwargs)
+    if config.init and resume_state is None:
+        _init_from(model, config.init, class_names)
+    model = model.to(device)
+    if device.type in ("cpu", "cuda"):
+        model = model.to(memory_format=torch.channels_last)
+
+    workers = config.num_workers if config.num_workers is not None else default_num_workers(device)
+    train_ds = ManifestDataset(manifest, "train", class_names, spec,
+                               train_transform(spec, config.augment), cache=workers == 0)
+    has_val = bool(manifest.rows_for("val"))
+    val_ds = (ManifestDataset(manifest, "val", class_names, spec, eval_transform(spec),
+                              cache=workers == 0) if has_val else None)
+    if not has_val:
+        log.warning("The manifest has no 'val' split: best.pt will be the last epoch.")
+
+    weight = None
+    if config.class_weights:
+        from sklearn.utils.class_weight import compute_class_weight
+
+        present = np.unique(train_ds.targets)
+        w = np.ones(len(class_names), dtype=np.float32)
+        w[present] = compute_class_weight("balanced", classes=present, y=np.array(train_ds.targets))
+        weight = torch.tensor(w, device=device)
+    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+    optimizer = _optimizer(config, model)
+    scheduler = _scheduler(config, optimizer)
+    runner = _Runner(model, device, plan, criterion)
+
+    history: list[dict[str, Any]] = []
+    best = {"epoch": 0, "macro_f1": -math.inf, "val_loss": math.inf, "metrics": {}}
+    stale, first_epoch = 0, 1
+    if resume_state is not None:
+        model.load_state_dict(resume_state["state_dict"])
+        r = resume_state["resume"]
+        optimizer.load_state_dict(r["optimizer"])
+        if scheduler is not None and r.get("scheduler") is not None:
+            scheduler.load_state_dict(r["scheduler"])
+        if runner.scaler is not None and r.get("scaler") is not None:
+            runner.scaler.load_state_dict(r["scaler"])
+        history, best, stale = list(r["history"]), dict(r["best"]), int(r["stale"])
+        first_epoch = int(r["epoch"]) + 1
+        log.info("Resuming %s at epoch %d/%d", run_dir, first_epoch, config.epochs)
+
+    provenance = {"config": config.to_dict(), "seed": config.seed,
+                  "manifest": str(manifest.path.resolve()), "manifest_sha256": manifest.sha256(),
+                  "dataset": manifest.name, "n_train": len(train_ds),
+                  "n_val": len(val_ds) if val_ds else 0, "precision": plan.name,
+                  "device": str(device)}
+    atomic_write_text(run_dir / "config.json", json.dumps(provenance, indent=2))
+    log.info("Training %s on %s (%d train / %d val images, %d classes) on %s, %s, %d px",
+             config.arch, manifest.name, len(train_ds), provenance["n_val"], len(class_names),
+             device, plan.name, spec.size)
+
+    stopped_early = False
+    epoch = first_epoch - 1
+    val_loader = _loader(val_ds, config, device, shuffle=False) if val_ds else None
+    for epoch in range(first_epoch, config.epochs + 1):
+        t0 = time.perf_counter()
+        torch.manual_seed(config.seed + epoch)
+        loader = _loader(train_ds, config, device, shuffle=True, epoch_seed=config.seed + epoch)
+        row: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+        stats = runner.train_epoch(loader, optimizer, f"epoch {epoch}/{config.epochs}")
+        n_seen = stats.pop("n")
+        row.update(stats)
+        row["images_per_s"] = n_seen / max(time.perf_counter() - t0, 1e-9)
+        epoch_metrics: dict[str, Any] = {}
+        if val_loader is not None:
+            val_loss, y_true, y_pred = runner.evaluate(val_loader)
+            epoch_metrics = classification_metrics(y_true, y_pred, class_names)
+            row.update(val_loss=val_loss, val_acc=epoch_metrics["accuracy"],
+                       val_balanced_acc=epoch_metrics["balanced_accuracy"],
+                       val_macro_f1=epoch_metrics["macro_f1"])
+            for c in class_names:
+                row[f"val_acc_{c}"] = epoch_metrics["per_class"][c]["recall"]
+        row["seconds"] = time.perf_counter() - t0
+        history.append(row)
+
+        score = row.get("val_macro_f1", row["train_acc"])
+        loss_key = row.get("val_loss", row["train_loss"])
+        improved = score > best["macro_f1"] or (score == best["macro_f1"]
+                                                and loss_key < best["val_loss"])
+        if scheduler is not None:
+            if config.scheduler is SchedulerName.plateau:
+                scheduler.step(score)
+            else:
+                scheduler.step()
+        train_info = {**provenance, "epoch": epoch, "history_len": len(history)}
+        if improved:
+            best = {"epoch": epoch, "macro_f1": score, "val_loss": loss_key,
+                    "metrics": epoch_metrics}
+            stale = 0
+            save_checkpoint(run_dir / "best.pt", model=model, arch=config.arch,
+                            arch_kwargs=arch_kwargs, class_names=class_names, input_spec=spec,
+                            train=train_info, metrics={"val": epoch_metrics, "epoch": epoch})
+        else:
+            stale += 1
+        resume = {"optimizer": optimizer.state_dict(),
+                  "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                  "scaler": runner.scaler.state_dict() if runner.scaler is not None else None,
+                  "epoch": epoch, "history": history, "best": best, "stale": stale}
+        save_checkpoint(run_dir / "last.pt", model=model, arch=config.arch,
+                        arch_kwargs=arch_kwargs, class_names=class_names, input_spec=spec,
+                        train=train_info, metrics={"val": epoch_metrics, "epoch": epoch},
+                        resume=resume)
+        _write_history(run_dir, history, class_names)
+        log.info(_summary_line(row, config.epochs, class_names))
+        if config.early_stopping is not None and stale >= config.early_stopping:
+            log.info("Early stopping: no val macro-F1 gain for %d epochs.", stale)
+            stopped_early = True
+            break
+
+    name = config.name or run_dir.resolve().name
+    best_path = run_dir / "best.pt"
+    store.register_trained(name, best_path, arch=config.arch, class_names=class_names,
+                           dataset=manifest.name, best_epoch=best["epoch"],
+                           val_macro_f1=best["metrics"].get("macro_f1"))
+    return TrainResult(run_dir=run_dir, best_checkpoint=best_path,
+                       last_checkpoint=run_dir / "last.pt", best_epoch=best["epoch"],
+                       best_metrics=best["metrics"], history=history,
+                       seconds=time.perf_counter() - start, name=name,
+                       stopped_early=stopped_early)

@@ -1,0 +1,110 @@
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from babyemo import __version__
+from babyemo.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["data", "--help"], ["models", "--help"],
+                                  ["train", "--help"], ["evaluate", "--help"],
+                                  ["predict", "--help"]])
+def test_help_does_not_import_torch(args):
+    code = ("import sys\nfrom babyemo.cli import app\n"
+            f"try:\n    app({args!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "heavy = ('torch', 'torchvision', 'sklearn', 'matplotlib')\n"
+            "bad = [m for m in heavy if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage" in proc.stdout
+
+
+def test_version_and_python_m():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.stdout
+    proc = subprocess.run([sys.executable, "-m", "babyemo", "--version"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0 and __version__ in proc.stdout
+
+
+def test_models_list_shows_registry():
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    for name in ("resnet18", "mobilenet_v3_small", "vgg16", "vgg_fer", "custom_resnet"):
+        assert name in result.stdout
+
+
+def test_models_info_unknown_suggests():
+    result = runner.invoke(app, ["models", "info", "resnet81"])
+    assert result.exit_code == 1
+    assert "Error:" in result.stderr and "resnet18" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_train_evaluate_predict_end_to_end(prepared, tiny_arch, tmp_path):
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--data", str(prepared), "--arch", tiny_arch,
+                                 "--epochs", "2", "--batch-size", "8", "--precision", "fp32",
+                                 "--out", str(run), "--name", "cli-tiny", "--image-size", "24"])
+    assert result.exit_code == 0, result.output
+    assert "cli-tiny" in result.stdout and (run / "best.pt").is_file()
+    result = runner.invoke(app, ["models", "list", "--json"])
+    listing = json.loads(result.stdout)
+    assert listing["default"] == "cli-tiny" and "cli-tiny" in listing["trained"]
+    assert "cli-tiny" in runner.invoke(app, ["models", "list"]).stdout
+    result = runner.invoke(app, ["evaluate", "--model", "cli-tiny", "--data", str(prepared),
+                                 "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    assert "confusion matrix" in result.stdout and "macro-F1" in result.stdout
+    assert (tmp_path / "ev" / "confusion.png").is_file()
+    images = prepared.parent.parent / "images"
+    out = tmp_path / "pred.csv"
+    result = runner.invoke(app, ["predict", str(images), "--csv", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 36 and all(r["error"] == "" for r in rows)
+    result = runner.invoke(app, ["predict", str(images / "angry" / "angry_000.png"),
+                                 "--csv", "-", "--model", "cli-tiny"])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0].startswith("path,label,confidence,prob_angry")
+    assert len(result.stdout.splitlines()) == 2
+
+
+def test_predict_strict_fails_on_bad_file(prepared, tiny_arch, tmp_path):
+    runner.invoke(app, ["train", "--data", str(prepared), "--arch", tiny_arch, "--epochs", "1",
+                        "--out", str(tmp_path / "run"), "--image-size", "24"])
+    photos = tmp_path / "p"
+    photos.mkdir()
+    (photos / "bad.jpg").write_bytes(b"garbage")
+    result = runner.invoke(app, ["predict", str(photos), "--csv", str(tmp_path / "o.csv"),
+                                 "--strict"])
+    assert result.exit_code == 1 and "1 failed" in result.output
+    assert (tmp_path / "o.csv").is_file()
+
+
+def test_errors_are_one_red_line_exit_1(tmp_path):
+    result = runner.invoke(app, ["predict", str(tmp_path / "missing")])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error:") and "Traceback" not in result.output
+    result = runner.invoke(app, ["train", "--epochs", "0"])
+    assert result.exit_code == 2
+    result = runner.invoke(app, ["train", "--device", "tpu", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "Error:" in result.stderr
+
+
+def test_cli_reference_is_current():
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+    proc = subprocess.run([sys.executable, "-m", "typer", "babyemo.cli", "utils", "docs",
+                           "--name", "babyemo", "--title", "babyemo CLI reference"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == docs.read_text().strip(), "run scripts/gen_cli_docs.sh"

@@ -1,0 +1,73 @@
+import pickle
+
+import pytest
+import torch
+
+from babyemo.checkpoint import FORMAT, load_checkpoint, read_checkpoint_dict, save_checkpoint
+from babyemo.config import InputSpec
+from babyemo.errors import CheckpointError
+from babyemo.models.registry import create_model
+
+
+def _save(tmp_path, tiny_arch, **over):
+    model = create_model(tiny_arch, num_classes=3)
+    path = save_checkpoint(tmp_path / "m.pt", model=model, arch=tiny_arch, arch_kwargs={},
+                           class_names=["angry", "crying", "happy"],
+                           input_spec=InputSpec(size=24, mean=(0.5,) * 3, std=(0.5,) * 3),
+                           train={"seed": 0}, metrics={"val": {"macro_f1": 0.5}})
+    return model, path
+
+
+def test_round_trip_rebuilds_identical_model(tmp_path, tiny_arch):
+    model, path = _save(tmp_path, tiny_arch)
+    raw = torch.load(path, weights_only=True)  # plain data only
+    assert raw["format"] == FORMAT and raw["class_names"] == ["angry", "crying", "happy"]
+    ckpt = load_checkpoint(path)
+    rebuilt = ckpt.build_model("cpu")
+    x = torch.randn(2, 3, 24, 24)
+    model.eval()
+    assert torch.equal(model(x), rebuilt(x))
+    assert ckpt.input_spec.size == 24 and ckpt.metrics["val"]["macro_f1"] == 0.5
+
+
+def test_pickled_object_is_refused_and_not_executed(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+            return (os.system, (f"touch {marker}",))
+
+    bad = tmp_path / "evil.pt"
+    with open(bad, "wb") as f:
+        pickle.dump({"format": FORMAT, "payload": Evil()}, f)
+    with pytest.raises(CheckpointError, match="refused|not a readable"):
+        read_checkpoint_dict(bad)
+    assert not marker.exists()
+
+
+def test_missing_keys_and_versions(tmp_path, tiny_arch):
+    _, path = _save(tmp_path, tiny_arch)
+    data = torch.load(path, weights_only=True)
+    for mutate, pattern in [(lambda d: d.pop("class_names"), "lacks key"),
+                            (lambda d: d.__setitem__("format_version", 99), "format_version 99"),
+                            (lambda d: d.__setitem__("format", "other"), "not a babyemo")]:
+        d = dict(data)
+        mutate(d)
+        torch.save(d, tmp_path / "x.pt")
+        with pytest.raises(CheckpointError, match=pattern):
+            load_checkpoint(tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    (tmp_path / "trunc.pt").write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "trunc.pt")
+
+
+def test_weights_of_other_arch_give_checkpoint_error(tmp_path, tiny_arch):
+    _, path = _save(tmp_path, tiny_arch)
+    data = torch.load(path, weights_only=True)
+    data["arch_kwargs"] = {"width": 4}
+    torch.save(data, tmp_path / "y.pt")
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_checkpoint(tmp_path / "y.pt").build_model()

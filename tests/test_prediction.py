@@ -1,0 +1,74 @@
+import csv
+import json
+import math
+
+import pytest
+
+from babyemo.config import TrainConfig
+from babyemo.errors import RegistryError
+from babyemo.prediction import Predictor, predict_to_files
+from babyemo.training import train
+from tests.conftest import make_image
+
+
+@pytest.fixture
+def checkpoint(prepared, tiny_arch, tmp_path):
+    return train(TrainConfig(data=str(prepared), arch=tiny_arch, image_size=None, epochs=1,
+                             batch_size=8, precision="fp32", out=str(tmp_path / "run"))
+                 ).best_checkpoint
+
+
+def _photos(tmp_path):
+    d = tmp_path / "photos"
+    make_image(d / "a.png", color=(220, 40, 40))
+    make_image(d / "sub dir" / "b (1).jpg", color=(40, 40, 220))
+    make_image(d / "webp_named.jpg", fmt="WEBP")
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (d / "empty.png").write_bytes(b"")
+    (d / "notes.txt").write_text("hello")
+    (d / ".DS_Store").write_bytes(b"\0\0")
+    return d
+
+
+def test_predict_csv_has_a_row_per_file_and_errors(checkpoint, tmp_path):
+    photos = _photos(tmp_path)
+    predictor = Predictor(checkpoint, precision="fp32", batch_size=2)
+    out = tmp_path / "out.csv"
+    summary = predict_to_files([photos], predictor, csv_out=out, json_out=tmp_path / "o.json")
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0].keys()) == ["path", "label", "confidence", "prob_angry", "prob_crying",
+                                    "prob_happy", "error"]
+    by_name = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
+    assert set(by_name) == {"a.png", "b (1).jpg", "webp_named.jpg", "broken.jpg", "empty.png",
+                            "notes.txt"}
+    for ok in ("a.png", "b (1).jpg", "webp_named.jpg"):
+        r = by_name[ok]
+        assert r["error"] == "" and r["label"] in ("angry", "crying", "happy")
+        probs = [float(r[f"prob_{c}"]) for c in ("angry", "crying", "happy")]
+        assert math.isclose(sum(probs), 1, abs_tol=2e-3) and float(r["confidence"]) == max(probs)
+    for bad in ("broken.jpg", "empty.png", "notes.txt"):
+        assert by_name[bad]["error"] and by_name[bad]["label"] == ""
+    assert "empty" in by_name["empty.png"]["error"]
+    assert summary.n_files == 6 and summary.n_failed == 3 and summary.n_hidden_skipped == 1
+    assert sum(summary.label_counts.values()) == 3
+    data = json.loads((tmp_path / "o.json").read_text())
+    assert len(data) == 6 and sum(d["error"] is not None for d in data) == 3
+
+
+def test_prediction_does_not_depend_on_batch_neighbours(checkpoint, tmp_path):
+    photos = _photos(tmp_path)
+    one = Predictor(checkpoint, precision="fp32", batch_size=1)
+    many = Predictor(checkpoint, precision="fp32", batch_size=8)
+    files = sorted(p for p in photos.rglob("*") if p.is_file())
+    a = {p.path: p for p in one.predict_files(files)}
+    b = {p.path: p for p in many.predict_files(files)}
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].label == b[k].label and a[k].error == b[k].error
+        if a[k].error is None:
+            assert a[k].probs == pytest.approx(b[k].probs, abs=1e-5)
+
+
+def test_no_model_at_all_is_a_clear_error():
+    with pytest.raises(RegistryError, match="no trained model"):
+        Predictor()

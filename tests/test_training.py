@@ -1,0 +1,112 @@
+import csv
+import json
+
+import pytest
+import torch
+
+from babyemo.checkpoint import load_checkpoint, read_checkpoint_dict
+from babyemo.config import TrainConfig
+from babyemo.errors import ConfigError, DataError
+from babyemo.models import store
+from babyemo.training import train
+
+
+def _config(prepared, tiny_arch, out, **kw):
+    base = dict(data=str(prepared), arch=tiny_arch, image_size=None, epochs=2, batch_size=8,
+                lr=0.01, precision="fp32", out=str(out), seed=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_writes_run_and_registers_model(prepared, tiny_arch, tmp_path):
+    result = train(_config(prepared, tiny_arch, tmp_path / "run", name="tiny"))
+    run = result.run_dir
+    for name in ("config.json", "metrics.csv", "curves.png", "best.pt", "last.pt"):
+        assert (run / name).is_file(), name
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"val_macro_f1", "val_acc_angry", "val_acc_happy", "lr"} <= rows[0].keys()
+    ckpt = load_checkpoint(result.best_checkpoint)
+    assert ckpt.class_names == ["angry", "crying", "happy"]
+    assert ckpt.arch == tiny_arch and ckpt.input_spec.size == 24
+    assert ckpt.train["manifest_sha256"] and ckpt.train["config"]["epochs"] == 2
+    assert "resume" not in ckpt.raw and "resume" in read_checkpoint_dict(result.last_checkpoint)
+    assert store.get_trained("tiny")["checkpoint"] == str(result.best_checkpoint.resolve())
+    assert store.default_model() == "tiny"
+    assert json.loads((run / "config.json").read_text())["n_train"] > 0
+
+
+def test_training_learns_a_separable_task(prepared, tiny_arch, tmp_path):
+    result = train(_config(prepared, tiny_arch, tmp_path / "run", epochs=12, lr=0.05,
+                           augment={"hflip": 0.5, "rotation": 0.0, "translate": 0.0,
+                                    "scale": (0.9, 1.0), "color_jitter": 0.0},
+                           label_smoothing=0.0))
+    assert result.best_metrics["accuracy"] >= 0.9, result.history[-1]
+
+
+def test_refuses_non_empty_run_dir(prepared, tiny_arch, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "x").write_text("keep me")
+    with pytest.raises(ConfigError, match="not empty"):
+        train(_config(prepared, tiny_arch, out))
+    assert (out / "x").read_text() == "keep me"
+
+
+def test_resume_matches_uninterrupted_run(prepared, tiny_arch, tmp_path):
+    full = train(_config(prepared, tiny_arch, tmp_path / "full", epochs=3))
+    cfg = _config(prepared, tiny_arch, tmp_path / "resumed", epochs=3)
+    _interrupt_after_epoch_one(cfg)
+    assert read_checkpoint_dict(tmp_path / "resumed" / "last.pt")["resume"]["epoch"] == 1
+    resumed = train(TrainConfig(**{**cfg.to_dict(), "resume": True}))
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    a = load_checkpoint(full.last_checkpoint).state_dict
+    b = load_checkpoint(resumed.last_checkpoint).state_dict
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.history[-1]["train_loss"] == pytest.approx(full.history[-1]["train_loss"])
+    assert resumed.best_metrics == full.best_metrics
+
+
+def _interrupt_after_epoch_one(cfg):
+    """Run ``cfg`` and raise KeyboardInterrupt when epoch 1's summary is logged."""
+    import logging
+
+    class Stop(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("epoch 1/"):
+                raise KeyboardInterrupt
+
+    handler = Stop()
+    logger = logging.getLogger("babyemo.training")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def test_init_loads_backbone_and_replaces_head_when_classes_differ(prepared, tiny_arch,
+                                                                    tmp_path):
+    from babyemo.models.registry import create_model
+    from babyemo.training import _init_from
+
+    first = train(_config(prepared, tiny_arch, tmp_path / "a", epochs=1))
+    src = load_checkpoint(first.best_checkpoint).state_dict
+    model = create_model(tiny_arch, num_classes=2)
+    head_before = model.state_dict()["5.weight"].clone()
+    _init_from(model, str(first.best_checkpoint), ["angry", "crying"])
+    state = model.state_dict()
+    assert torch.equal(state["0.weight"], src["0.weight"])
+    assert state["5.weight"].shape == (2, 8) and torch.equal(state["5.weight"], head_before)
+    same = create_model(tiny_arch, num_classes=3)
+    _init_from(same, str(first.best_checkpoint), ["angry", "crying", "happy"])
+    assert torch.equal(same.state_dict()["5.weight"], src["5.weight"])
+
+
+def test_train_without_manifest_is_a_clear_error(tiny_arch, tmp_path):
+    with pytest.raises(DataError, match="prepare"):
+        train(TrainConfig(arch=tiny_arch, out=str(tmp_path / "r"), epochs=1))
