@@ -33,6 +33,8 @@ def test_prepare_split_inspect(tmp_path):
     assert "happy/broken.jpg" in result.stdout
     info = json.loads((out / "dataset.json").read_text())
     assert info["split"]["ratios"] == [0.6, 0.2, 0.2] and info["split"]["seed"] == 3
+    last = json.loads(_ok(["data", "inspect", "--json"]).stdout)  # default: last prepared
+    assert last["n_images"] == 30 and Path(last["root"]) == root.resolve()
 
     result = _ok(["data", "split", str(manifest), "--split", "0.5,0.25,0.25", "--seed", "1",
                   "--out", str(tmp_path / "resplit")])
@@ -59,6 +61,7 @@ def test_inspect_clean_folder_says_so(tmp_path):
 def test_missing_folder_is_an_error(tmp_path):
     for args in (["data", "prepare", str(tmp_path / "missing")],
                  ["data", "inspect", str(tmp_path / "missing")],
+                 ["data", "inspect"],  # nothing prepared yet in this BABYEMO_HOME
                  ["data", "split", str(tmp_path / "missing")]):
         result = runner.invoke(app, args)
         assert result.exit_code == 1, result.output
@@ -73,7 +76,7 @@ def test_missing_folder_is_an_error(tmp_path):
     ["data", "download"],
     ["data", "download", "fer2013", "--url", "https://example.org/a.zip"],
     ["data", "download", "fer2013", "--sha256", "00"],
-    ["data", "inspect"],
+    ["data", "inspect", "a", "b"],
     ["data", "nonsense"],
 ])
 def test_bad_usage_exits_2(args):

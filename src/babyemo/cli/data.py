@@ -246,14 +246,16 @@ def _print_report(report: Any) -> None:
 @app.command("inspect")
 @cli_errors
 def inspect_command(
-    path: Annotated[Path, typer.Argument(
-        help="manifest.csv, a prepared folder or a dataset folder.")],
+    path: Annotated[Path | None, typer.Argument(
+        help="manifest.csv, a prepared folder or a dataset folder "
+             "(default: the last prepared dataset).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Report counts, balance, formats, duplicates, leaks and demographics of a dataset."""
     from babyemo.data.inspect import inspect_dataset
+    from babyemo.data.prepare import last_manifest
 
-    report = inspect_dataset(path)
+    report = inspect_dataset(path if path is not None else last_manifest())
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
         return
