@@ -20,6 +20,11 @@ stderr = Console(stderr=True, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def say(text: str, console: Console = stdout) -> None:
+    """Print plain text (no rich markup: file names may contain brackets)."""
+    console.print(text, markup=False)
+
+
 def print_error(error: BabyEmoError) -> None:
     """Print one red ``Error:`` line, with the hint, on stderr."""
     hint = f" [dim]({escape(error.hint)})[/dim]" if error.hint else ""

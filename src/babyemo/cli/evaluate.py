@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from babyemo.cli._common import cli_errors, stdout
+from babyemo.cli._common import cli_errors, say, stdout
 from babyemo.config import Precision
 
 
@@ -36,7 +36,7 @@ def evaluate_command(
         stdout.print_json(json.dumps(report.to_dict()))
         return
     m = report.metrics
-    stdout.print(f"{report.checkpoint} on {report.manifest} [{split}], n={m['n']}")
+    say(f"{report.checkpoint} on {report.manifest}, split {split}, n={m['n']}")
     stdout.print(f"accuracy {m['accuracy']:.3f}  balanced accuracy {m['balanced_accuracy']:.3f}"
                  f"  macro-F1 {m['macro_f1']:.3f}")
     table = Table(title="per class")

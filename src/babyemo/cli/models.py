@@ -7,7 +7,7 @@ import json
 import typer
 from rich.table import Table
 
-from babyemo.cli._common import cli_errors, stdout
+from babyemo.cli._common import cli_errors, say, stdout
 
 app = typer.Typer(help="The model registry: architectures and trained models.",
                   no_args_is_help=True)
@@ -81,9 +81,9 @@ def info_command(
 
     n_params = sum(p.numel() for p in create_model(name, num_classes=3).parameters())
     stdout.print(f"[bold]{a.name}[/bold]: {a.description}")
-    stdout.print(f"default input: {a.default_input.to_dict()}")
-    stdout.print(f"ImageNet weights: {'yes (--pretrained)' if a.pretrained else 'no'}")
-    stdout.print(f"parameters (3 classes): {n_params:,}")
+    say(f"default input: {a.default_input.to_dict()}")
+    say(f"ImageNet weights: {'yes (--pretrained)' if a.pretrained else 'no'}")
+    say(f"parameters (3 classes): {n_params:,}")
 
 
 def _show_checkpoint(path, title: str | None = None) -> None:
@@ -91,13 +91,13 @@ def _show_checkpoint(path, title: str | None = None) -> None:
 
     ckpt = load_checkpoint(path)
     stdout.print(f"[bold]{title or path}[/bold]  ({path})")
-    stdout.print(f"arch: {ckpt.arch} {ckpt.arch_kwargs or ''}")
-    stdout.print(f"class_names: {ckpt.class_names}")
-    stdout.print(f"input: {ckpt.input_spec.to_dict()}")
-    stdout.print(f"trained on: {ckpt.train.get('dataset')} ({ckpt.train.get('manifest')}), "
-                 f"epoch {ckpt.train.get('epoch')}, precision {ckpt.train.get('precision')}")
+    say(f"arch: {ckpt.arch} {ckpt.arch_kwargs or ''}")
+    say(f"class_names: {ckpt.class_names}")
+    say(f"input: {ckpt.input_spec.to_dict()}")
+    say(f"trained on: {ckpt.train.get('dataset')} ({ckpt.train.get('manifest')}), "
+        f"epoch {ckpt.train.get('epoch')}, precision {ckpt.train.get('precision')}")
     val = ckpt.metrics.get("val") or {}
     if val:
-        stdout.print(f"val: accuracy {val['accuracy']:.3f}, balanced accuracy "
-                     f"{val['balanced_accuracy']:.3f}, macro-F1 {val['macro_f1']:.3f}")
-    stdout.print(f"created: {ckpt.raw.get('created')}  babyemo {ckpt.raw.get('babyemo_version')}")
+        say(f"val: accuracy {val['accuracy']:.3f}, balanced accuracy "
+            f"{val['balanced_accuracy']:.3f}, macro-F1 {val['macro_f1']:.3f}")
+    say(f"created: {ckpt.raw.get('created')}  babyemo {ckpt.raw.get('babyemo_version')}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from babyemo.cli._common import cli_errors, stderr, stdout
+from babyemo.cli._common import cli_errors, say, stderr, stdout
 from babyemo.config import Precision
 
 
@@ -41,13 +41,13 @@ def predict_command(
                                json_out=json_out, recursive=recursive)
     report = stderr if to_stdout else stdout
     counts = ", ".join(f"{k} {v}" for k, v in summary.label_counts.items()) or "none"
-    report.print(f"{summary.n_files} files: {summary.n_files - summary.n_failed} predicted "
-                 f"({counts}), {summary.n_failed} failed, {summary.n_hidden_skipped} hidden "
-                 f"skipped; {summary.seconds:.1f}s ({summary.images_per_s:.1f} img/s)")
+    say(f"{summary.n_files} files: {summary.n_files - summary.n_failed} predicted "
+        f"({counts}), {summary.n_failed} failed, {summary.n_hidden_skipped} hidden "
+        f"skipped; {summary.seconds:.1f}s ({summary.images_per_s:.1f} img/s)", report)
     if csv_out and not to_stdout:
-        report.print(f"csv: {csv_out}")
+        say(f"csv: {csv_out}", report)
     if json_out:
-        report.print(f"json: {json_out}")
+        say(f"json: {json_out}", report)
     if strict and summary.n_failed:
         stderr.print(f"[bold red]Error:[/bold red] {summary.n_failed} file(s) failed (--strict).")
         raise typer.Exit(1)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from babyemo.cli._common import cli_errors, stdout
+from babyemo.cli._common import cli_errors, say
 from babyemo.config import OptimizerName, Precision, SchedulerName, TrainConfig
 
 _D = TrainConfig()
@@ -58,8 +58,8 @@ def train_command(
     result = train(config)
     m = result.best_metrics
     nan = float("nan")
-    stdout.print(f"best epoch {result.best_epoch}: val accuracy {m.get('accuracy', nan):.3f}"
-                 f", macro-F1 {m.get('macro_f1', nan):.3f}"
-                 f" ({result.seconds / 60:.1f} min)")
-    stdout.print(f"model '{result.name}': {result.best_checkpoint}")
-    stdout.print(f"run folder: {result.run_dir}")
+    say(f"best epoch {result.best_epoch}: val accuracy {m.get('accuracy', nan):.3f}"
+        f", macro-F1 {m.get('macro_f1', nan):.3f}"
+        f" ({result.seconds / 60:.1f} min)")
+    say(f"model '{result.name}': {result.best_checkpoint}")
+    say(f"run folder: {result.run_dir}")
