@@ -101,7 +101,14 @@ def test_init_loads_backbone_and_replaces_head_when_classes_differ(prepared, tin
     _init_from(model, str(first.best_checkpoint), ["angry", "crying"])
     state = model.state_dict()
     assert torch.equal(state["0.weight"], src["0.weight"])
-    assert state["5.weight"].shape == (2, 8) and torch.equal(state["5.weight"], head_before)
+    # head rows are copied for the shared classes (angry, crying), by name
+    assert state["5.weight"].shape == (2, 8) and not torch.equal(state["5.weight"], head_before)
+    assert torch.equal(state["5.weight"], src["5.weight"][:2])
+    other = create_model(tiny_arch, num_classes=2)
+    fresh = other.state_dict()["5.weight"].clone()
+    _init_from(other, str(first.best_checkpoint), ["happy", "sleepy"])
+    assert torch.equal(other.state_dict()["5.weight"][0], src["5.weight"][2])  # happy
+    assert torch.equal(other.state_dict()["5.weight"][1], fresh[1])  # sleepy: fresh
     same = create_model(tiny_arch, num_classes=3)
     _init_from(same, str(first.best_checkpoint), ["angry", "crying", "happy"])
     assert torch.equal(same.state_dict()["5.weight"], src["5.weight"])
@@ -110,3 +117,15 @@ def test_init_loads_backbone_and_replaces_head_when_classes_differ(prepared, tin
 def test_train_without_manifest_is_a_clear_error(tiny_arch, tmp_path):
     with pytest.raises(DataError, match="prepare"):
         train(TrainConfig(arch=tiny_arch, out=str(tmp_path / "r"), epochs=1))
+    assert not (tmp_path / "r").exists()  # nothing half-made
+
+
+def test_errors_are_raised_before_any_training(prepared, tiny_arch, tmp_path):
+    from babyemo.errors import DeviceError, RegistryError
+
+    with pytest.raises(DeviceError):
+        train(_config(prepared, tiny_arch, tmp_path / "a", device="cuda:7"))
+    train(_config(prepared, tiny_arch, tmp_path / "b", epochs=1, name="taken"))
+    with pytest.raises(RegistryError, match="taken"):
+        train(_config(prepared, tiny_arch, tmp_path / "c", epochs=50, name="taken"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()

@@ -83,6 +83,7 @@ def _seed_all(seed: int) -> None:
 
 
 def _run_dir(config: TrainConfig) -> Path:
+    """The run folder, checked but not created (see :func:`train`)."""
     if config.out:
         run_dir = Path(config.out)
     else:
@@ -96,7 +97,6 @@ def _run_dir(config: TrainConfig) -> Path:
     if run_dir.exists() and any(run_dir.iterdir()) and not config.overwrite:
         raise ConfigError(f"The run folder {run_dir} is not empty.",
                           "pass --overwrite, --resume, or another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
@@ -109,20 +109,32 @@ def _arch_kwargs(config: TrainConfig, size: int) -> dict[str, Any]:
 
 
 def _init_from(model: nn.Module, path: str, class_names: list[str]) -> None:
-    """Load weights of another babyemo checkpoint; keep our head if the classes differ."""
+    """Load the weights of another babyemo checkpoint into ``model`` (fine-tuning).
+
+    Every tensor whose name and shape match is loaded. The classifier head is loaded only
+    for the classes both models share, matched by name (e.g. a FER-2013 model's ``angry``
+    and ``happy`` rows initialise an infant model's); the other rows keep their fresh
+    initialisation.
+
+    Raises:
+        CheckpointError: The checkpoint cannot be read.
+    """
     ckpt = load_checkpoint(path)
     own = model.state_dict()
-    same_classes = ckpt.class_names == class_names
+    head = _head_keys(model)
     loadable = {k: v for k, v in ckpt.state_dict.items()
-                if k in own and own[k].shape == v.shape}
-    if not same_classes:  # classifier rows mean other classes: drop tensors shaped by them
-        n_old = len(ckpt.class_names)
-        loadable = {k: v for k, v in loadable.items() if not (v.ndim >= 1 and v.shape[0] == n_old
-                                                              and k in _head_keys(model))}
-    missing = [k for k in own if k not in loadable]
+                if k in own and k not in head and own[k].shape == v.shape}
+    shared = [c for c in class_names if c in ckpt.class_names]
+    for k in head:
+        if k in ckpt.state_dict and own[k].shape[1:] == ckpt.state_dict[k].shape[1:]:
+            merged = own[k].clone()
+            for c in shared:
+                merged[class_names.index(c)] = ckpt.state_dict[k][ckpt.class_names.index(c)]
+            loadable[k] = merged
     model.load_state_dict(loadable, strict=False)
-    log.info("Initialised from %s: %d tensors loaded, %d new (%s)", path, len(loadable),
-             len(missing), "same classes" if same_classes else "classifier replaced")
+    log.info("Initialised from %s: %d of %d tensors loaded; head rows copied for %d of %d "
+             "classes (%s)", path, len(loadable), len(own), len(shared), len(class_names),
+             ", ".join(shared) or "none")
 
 
 def _head_keys(model: nn.Module) -> set[str]:
@@ -262,6 +274,8 @@ def train(config: TrainConfig) -> TrainResult:
         CheckpointError: ``--init`` or ``--resume`` file unusable.
     """
     start = time.perf_counter()
+    device = resolve_device(config.device)
+    plan = resolve_precision(config.precision, device)
     run_dir = _run_dir(config)
     resume_state: dict[str, Any] | None = None
     if config.resume:
@@ -270,6 +284,8 @@ def train(config: TrainConfig) -> TrainResult:
         config = TrainConfig.from_dict({**saved["train"]["config"], **keep, "resume": True,
                                         "out": str(run_dir)})
         resume_state = saved
+    name = config.name or run_dir.resolve().name
+    store.check_name_free(name, run_dir / "best.pt")
     manifest_path = Path(config.data) if config.data else last_manifest()
     manifest: Manifest = read_manifest(manifest_path)
     class_names = list(manifest.class_names)
@@ -279,14 +295,13 @@ def train(config: TrainConfig) -> TrainResult:
     info = get_arch(config.arch)
     spec = info.default_input.with_size(config.image_size)
     arch_kwargs = _arch_kwargs(config, spec.size)
-    device = resolve_device(config.device)
-    plan = resolve_precision(config.precision, device)
     _seed_all(config.seed)
 
     model = create_model(config.arch, num_classes=len(class_names), pretrained=config.pretrained,
                          **arch_kwargs)
     if config.init and resume_state is None:
         _init_from(model, config.init, class_names)
+    run_dir.mkdir(parents=True, exist_ok=True)
     model = model.to(device)
     if device.type in ("cpu", "cuda"):
         model = model.to(memory_format=torch.channels_last)
@@ -396,7 +411,6 @@ def train(config: TrainConfig) -> TrainResult:
             stopped_early = True
             break
 
-    name = config.name or run_dir.resolve().name
     best_path = run_dir / "best.pt"
     store.register_trained(name, best_path, arch=config.arch, class_names=class_names,
                            dataset=manifest.name, best_epoch=best["epoch"],

@@ -34,6 +34,19 @@ def _write(models: dict[str, dict[str, Any]]) -> None:
     atomic_write_text(_file(), json.dumps({"models": models}, indent=2))
 
 
+def check_name_free(name: str, checkpoint: str | os.PathLike[str]) -> None:
+    """Raise unless ``name`` is unused or already names ``checkpoint``.
+
+    Raises:
+        RegistryError: ``name`` names a different checkpoint.
+    """
+    models = _read()
+    path = str(Path(checkpoint).resolve())
+    if name in models and models[name]["checkpoint"] != path:
+        raise RegistryError(f"A trained model named '{name}' already exists "
+                            f"({models[name]['checkpoint']}).", "choose another --name")
+
+
 def register_trained(name: str, checkpoint: str | os.PathLike[str], **info: Any) -> None:
     """Record a trained checkpoint under ``name``.
 
@@ -45,11 +58,9 @@ def register_trained(name: str, checkpoint: str | os.PathLike[str], **info: Any)
     Raises:
         RegistryError: ``name`` already names a different checkpoint.
     """
+    check_name_free(name, checkpoint)
     models = _read()
     path = str(Path(checkpoint).resolve())
-    if name in models and models[name]["checkpoint"] != path:
-        raise RegistryError(f"A trained model named '{name}' already exists "
-                            f"({models[name]['checkpoint']}).", "choose another --name")
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     models[name] = {"checkpoint": path, "created": created, **info}
     _write(models)
