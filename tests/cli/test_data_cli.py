@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from babyemo.cli import app
-from tests.data.test_prepare import make_distinct_folder
+from tests.data.helpers import make_distinct_folder
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ from PIL import Image
 from babyemo.data.inspect import inspect_dataset
 from babyemo.data.prepare import prepare
 from babyemo.errors import DataError
-from tests.data.test_prepare import make_distinct_folder, save_pattern
+from tests.data.helpers import make_distinct_folder, save_pattern
 
 
 def _problem_dataset(root):

@@ -1,59 +1,22 @@
-"""prepare / scan / splits / duplicates / hashing: synthetic images, plus the real infant set."""
+"""prepare / split_manifest / last_manifest: synthetic images, plus the real infant set."""
 
 from __future__ import annotations
 
 import hashlib
-import io
-import random
 import shutil
 import time
 import zipfile
 from collections import Counter
-from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from babyemo import paths
 from babyemo.data import hashing
 from babyemo.data.manifest import read_manifest
-from babyemo.data.prepare import (
-    assign_splits,
-    duplicate_ids,
-    last_manifest,
-    prepare,
-    probe_image,
-    scan_folder,
-    split_manifest,
-    validate_ratios,
-)
+from babyemo.data.prepare import last_manifest, prepare, split_manifest
 from babyemo.errors import ConfigError, DataError
-
-CLASSES = ("angry", "crying", "happy")
-
-
-def pattern_image(seed: int, size=(48, 48)) -> Image.Image:
-    """A smooth random pattern: every seed gives a different structure (and dHash)."""
-    rng = np.random.default_rng(seed)
-    grid = (rng.random((4, 4, 3)) * 255).astype(np.uint8)
-    return Image.fromarray(grid, "RGB").resize(size, Image.Resampling.BICUBIC)
-
-
-def save_pattern(path: Path, seed: int, size=(48, 48), fmt: str | None = None,
-                 **save_kw) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pattern_image(seed, size).save(path, format=fmt, **save_kw)
-    return path
-
-
-def make_distinct_folder(root: Path, classes=CLASSES, per_class: int = 20,
-                         seed0: int = 0) -> Path:
-    """ImageFolder of distinct images (no two are near-duplicates)."""
-    for ci, cls in enumerate(classes):
-        for i in range(per_class):
-            save_pattern(root / cls / f"{cls}_{i:03d}.png", seed0 + 1000 * ci + i)
-    return root
+from tests.data.helpers import CLASSES, make_distinct_folder, save_pattern
 
 
 def split_of(manifest) -> dict[str, str]:
@@ -138,16 +101,6 @@ def test_symlinks_leaving_the_root_are_skipped(tmp_path):
         assert result.manifest.resolve(row).is_file()
 
 
-def test_parallel_scan_matches_serial(tmp_path):
-    root = make_distinct_folder(tmp_path / "d", per_class=5)
-    (root / "happy" / "broken.jpg").write_bytes(b"garbage")
-    serial = scan_folder(root, workers=1)
-    parallel = scan_folder(root, workers=2)
-    assert parallel.images == serial.images and len(serial.images) == 15
-    assert parallel.skipped == serial.skipped == {"unreadable": 1}
-    assert parallel.skipped_files == serial.skipped_files
-
-
 def test_format_sniffed_and_true_size(tmp_path):
     root = make_distinct_folder(tmp_path / "d", per_class=3)
     save_pattern(root / "happy" / "really_webp.jpg", 500, fmt="WEBP")
@@ -156,16 +109,6 @@ def test_format_sniffed_and_true_size(tmp_path):
     assert rows["happy/really_webp.jpg"].format == "WEBP"
     big = rows["angry/big.jpg"]
     assert (big.format, big.width, big.height) == ("JPEG", 640, 480)
-
-
-def test_probe_reports_true_size_and_near_blank(tmp_path):
-    big = save_pattern(tmp_path / "big.jpg", 3, size=(1000, 600))
-    sha, w, h, fmt, mode, dh, std = probe_image(big)
-    assert (w, h, fmt, mode) == (1000, 600, "JPEG", "RGB") and std > 10
-    assert sha == hashlib.sha256(big.read_bytes()).hexdigest()
-    flat = tmp_path / "flat.png"
-    Image.new("L", (40, 40), 128).save(flat)
-    assert probe_image(flat)[-1] < hashing.NEAR_BLANK_STD
 
 
 @pytest.mark.parametrize("make, match", [
@@ -198,17 +141,17 @@ def test_missing_and_unknown_sources(tmp_path, monkeypatch):
 
 
 def test_catalogue_name_and_url_use_download(tmp_path, monkeypatch):
-    from babyemo.data import download
+    from babyemo.data import fetch
 
     folder = make_distinct_folder(tmp_path / "cache" / "infant-emotions", per_class=4)
     calls = []
-    monkeypatch.setattr(download, "fetch_dataset",
+    monkeypatch.setattr(fetch, "fetch_dataset",
                         lambda name, **kw: calls.append(name) or folder)
     result = prepare(out=tmp_path / "o1")  # default source
     assert calls == ["infant-emotions"] and result.manifest.name == "infant-emotions"
     assert result.manifest.info["source"] == "infant-emotions"
     url_folder = make_distinct_folder(tmp_path / "dl" / "kids", per_class=4)
-    monkeypatch.setattr(download, "fetch_url_dataset",
+    monkeypatch.setattr(fetch, "fetch_url_dataset",
                         lambda url, **kw: calls.append(url) or url_folder)
     result = prepare("https://example.org/kids.zip", out=tmp_path / "o2")
     assert calls[-1] == "https://example.org/kids.zip" and result.manifest.name == "kids"
@@ -228,53 +171,6 @@ def test_archive_is_extracted_once(tmp_path):
 
 
 # --------------------------------------------------------------------------- splitting
-
-
-def test_validate_ratios():
-    assert validate_ratios(["0.8", 0.1, 0.1]) == (0.8, 0.1, 0.1)
-    assert validate_ratios((1, 0, 0)) == (1.0, 0.0, 0.0)
-    for bad in [(0.5, 0.5), (0.8, 0.3, 0.1), (0, 0.5, 0.5), (-0.1, 0.6, 0.5),
-                ("a", 0.5, 0.5), (float("nan"), 0.5, 0.5)]:
-        with pytest.raises(ConfigError):
-            validate_ratios(bad)
-
-
-def test_assign_splits_stratified_and_deterministic():
-    labels = [c for c in CLASSES for _ in range(100)]
-    groups = list(range(300))
-    a = assign_splits(labels, groups, (0.7, 0.15, 0.15), seed=0)
-    assert a == assign_splits(labels, groups, (0.7, 0.15, 0.15), seed=0)
-    assert a != assign_splits(labels, groups, (0.7, 0.15, 0.15), seed=1)
-    for cls in CLASSES:
-        per = Counter(s for s, lab in zip(a, labels, strict=True) if lab == cls)
-        assert per == {"train": 70, "val": 15, "test": 15}
-    b = assign_splits(labels, groups, (0.5, 0.5, 0.0), seed=0)
-    assert Counter(b) == {"train": 150, "val": 150}
-
-
-def test_assign_splits_keeps_groups_together():
-    rng = random.Random(0)
-    labels, groups = [], []
-    for g in range(200):
-        for _ in range(rng.randint(1, 4)):
-            labels.append(rng.choice(CLASSES))
-            groups.append(g)
-    splits = assign_splits(labels, groups, (0.6, 0.2, 0.2), seed=5)
-    by_group: dict[int, set[str]] = {}
-    for g, s in zip(groups, splits, strict=True):
-        by_group.setdefault(g, set()).add(s)
-    assert all(len(v) == 1 for v in by_group.values())
-    assert 0.5 < Counter(splits)["train"] / len(splits) < 0.7
-
-
-def test_assign_splits_small_inputs():
-    assert assign_splits([], [], (0.7, 0.15, 0.15)) == []
-    assert assign_splits(["a"], [0], (0.7, 0.15, 0.15)) == ["train"]
-    # a class with a single group cannot be stratified: still split, no error
-    out = assign_splits(["a"] * 10 + ["b"], list(range(11)), (0.6, 0.2, 0.2))
-    assert Counter(out)["train"] >= 5 and set(out) <= {"train", "val", "test"}
-    with pytest.raises(ConfigError):
-        assign_splits(["a", "b"], [0], (0.7, 0.15, 0.15))
 
 
 def test_duplicates_stay_in_one_split(tmp_path):
@@ -395,13 +291,13 @@ def test_split_manifest_needs_no_decoding(tmp_path, monkeypatch):
     shutil.copy(root / "angry" / "angry_005.png", root / "happy" / "copy.png")
     first = prepare(root, out=tmp_path / "o", seed=0).manifest
     from babyemo.data import images
-    from babyemo.data import prepare as prepare_mod
+    from babyemo.data import scan as scan_mod
 
     def boom(*a, **k):
         raise AssertionError("split_manifest must not decode images")
 
     monkeypatch.setattr(images, "load_image", boom)
-    monkeypatch.setattr(prepare_mod, "load_image", boom)
+    monkeypatch.setattr(scan_mod, "load_image", boom)
     m = split_manifest(first.path, split=(0.5, 0.25, 0.25), seed=3)
     assert m.path == first.path and read_manifest(first.path).rows == m.rows
     counts = Counter(r.split for r in m.rows)  # 60 groups (one pair of copies) are split
@@ -414,65 +310,6 @@ def test_split_manifest_needs_no_decoding(tmp_path, monkeypatch):
     other = split_manifest(first.path, seed=3, out=tmp_path / "elsewhere")
     assert other.path == tmp_path / "elsewhere" / "manifest.csv" and other.root == first.root
     assert last_manifest() == other.path.resolve()
-
-
-# --------------------------------------------------------------------------- hashing
-
-
-def test_dhash_separates_photos_and_matches_recompression():
-    a = pattern_image(1, (200, 200))
-    buf = io.BytesIO()
-    a.save(buf, "JPEG", quality=50)
-    recompressed = Image.open(io.BytesIO(buf.getvalue()))
-    assert hashing.hamming(hashing.dhash(a), hashing.dhash(recompressed)) <= 3
-    assert hashing.hamming(hashing.dhash(a), hashing.dhash(a.resize((64, 64)))) <= 3
-    distances = [hashing.hamming(hashing.dhash(pattern_image(i)), hashing.dhash(pattern_image(j)))
-                 for i, j in [(1, 2), (3, 4), (5, 6), (7, 8)]]
-    assert min(distances) > 10
-    assert hashing.format_hash(5) == "0000000000000005"
-
-
-def test_pairs_within_matches_brute_force():
-    rng = random.Random(1)
-    hashes = [rng.getrandbits(64) for _ in range(400)]
-    hashes += [h ^ (1 << rng.randrange(64)) ^ (1 << rng.randrange(64)) for h in hashes[:30]]
-    pairs, dist = hashing.pairs_within(hashes, 12, chunk=37)
-    got = {(int(i), int(j)): int(d) for (i, j), d in zip(pairs, dist, strict=True)}
-    want = {(i, j): hashing.hamming(hashes[i], hashes[j])
-            for i in range(len(hashes)) for j in range(i + 1, len(hashes))
-            if hashing.hamming(hashes[i], hashes[j]) <= 12}
-    assert got == want and len(want) >= 30
-
-
-def test_near_duplicate_grouping_rules():
-    base = [0x0F0F0F0F0F0F0F0F, 0xFFFF0000FFFF0000, 0x123456789ABCDEF0]
-    hashes = [base[0], base[0] ^ 0b111, base[1], base[2], base[2] ^ 1, base[2] ^ 3]
-    groups, d = hashing.near_duplicates(hashes)
-    assert d == hashing.MAX_NEAR_DUPLICATE_DISTANCE
-    assert groups == [[0, 1], [3, 4, 5]]
-    assert hashing.near_duplicate_groups(hashes, 0) == []
-    assert hashing.near_duplicate_groups(hashes, 1) == [[3, 4, 5]]
-    # a hash value shared by many images (flat synthetic images) links nothing
-    assert hashing.near_duplicate_groups([7] * 20 + [99, 99]) == [[20, 21]]
-    with pytest.raises(ValueError):
-        hashing.near_duplicates(hashes, -1)
-
-
-def test_choose_max_distance_budget():
-    assert hashing.choose_max_distance({1: 2, 2: 3, 6: 4}, 100) == 6
-    assert hashing.choose_max_distance({1: 2, 2: 3, 3: 5}, 100) == 2   # budget 4
-    assert hashing.choose_max_distance({1: 200, 2: 300, 3: 700}, 35887) == 2   # budget 560.7
-    assert hashing.choose_max_distance({1: 10}, 100) == 0
-
-
-def test_duplicate_ids_merge_sources():
-    shas = ["a", "b", "a", "c", "d", "e"]
-    far = [0, 0xFFFFFFFF00000000, 0x00000000FFFFFFFF, 0xAAAAAAAAAAAAAAAA]  # 32+ bits apart
-    dh = [far[0], far[1], far[0], far[1] ^ 0b11, far[2], far[3]]
-    ids, d = duplicate_ids(shas, dh, extra_groups=[[4, 5]], max_distance=2)
-    assert ids == [0, 1, 0, 1, 4, 4] and d == 2
-    assert hashing.component_ids(4, [[0, 2], [2, 3]]) == [0, 1, 0, 0]
-    assert hashing.exact_duplicate_groups(["x", "y", "x", "x"]) == [[0, 2, 3]]
 
 
 # --------------------------------------------------------------------------- real data

@@ -30,7 +30,7 @@ def _parse_split(value: str) -> tuple[float, float, float]:
     except ValueError:
         raise typer.BadParameter(f"expected three numbers like 0.7,0.15,0.15, got {value!r}"
                                  ) from None
-    from babyemo.data.prepare import validate_ratios
+    from babyemo.data.split import validate_ratios
 
     try:
         return validate_ratios(parts)
@@ -78,18 +78,18 @@ def download_command(
     if list_:
         _print_catalog()
         return
-    from babyemo.data import download
+    from babyemo.data import fetch
 
     if url is not None:
         if name is not None or source is not None:
             raise typer.BadParameter("give either NAME (with --source) or --url, not both")
-        folder = download.fetch_url_dataset(url, sha256=sha256, dest=dest)
+        folder = fetch.fetch_url_dataset(url, sha256=sha256, dest=dest)
     else:
         if name is None:
             raise typer.BadParameter("give a dataset NAME, --url URL or --list")
         if sha256 is not None:
             raise typer.BadParameter("--sha256 goes with --url")
-        folder = download.fetch_dataset(name, dest=dest, source=source)
+        folder = fetch.fetch_dataset(name, dest=dest, source=source)
     typer.echo(str(folder))
 
 

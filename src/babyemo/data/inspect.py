@@ -207,7 +207,7 @@ def _distribution(values: list[str], numeric: bool) -> dict[str, Any]:
 
 def _metadata_report(meta_path: Path, items: Sequence[_Item], class_names: list[str],
                      splits: list[str]) -> tuple[dict[str, Any], list[str]]:
-    from babyemo.data.prepare import read_metadata
+    from babyemo.data.metadata import read_metadata
 
     columns, rows = read_metadata(meta_path)
     warnings: list[str] = []
@@ -281,7 +281,7 @@ def _load(path: Path) -> tuple[list[_Item], dict[str, Any]]:
     if not path.is_dir():
         raise DataError(f"Nothing to inspect at {path}.",
                         "give a manifest.csv, a prepared folder or a dataset folder")
-    from babyemo.data.prepare import scan_folder
+    from babyemo.data.scan import scan_folder
 
     scan = scan_folder(path)
     items = [_Item(im.path, im.label, im.split or "all", im.sha256, im.dhash, im.width,
