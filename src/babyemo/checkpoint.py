@@ -12,6 +12,8 @@ A checkpoint is a dict of plain types and tensors::
     train             TrainConfig.to_dict() + seed, manifest path and sha256, epoch
     metrics           validation metrics of this epoch (and test metrics when known)
     created           ISO-8601 UTC time
+    faces             None (whole images) or {"detector", "margin", "align"}: how training
+                      cropped faces, so prediction crops the same way
     resume            (last.pt only) optimizer / scheduler / scaler state, history
 
 Evaluation and prediction rebuild everything from it, never from the data folder.
@@ -63,7 +65,17 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     train: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    faces: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def crop_spec(self) -> Any:
+        """The :class:`babyemo.faces.CropSpec` used in training, or ``None``."""
+        if not self.faces:
+            return None
+        from babyemo.faces import CropSpec
+
+        return CropSpec(margin=float(self.faces["margin"]), align=bool(self.faces["align"]))
 
     @property
     def num_classes(self) -> int:
@@ -90,6 +102,7 @@ class Checkpoint:
 def save_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module, arch: str,
                     arch_kwargs: dict[str, Any], class_names: list[str], input_spec: InputSpec,
                     train: dict[str, Any], metrics: dict[str, Any],
+                    faces: dict[str, Any] | None = None,
                     resume: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint atomically (temporary name in the same folder, then rename).
 
@@ -102,6 +115,7 @@ def save_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module, arc
         input_spec: Preprocessing of the input.
         train: Plain-type training configuration and provenance.
         metrics: Plain-type metrics.
+        faces: Face-crop settings (``detector``, ``margin``, ``align``) or ``None``.
         resume: Optional resume state (optimizer etc.); only ``last.pt`` carries it.
 
     Returns:
@@ -121,6 +135,7 @@ def save_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module, arc
         "train": train,
         "metrics": metrics,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "faces": faces,
     }
     if resume is not None:
         payload["resume"] = resume
@@ -176,4 +191,4 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     return Checkpoint(path=Path(path), arch=data["arch"], arch_kwargs=dict(data["arch_kwargs"]),
                       class_names=list(data["class_names"]), input_spec=spec,
                       state_dict=data["state_dict"], train=data.get("train", {}),
-                      metrics=data.get("metrics", {}), raw=data)
+                      metrics=data.get("metrics", {}), faces=data.get("faces"), raw=data)

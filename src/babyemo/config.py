@@ -43,6 +43,13 @@ class SchedulerName(str, Enum):
     none = "none"
 
 
+class NoFaceFallback(str, Enum):
+    """What prediction does with a photo in which no face is found."""
+
+    error = "error"
+    full = "full"
+
+
 class Split(str, Enum):
     """Names of dataset splits in a manifest."""
 
@@ -179,6 +186,9 @@ class TrainConfig:
     resume: bool = False
     init: str | None = None
     name: str | None = None
+    faces: str = "auto"
+    face_margin: float = 0.25
+    face_align: bool = True
 
     def __post_init__(self) -> None:
         self.optimizer = OptimizerName(self.optimizer)
@@ -195,6 +205,7 @@ class TrainConfig:
             ("weight_decay", self.weight_decay, self.weight_decay >= 0, "a float >= 0"),
             ("label_smoothing", self.label_smoothing,
              0 <= self.label_smoothing < 1, "a float in [0, 1)"),
+            ("face_margin", self.face_margin, 0 <= self.face_margin <= 2, "a float in [0, 2]"),
             ("early_stopping", self.early_stopping,
              self.early_stopping is None or self.early_stopping >= 1, "an int >= 1 or None"),
         ]

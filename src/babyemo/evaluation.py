@@ -136,7 +136,8 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
     ckpt = load_checkpoint(ckpt_path)
     manifest = read_manifest(Path(data) if data else last_manifest())
     dataset = ManifestDataset(manifest, None if split == "all" else split, ckpt.class_names,
-                              ckpt.input_spec, eval_transform(ckpt.input_spec))
+                              ckpt.input_spec, eval_transform(ckpt.input_spec),
+                              crop=ckpt.crop_spec)
     logits = predict_logits(ckpt, dataset, device=device, precision=precision,
                             batch_size=batch_size, num_workers=num_workers)
     probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()

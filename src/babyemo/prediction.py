@@ -23,10 +23,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from babyemo.checkpoint import load_checkpoint
-from babyemo.config import Precision
-from babyemo.data.dataset import FileDataset, collate_files, find_images
+from babyemo.config import NoFaceFallback, Precision
+from babyemo.data.dataset import FaceMode, FileDataset, collate_files, find_images
 from babyemo.devices import default_num_workers, resolve_device, resolve_precision
-from babyemo.io import atomic_open
+from babyemo.errors import ConfigError
+from babyemo.io import atomic_open, atomic_write_bytes
 from babyemo.models.store import resolve_checkpoint
 from babyemo.progress import progress_bar
 from babyemo.transforms import eval_transform
@@ -41,7 +42,13 @@ class Prediction:
         label: Predicted class name (``""`` on error).
         confidence: Probability of ``label`` in [0, 1] (``nan`` on error).
         probs: Probability per class, in ``class_names`` order (empty on error).
-        error: ``None``, or why the file could not be classified.
+        error: ``None``, or why the file could not be classified (``no_face`` when face
+            detection found none).
+        face_index: Index of the face in the photo (0 = highest detector score), or
+            ``None`` without face detection or for a photo classified whole.
+        box: ``(x, y, w, h)`` of the classified region in pixels of the upright image
+            (``None`` without face detection).
+        det_score: Detector confidence of the face (``None`` without one).
     """
 
     path: str
@@ -49,6 +56,9 @@ class Prediction:
     confidence: float
     probs: tuple[float, ...]
     error: str | None = None
+    face_index: int | None = None
+    box: tuple[float, float, float, float] | None = None
+    det_score: float | None = None
 
 
 @dataclass
@@ -56,18 +66,26 @@ class PredictSummary:
     """Counts of a prediction run.
 
     Attributes:
-        n_files: Files considered (rows written).
-        n_failed: Rows with an error.
+        n_files: Files considered.
+        n_rows: Rows written (one per file, or one per face with face detection).
+        n_failed: Files with an error (unreadable, not an image, or no face).
+        n_no_face: Files in which the detector found no face.
+        n_multi_face: Files with more than one face.
         n_hidden_skipped: Hidden files and folders skipped while scanning.
         label_counts: Predicted label → number of rows.
         seconds: Wall time in seconds.
+        detect_seconds: Time spent in face detection, in seconds (part of ``seconds``).
     """
 
     n_files: int = 0
+    n_rows: int = 0
     n_failed: int = 0
+    n_no_face: int = 0
+    n_multi_face: int = 0
     n_hidden_skipped: int = 0
     label_counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    detect_seconds: float = 0.0
 
     @property
     def images_per_s(self) -> float:
@@ -85,17 +103,25 @@ class Predictor:
         precision: ``auto|fp32|bf16|fp16``.
         batch_size: Images per forward pass.
         num_workers: DataLoader workers (default: see :func:`default_num_workers`).
+        faces: ``"auto"`` (detect faces as the checkpoint was trained: its detector, or
+            none), ``"none"`` (classify whole images), or a detector name (``"yunet"``).
+        no_face_fallback: ``"error"`` (a photo without a face is a row with
+            ``error=no_face``) or ``"full"`` (classify it whole).
+        save_crops: Folder to write each face crop to as PNG (``None``: not written).
 
     Raises:
-        RegistryError: No model given and none registered.
+        RegistryError: No model given and none registered, or unknown detector.
         CheckpointError: Unusable checkpoint.
         DeviceError: Unavailable device or precision.
+        ConfigError: Unknown ``no_face_fallback``.
     """
 
     def __init__(self, checkpoint: str | os.PathLike[str] | None = None, *,
                  model: str | None = None, device: str = "auto",
                  precision: Precision | str = Precision.auto, batch_size: int = 32,
-                 num_workers: int | None = None) -> None:
+                 num_workers: int | None = None, faces: str = "auto",
+                 no_face_fallback: str = "error",
+                 save_crops: str | os.PathLike[str] | None = None) -> None:
         self.checkpoint_path = resolve_checkpoint(checkpoint, model)
         self.checkpoint = load_checkpoint(self.checkpoint_path)
         self.class_names = self.checkpoint.class_names
@@ -110,6 +136,25 @@ class Predictor:
         self.num_workers = (num_workers if num_workers is not None
                             else default_num_workers(self.device))
         self.transform = eval_transform(self.input_spec)
+        self.face_mode = self._face_mode(faces, no_face_fallback, save_crops is not None)
+        self.save_crops = Path(save_crops) if save_crops is not None else None
+        self.detect_seconds = 0.0
+
+    def _face_mode(self, faces: str, fallback: str, keep_crops: bool) -> FaceMode | None:
+        try:
+            fallback = NoFaceFallback(fallback).value
+        except ValueError:
+            raise ConfigError(f"Unknown no-face fallback '{fallback}'.",
+                              "use error or full") from None
+        trained = self.checkpoint.faces
+        detector = (trained or {}).get("detector") if faces == "auto" else faces
+        if not detector or detector == "none":
+            return None
+        from babyemo.faces import CropSpec, get_detector
+
+        get_detector(detector)  # unknown name / missing package: fail now, not per file
+        crop = self.checkpoint.crop_spec or CropSpec()
+        return FaceMode(detector=detector, crop=crop, fallback=fallback, keep_crops=keep_crops)
 
     @torch.inference_mode()
     def predict_tensor(self, images: torch.Tensor) -> torch.Tensor:
@@ -129,29 +174,61 @@ class Predictor:
         return torch.softmax(logits, dim=1).cpu()
 
     def predict_files(self, paths: Sequence[Path]) -> Iterator[Prediction]:
-        """Classify files in batches, yielding one row per file in input order."""
-        dataset = FileDataset(paths, self.input_spec, self.transform)
+        """Classify files in batches, yielding rows in input order (one per file, or one
+        per face with face detection). :attr:`detect_seconds` accumulates detection time."""
+        self.detect_seconds = 0.0
+        dataset = FileDataset(paths, self.input_spec, self.transform, self.face_mode)
         loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False,
                             num_workers=self.num_workers, collate_fn=collate_files,
                             pin_memory=self.device.type == "cuda")
         for batch in loader:
             probs = self.predict_tensor(batch["images"]) if batch["images"] is not None else None
-            position = {idx: j for j, idx in enumerate(batch["ok"])}
-            for idx in batch["indices"]:
-                path = str(paths[idx])
-                if idx in batch["errors"]:
-                    yield Prediction(path, "", float("nan"), (), batch["errors"][idx])
+            row = 0
+            for item in batch["items"]:
+                self.detect_seconds += item["detect_seconds"]
+                path = str(paths[item["index"]])
+                if item["error"] is not None:
+                    yield Prediction(path, "", float("nan"), (), item["error"])
                     continue
-                p = probs[position[idx]]
-                k = int(p.argmax())
-                yield Prediction(path, self.class_names[k], float(p[k]),
-                                 tuple(float(v) for v in p))
+                for entry in item["entries"]:
+                    p = probs[row]
+                    row += 1
+                    k = int(p.argmax())
+                    face = entry["face"]
+                    if entry["crop"] is not None and self.save_crops is not None:
+                        self._save_crop(entry["crop"], item["index"], paths[item["index"]],
+                                        entry["face_index"])
+                    yield Prediction(
+                        path, self.class_names[k], float(p[k]), tuple(float(v) for v in p),
+                        face_index=entry["face_index"],
+                        box=tuple(face["box"]) if face else None,
+                        det_score=(face["score"] if face and entry["face_index"] is not None
+                                   else None))
+
+    def _save_crop(self, crop: Any, index: int, path: Path, face_index: int) -> None:
+        from io import BytesIO
+
+        buf = BytesIO()
+        crop.save(buf, format="PNG")
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in path.stem)[:80]
+        atomic_write_bytes(self.save_crops / f"{index:06d}_{stem}_face{face_index}.png",
+                           buf.getvalue())
 
 
-def _csv_row(pred: Prediction, n_classes: int) -> list[str]:
+FACE_COLUMNS = ["face_index", "box_x", "box_y", "box_w", "box_h", "det_score"]
+"""Extra CSV columns of prediction with face detection."""
+
+
+def _csv_row(pred: Prediction, n_classes: int, with_faces: bool) -> list[str]:
+    faces: list[str] = []
+    if with_faces:
+        box = [f"{v:.1f}" for v in pred.box] if pred.box else [""] * 4
+        faces = ["" if pred.face_index is None else str(pred.face_index), *box,
+                 "" if pred.det_score is None else f"{pred.det_score:.4f}"]
     if pred.error is not None:
-        return [pred.path, "", "", *([""] * n_classes), pred.error]
-    return [pred.path, pred.label, f"{pred.confidence:.4f}", *[f"{v:.4f}" for v in pred.probs], ""]
+        return [pred.path, "", "", *([""] * n_classes), *faces, pred.error]
+    return [pred.path, pred.label, f"{pred.confidence:.4f}", *[f"{v:.4f}" for v in pred.probs],
+            *faces, ""]
 
 
 def predict_to_files(inputs: Iterable[str | os.PathLike[str]], predictor: Predictor, *,
@@ -177,9 +254,12 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]], predictor: Predic
     start = time.perf_counter()
     files, hidden = find_images(inputs, recursive=recursive)
     names = predictor.class_names
-    header = ["path", "label", "confidence", *[f"prob_{c}" for c in names], "error"]
-    summary = PredictSummary(n_hidden_skipped=hidden)
+    with_faces = predictor.face_mode is not None
+    header = ["path", "label", "confidence", *[f"prob_{c}" for c in names],
+              *(FACE_COLUMNS if with_faces else []), "error"]
+    summary = PredictSummary(n_files=len(files), n_hidden_skipped=hidden)
     labels: Counter[str] = Counter()
+    faces_per_file: Counter[str] = Counter()
     with ExitStack() as stack:
         writer = None
         if csv_out is not None:
@@ -191,23 +271,35 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]], predictor: Predic
         if jstream:
             jstream.write("[")
         bar = stack.enter_context(progress_bar("predicting", total=len(files), unit="img"))
+        last_path = None
         for i, pred in enumerate(predictor.predict_files(files)):
-            summary.n_files += 1
+            summary.n_rows += 1
             if pred.error is not None:
                 summary.n_failed += 1
+                summary.n_no_face += pred.error == "no_face"
             else:
                 labels[pred.label] += 1
+                if pred.face_index is None and with_faces:
+                    summary.n_no_face += 1  # classified whole (--no-face-fallback full)
+                faces_per_file[pred.path] += pred.face_index is not None
             if writer is not None:
-                writer.writerow(_csv_row(pred, len(names)))
+                writer.writerow(_csv_row(pred, len(names), with_faces))
             if jstream:
                 obj: dict[str, Any] = {"path": pred.path, "label": pred.label or None,
                                        "confidence": None if pred.error else pred.confidence,
                                        "probs": dict(zip(names, pred.probs, strict=False)),
                                        "error": pred.error}
+                if with_faces:
+                    obj.update(face_index=pred.face_index, box=pred.box,
+                               det_score=pred.det_score)
                 jstream.write(("," if i else "") + "\n  " + json.dumps(obj, ensure_ascii=False))
-            bar.advance()
+            if pred.path != last_path:
+                bar.advance()
+                last_path = pred.path
         if jstream:
             jstream.write("\n]\n")
     summary.label_counts = dict(sorted(labels.items()))
+    summary.n_multi_face = sum(1 for n in faces_per_file.values() if n > 1)
+    summary.detect_seconds = predictor.detect_seconds
     summary.seconds = time.perf_counter() - start
     return summary

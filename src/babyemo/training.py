@@ -146,6 +146,27 @@ def _head_keys(model: nn.Module) -> set[str]:
     return {f"{last}.weight", f"{last}.bias"} if last is not None else set()
 
 
+def _face_settings(config: TrainConfig, manifest: Manifest) -> dict[str, Any] | None:
+    """How to crop faces (stored in checkpoints), or ``None`` for whole images.
+
+    Raises:
+        DataError: Faces were asked for but the manifest has no face boxes (or boxes of
+            another detector).
+    """
+    if config.faces == "none":
+        return None
+    if not manifest.has_faces:
+        if config.faces == "auto":
+            return None
+        raise DataError(f"--faces {config.faces} needs face boxes, and {manifest.path} has none.",
+                        f"prepare it with `babyemo data prepare --faces {config.faces}`")
+    detector = (manifest.info.get("faces") or {}).get("detector", "unknown")
+    if config.faces not in ("auto", detector):
+        raise DataError(f"{manifest.path} has face boxes from '{detector}', not "
+                        f"'{config.faces}'.", f"use --faces {detector} or prepare again")
+    return {"detector": detector, "margin": config.face_margin, "align": config.face_align}
+
+
 def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for p in model.parameters():
@@ -307,11 +328,18 @@ def train(config: TrainConfig) -> TrainResult:
         model = model.to(memory_format=torch.channels_last)
 
     workers = config.num_workers if config.num_workers is not None else default_num_workers(device)
+    faces = _face_settings(config, manifest)
+    crop = None
+    if faces is not None:
+        from babyemo.faces import CropSpec
+
+        crop = CropSpec(margin=faces["margin"], align=faces["align"])
     train_ds = ManifestDataset(manifest, "train", class_names, spec,
-                               train_transform(spec, config.augment), cache=workers == 0)
+                               train_transform(spec, config.augment), cache=workers == 0,
+                               crop=crop)
     has_val = bool(manifest.rows_for("val"))
     val_ds = (ManifestDataset(manifest, "val", class_names, spec, eval_transform(spec),
-                              cache=workers == 0) if has_val else None)
+                              cache=workers == 0, crop=crop) if has_val else None)
     if not has_val:
         log.warning("The manifest has no 'val' split: best.pt will be the last epoch.")
 
@@ -347,11 +375,15 @@ def train(config: TrainConfig) -> TrainResult:
                   "manifest": str(manifest.path.resolve()), "manifest_sha256": manifest.sha256(),
                   "dataset": manifest.name, "n_train": len(train_ds),
                   "n_val": len(val_ds) if val_ds else 0, "precision": plan.name,
-                  "device": str(device)}
+                  "device": str(device), "faces": faces,
+                  "n_train_without_face": train_ds.n_without_face}
     atomic_write_text(run_dir / "config.json", json.dumps(provenance, indent=2))
-    log.info("Training %s on %s (%d train / %d val images, %d classes) on %s, %s, %d px",
+    log.info("Training %s on %s (%d train / %d val images, %d classes) on %s, %s, %d px, %s",
              config.arch, manifest.name, len(train_ds), provenance["n_val"], len(class_names),
-             device, plan.name, spec.size)
+             device, plan.name, spec.size,
+             f"face crops ({faces['detector']}, margin {faces['margin']}, "
+             f"{train_ds.n_without_face} train images without a face used whole)"
+             if faces else "whole images")
 
     stopped_early = False
     epoch = first_epoch - 1
@@ -393,7 +425,8 @@ def train(config: TrainConfig) -> TrainResult:
             stale = 0
             save_checkpoint(run_dir / "best.pt", model=model, arch=config.arch,
                             arch_kwargs=arch_kwargs, class_names=class_names, input_spec=spec,
-                            train=train_info, metrics={"val": epoch_metrics, "epoch": epoch})
+                            train=train_info, metrics={"val": epoch_metrics, "epoch": epoch},
+                            faces=faces)
         else:
             stale += 1
         resume = {"optimizer": optimizer.state_dict(),
@@ -403,7 +436,7 @@ def train(config: TrainConfig) -> TrainResult:
         save_checkpoint(run_dir / "last.pt", model=model, arch=config.arch,
                         arch_kwargs=arch_kwargs, class_names=class_names, input_spec=spec,
                         train=train_info, metrics={"val": epoch_metrics, "epoch": epoch},
-                        resume=resume)
+                        faces=faces, resume=resume)
         _write_history(run_dir, history, class_names)
         log.info(_summary_line(row, config.epochs, class_names))
         if config.early_stopping is not None and stale >= config.early_stopping:

@@ -142,18 +142,26 @@ def prepare_command(
                            "source, subject_id...).")] = None,
     name: Annotated[str | None, typer.Option(
         "--name", help="Dataset name (default: from the source).")] = None,
+    faces: Annotated[str, typer.Option(
+        "--faces", help="Detect faces once and store their boxes: yunet, or none "
+                        "(images are already face crops).")] = "none",
 ) -> None:
     """Scan a dataset, make a duplicate-aware split and write manifest.csv + dataset.json."""
     ratios = _parse_split(split)
     from babyemo.data.prepare import prepare
 
     result = prepare(source, out=out, split=ratios, seed=seed, resplit=resplit,
-                     metadata=metadata, name=name)
+                     metadata=metadata, name=name, faces=faces)
     manifest = result.manifest
     stdout.print(f"Manifest: {escape(str(result.manifest_path))}")
     stdout.print(f"{result.n_images} images, {len(manifest.class_names)} classes "
                  f"({escape(', '.join(manifest.class_names))}), root {escape(str(manifest.root))}")
     stdout.print(_counts_table(manifest.counts(), manifest.class_names))
+    face_info = manifest.info.get("faces")
+    if face_info:
+        stdout.print(f"Faces ({escape(face_info['detector'])}): {face_info['n_with_face']} of "
+                     f"{face_info['n_images']} images have a face, {face_info['n_multi_face']} "
+                     f"several; {face_info['ms_per_image']} ms per image")
     _print_skipped(result.skipped, result.skipped_files)
     _print_warnings(result.warnings)
 
@@ -217,6 +225,20 @@ def _print_report(report: Any) -> None:
     for group in (d["exact_duplicates"]["examples"][:3] + d["near_duplicates"]["examples"][:3]):
         stdout.print("  [dim]" + escape(" = ".join(group)) + "[/dim]")
 
+    faces = d.get("faces")
+    if faces:
+        table = Table(title=f"Faces ({escape(str(faces['detector']))}): share of images with a "
+                            "detected face")
+        table.add_column("split")
+        for c in d["class_names"]:
+            table.add_column(c, justify="right")
+        for split, rates in faces["rate"].items():
+            table.add_row(split, *[f"{rates[c]:.0%}" if c in rates else "" for c in
+                                   d["class_names"]])
+        stdout.print(table)
+        stdout.print(f"{faces['with_face']} of {faces['n_images']} with a face, "
+                     f"{faces['multi_face']} with several, {faces['tiny_face']} tiny "
+                     f"(< 32 px)")
     if d["catalogue"]:
         cat = d["catalogue"]
         stdout.print(f"[bold]Catalogue:[/bold] {escape(cat['title'])}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from babyemo.cli._common import cli_errors, say, stderr, stdout
-from babyemo.config import Precision
+from babyemo.config import NoFaceFallback, Precision
 
 
 @cli_errors
@@ -26,6 +26,13 @@ def predict_command(
     precision: Precision = typer.Option(Precision.auto, "--precision"),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     workers: int = typer.Option(None, "--workers", min=0),
+    faces: str = typer.Option("auto", "--faces", help="auto (as the model was trained), none "
+                              "(whole images), or a face detector: yunet."),
+    no_face_fallback: NoFaceFallback = typer.Option(NoFaceFallback.error, "--no-face-fallback",
+                                         help="error: a photo without a face is a row with "
+                                         "error=no_face; full: classify it whole."),
+    save_crops: Path = typer.Option(None, "--save-crops", help="Write each face crop as PNG "
+                                    "into this folder (off by default: privacy)."),
 ) -> None:
     """Predict the emotion of every image in files/folders (CSV: path, label, confidence,
     prob_<class>..., error)."""
@@ -34,16 +41,23 @@ def predict_command(
     from babyemo.prediction import Predictor, predict_to_files
 
     predictor = Predictor(checkpoint, model=model, device=device, precision=precision,
-                          batch_size=batch_size, num_workers=workers)
+                          batch_size=batch_size, num_workers=workers, faces=faces,
+                          no_face_fallback=no_face_fallback.value, save_crops=save_crops)
     to_stdout = csv_out == "-" or (csv_out is None and json_out is None)
     summary = predict_to_files(inputs, predictor,
                                csv_out=sys.stdout if to_stdout else csv_out,
                                json_out=json_out, recursive=recursive)
     report = stderr if to_stdout else stdout
     counts = ", ".join(f"{k} {v}" for k, v in summary.label_counts.items()) or "none"
-    say(f"{summary.n_files} files: {summary.n_files - summary.n_failed} predicted "
-        f"({counts}), {summary.n_failed} failed, {summary.n_hidden_skipped} hidden "
-        f"skipped; {summary.seconds:.1f}s ({summary.images_per_s:.1f} img/s)", report)
+    say(f"{summary.n_files} files, {summary.n_rows} rows ({counts}), {summary.n_failed} "
+        f"failed, {summary.n_hidden_skipped} hidden skipped; {summary.seconds:.1f}s "
+        f"({summary.images_per_s:.1f} img/s)", report)
+    if predictor.face_mode is not None:
+        fallback = ("classified whole" if predictor.face_mode.fallback == "full"
+                    else "error=no_face")
+        say(f"faces ({predictor.face_mode.detector}): {summary.n_no_face} files without a face "
+            f"({fallback}), {summary.n_multi_face} with several; detection "
+            f"{summary.detect_seconds:.1f}s", report)
     if csv_out and not to_stdout:
         say(f"csv: {csv_out}", report)
     if json_out:

@@ -42,6 +42,14 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     name: str = typer.Option(None, "--name", help="Register the model under this name."),
     workers: int = typer.Option(None, "--workers", min=0, help="DataLoader worker processes."),
+    faces: str = typer.Option(_D.faces, "--faces", help="auto (crop to the manifest's face "
+                              "boxes when it has them), none (whole images), or the detector "
+                              "the manifest was prepared with."),
+    face_margin: float = typer.Option(_D.face_margin, "--face-margin",
+                                      help="Margin around the face box, as a fraction of its "
+                                      "size on each side."),
+    face_align: bool = typer.Option(_D.face_align, "--face-align/--no-face-align",
+                                    help="Rotate face crops so the eyes are level."),
 ) -> None:
     """Train an architecture on a prepared dataset (best.pt, last.pt, metrics, curves)."""
     from babyemo.config import AugmentConfig
@@ -54,7 +62,8 @@ def train_command(
         augment=AugmentConfig.preset(augment), label_smoothing=label_smoothing,
         class_weights=class_weights, early_stopping=early_stopping, seed=seed, device=device,
         precision=precision, num_workers=workers, out=str(out) if out else None,
-        overwrite=overwrite, resume=resume, init=str(init) if init else None, name=name)
+        overwrite=overwrite, resume=resume, init=str(init) if init else None, name=name,
+        faces=faces, face_margin=face_margin, face_align=face_align)
     result = train(config)
     m = result.best_metrics
     nan = float("nan")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,18 @@ class ManifestDataset(Dataset):
         transform: PIL image → tensor.
         cache: Keep decoded images in memory after the first epoch (no JPEG decoding
             afterwards). Each DataLoader worker holds its own cache.
+        crop: Crop each image to its face box from the manifest (see
+            :func:`babyemo.faces.crop_face`); an image without a face is used whole
+            (counted in :attr:`n_without_face`). ``None`` uses whole images.
 
     Raises:
-        DataError: The split is empty or has a label not in ``class_names``.
+        DataError: The split is empty, has a label not in ``class_names``, or ``crop`` is
+            given but the manifest has no face boxes.
     """
 
     def __init__(self, manifest: Manifest, split: str | None, class_names: Sequence[str],
-                 spec: InputSpec, transform: Transform, cache: bool = False) -> None:
+                 spec: InputSpec, transform: Transform, cache: bool = False,
+                 crop: Any = None) -> None:
         rows = manifest.rows if split is None else manifest.rows_for(split)
         if not rows:
             raise DataError(f"The manifest {manifest.path} has no '{split}' rows.",
@@ -64,6 +70,13 @@ class ManifestDataset(Dataset):
                 f"class names {list(class_names)}.",
                 "evaluate on data with the same classes, or map the labels",
             )
+        if crop is not None and not manifest.has_faces:
+            raise DataError(f"The manifest {manifest.path} has no face boxes, but the model "
+                            "was trained on face crops.",
+                            "prepare the data with `babyemo data prepare --faces yunet`")
+        self.crop = crop
+        self.faces = [r.face for r in rows]
+        self.n_without_face = sum(1 for f in self.faces if f is None) if crop else 0
         self.paths = [manifest.resolve(r) for r in rows]
         self.rel_paths = [r.path for r in rows]
         self.targets = [index[r.label] for r in rows]
@@ -81,13 +94,34 @@ class ManifestDataset(Dataset):
         """
         if self._cache is not None and i in self._cache:
             return self._cache[i]
-        img = load_image(self.paths[i], self.spec.channels, decode_size(self.spec))
+        if self.crop is not None:
+            img = load_face_crop(self.paths[i], self.faces[i], self.crop, self.spec)
+        else:
+            img = load_image(self.paths[i], self.spec.channels, decode_size(self.spec))
         if self._cache is not None:
             self._cache[i] = img
         return img
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.transform(self.load(i)), self.targets[i]
+
+
+def load_face_crop(path: Path, face: dict[str, Any] | None, crop: Any,
+                   spec: InputSpec) -> Any:
+    """Decode ``path`` at full resolution and crop it to ``face`` (whole image if ``None``).
+
+    Boxes are in pixels of the full-resolution upright image, so no JPEG draft is used.
+    The crop is ``2 * spec.size`` pixels square, in the spec's channels.
+
+    Raises:
+        ImageError: The file cannot be decoded.
+    """
+    from babyemo.faces import Face, crop_face
+
+    img = load_image(path, 3)
+    if face is not None:
+        img = crop_face(img, Face.from_dict(face), crop, out_size=decode_size(spec))
+    return img if spec.channels == 3 else img.convert("L")
 
 
 def find_images(inputs: Iterable[str | os.PathLike[str]], recursive: bool = True
@@ -128,28 +162,93 @@ def find_images(inputs: Iterable[str | os.PathLike[str]], recursive: bool = True
     return files, hidden
 
 
+@dataclass(frozen=True)
+class FaceMode:
+    """How prediction finds faces.
+
+    Attributes:
+        detector: Face-detector registry name (e.g. ``"yunet"``).
+        crop: The :class:`babyemo.faces.CropSpec` to crop with (as in training).
+        fallback: ``"error"``: a photo without a face is a row with ``error=no_face``;
+            ``"full"``: it is classified whole.
+        keep_crops: Also return the crops as PIL images (for ``--save-crops``).
+    """
+
+    detector: str
+    crop: Any
+    fallback: str = "error"
+    keep_crops: bool = False
+
+
 class FileDataset(Dataset):
     """Unlabelled image files for prediction; a bad file yields an error, not an exception.
 
-    Items are dicts ``{"index": int, "image": (C, S, S) float32 tensor or None,
-    "error": str or None}``; use :func:`collate_files` as the DataLoader ``collate_fn``.
+    Without ``faces`` each file gives one entry (the whole image); with ``faces`` each file
+    gives one entry per detected face. Items are dicts::
+
+        {"index": int, "error": str or None, "size": (W, H) or None,
+         "entries": [{"image": (C, S, S) float32 tensor, "face": Face dict or None,
+                      "face_index": int or None, "crop": PIL image or None}, ...],
+         "detect_seconds": float}
+
+    Use :func:`collate_files` as the DataLoader ``collate_fn``.
     """
 
-    def __init__(self, paths: Sequence[Path], spec: InputSpec, transform: Transform) -> None:
-        self.paths, self.spec, self.transform = list(paths), spec, transform
+    def __init__(self, paths: Sequence[Path], spec: InputSpec, transform: Transform,
+                 faces: FaceMode | None = None) -> None:
+        self.paths, self.spec, self.transform, self.faces = list(paths), spec, transform, faces
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         path = self.paths[i]
+        item: dict[str, Any] = {"index": i, "error": None, "size": None, "entries": [],
+                                "detect_seconds": 0.0}
         if path.suffix.lower() not in IMAGE_SUFFIXES and not _looks_like_image(path):
-            return {"index": i, "image": None, "error": "not an image file"}
+            item["error"] = "not an image file"
+            return item
         try:
-            img = load_image(path, self.spec.channels, decode_size(self.spec))
-            return {"index": i, "image": self.transform(img), "error": None}
+            if self.faces is None:
+                img = load_image(path, self.spec.channels, decode_size(self.spec))
+                item["size"] = img.size
+                item["entries"].append({"image": self.transform(img), "face": None,
+                                        "face_index": None, "crop": None})
+                return item
+            img = load_image(path, 3)
         except ImageError as e:
-            return {"index": i, "image": None, "error": e.message.replace(f"{path}: ", "", 1)}
+            item["error"] = e.message.replace(f"{path}: ", "", 1)
+            return item
+        item["size"] = img.size
+        self._add_faces(img, item)
+        return item
+
+    def _add_faces(self, img: Any, item: dict[str, Any]) -> None:
+        import time
+
+        from babyemo.faces import Face, crop_face, get_detector
+
+        mode = self.faces
+        assert mode is not None
+        t0 = time.perf_counter()
+        found = get_detector(mode.detector).detect(img)
+        item["detect_seconds"] = time.perf_counter() - t0
+        if not found:
+            if mode.fallback != "full":
+                item["error"] = "no_face"
+                return
+            whole = Face(box=(0.0, 0.0, float(img.width), float(img.height)), score=float("nan"),
+                         landmarks=())
+            found, indices = [whole], [None]
+        else:
+            indices = list(range(len(found)))
+        for face, k in zip(found, indices, strict=True):
+            crop = (crop_face(img, face, mode.crop, out_size=decode_size(self.spec))
+                    if k is not None else img)
+            model_img = crop if self.spec.channels == 3 else crop.convert("L")
+            item["entries"].append({"image": self.transform(model_img), "face": face.to_dict(),
+                                    "face_index": k,
+                                    "crop": crop if mode.keep_crops and k is not None else None})
 
 
 def _looks_like_image(path: Path) -> bool:
@@ -166,14 +265,8 @@ def collate_files(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Batch :class:`FileDataset` items.
 
     Returns:
-        ``{"indices": list[int], "images": (M, C, S, S) float32 tensor or None,
-        "ok": list[int] (indices with an image, in ``images`` order),
-        "errors": dict[int, str]}``.
+        ``{"items": the items without their tensors, "images": (M, C, S, S) float32 tensor
+        of every entry of every item in order, or None}``.
     """
-    ok = [it for it in items if it["image"] is not None]
-    return {
-        "indices": [it["index"] for it in items],
-        "images": torch.stack([it["image"] for it in ok]) if ok else None,
-        "ok": [it["index"] for it in ok],
-        "errors": {it["index"]: it["error"] for it in items if it["image"] is None},
-    }
+    tensors = [e.pop("image") for it in items for e in it["entries"]]
+    return {"items": items, "images": torch.stack(tensors) if tensors else None}

@@ -95,6 +95,10 @@ class DatasetReport:
             :data:`~babyemo.data.hashing.NEAR_BLANK_STD` (``None`` when not recorded).
         catalogue: Documented terms/demographics of the matching catalogue entry, or None.
         metadata: Distribution of ``metadata.csv`` columns per class and split, or None.
+        faces: Face detection stored in the manifest (``data prepare --faces``), or None:
+            ``detector``, ``rate`` ``{split: {class: fraction with a face}}``,
+            ``with_face``, ``multi_face`` and ``tiny_face`` (primary face shorter than
+            :data:`TINY_FACE_PX`) counts, and ``no_face_examples``.
         warnings: Problems found, one sentence each.
     """
 
@@ -120,6 +124,7 @@ class DatasetReport:
     catalogue: dict[str, str] | None
     metadata: dict[str, Any] | None
     warnings: list[str]
+    faces: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-safe types (non-finite numbers become ``None``)."""
@@ -256,6 +261,34 @@ def _extension_mismatches(items: Sequence[_Item]) -> list[dict[str, str]]:
     return out
 
 
+TINY_FACE_PX = 32
+"""A primary face whose box is shorter than this many pixels is reported as tiny."""
+
+
+def _face_report(manifest: Any) -> dict[str, Any] | None:
+    """Detection rate per split and class, multi-face and tiny-face counts."""
+    if not manifest.has_faces:
+        return None
+    rate: dict[str, dict[str, float]] = {}
+    for split in manifest.splits():
+        rows = manifest.rows_for(split)
+        rate[split] = {}
+        for c in manifest.class_names:
+            of_class = [r for r in rows if r.label == c]
+            if of_class:
+                rate[split][c] = sum(1 for r in of_class if r.n_faces) / len(of_class)
+    rows = manifest.rows
+    return {
+        "detector": (manifest.info.get("faces") or {}).get("detector"),
+        "n_images": len(rows),
+        "with_face": sum(1 for r in rows if r.n_faces),
+        "multi_face": sum(1 for r in rows if (r.n_faces or 0) > 1),
+        "tiny_face": sum(1 for r in rows if r.face and min(r.face["box"][2:]) < TINY_FACE_PX),
+        "rate": rate,
+        "no_face_examples": [r.path for r in rows if not r.n_faces][:MAX_EXAMPLES],
+    }
+
+
 def _load(path: Path) -> tuple[list[_Item], dict[str, Any]]:
     """Items and context from a manifest or a raw folder."""
     is_manifest = path.is_file() or (path.is_dir() and (path / MANIFEST_FILE).is_file())
@@ -276,7 +309,7 @@ def _load(path: Path) -> tuple[list[_Item], dict[str, Any]]:
             "modes": info.get("modes"), "near_blank": info.get("near_blank"),
             "distance": info.get("near_duplicate_distance"),
             "metadata": manifest.path.parent / meta if meta else None,
-            "class_names": manifest.class_names,
+            "class_names": manifest.class_names, "faces": _face_report(manifest),
         }
     if not path.is_dir():
         raise DataError(f"Nothing to inspect at {path}.",
@@ -291,7 +324,7 @@ def _load(path: Path) -> tuple[list[_Item], dict[str, Any]]:
         "skipped": scan.skipped, "skipped_files": scan.skipped_files,
         "modes": dict(sorted(Counter(im.mode for im in scan.images).items())),
         "near_blank": [im.path for im in scan.images if im.std < NEAR_BLANK_STD],
-        "distance": None, "metadata": None, "class_names": scan.class_names,
+        "distance": None, "metadata": None, "class_names": scan.class_names, "faces": None,
     }
 
 
@@ -377,6 +410,10 @@ def inspect_dataset(path: str | os.PathLike[str],
     near_blank = ctx["near_blank"]
     if near_blank:
         warnings.append(f"{len(near_blank)} near-blank image(s) (almost one grey level)")
+    faces = ctx["faces"]
+    if faces is not None and faces["with_face"] < faces["n_images"]:
+        warnings.append(f"{faces['n_images'] - faces['with_face']} image(s) have no detected "
+                        "face (used whole when training on face crops)")
     if mismatches:
         warnings.append(f"{len(mismatches)} file(s) have a name ending that does not match "
                         "their format (babyemo reads them; other tools may not)")
@@ -391,5 +428,5 @@ def inspect_dataset(path: str | os.PathLike[str],
         extension_mismatch_examples=mismatches[:MAX_EXAMPLES],
         unreadable=unreadable, skipped=dict(ctx["skipped"]), exact_duplicates=exact,
         near_duplicates=near, near_duplicate_distance=distance, near_blank=near_blank,
-        catalogue=catalogue, metadata=metadata, warnings=warnings,
+        catalogue=catalogue, metadata=metadata, warnings=warnings, faces=faces,
     )

@@ -4,7 +4,11 @@
 ``/``-separated), ``label`` (class name), ``split`` (``train``/``val``/``test``),
 ``sha256`` (of the file's bytes), ``width``, ``height`` (pixels, as stored, before EXIF
 rotation), ``format`` (sniffed by Pillow, e.g. ``JPEG``, ``WEBP``) and ``dhash`` (64-bit
-difference hash as 16 hex digits, see :mod:`babyemo.data.hashing`).
+difference hash as 16 hex digits, see :mod:`babyemo.data.hashing`). A dataset prepared
+with a face detector (``data prepare --faces yunet``) has the :data:`FACE_COLUMNS` too:
+``n_faces`` (faces found), ``face_x``, ``face_y``, ``face_w``, ``face_h`` (the primary face's
+box in pixels of the upright image), ``face_score`` and ``face_landmarks`` (5 points as 10
+space-separated numbers); the face columns are empty when ``n_faces`` is 0.
 
 ``dataset.json`` beside it records where the images are (``root``), what the user gave
 (``source``), the sorted ``class_names``, how the split was made and what was skipped. See
@@ -20,7 +24,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -32,6 +36,10 @@ logger = logging.getLogger(__name__)
 
 COLUMNS = ("path", "label", "split", "sha256", "width", "height", "format", "dhash")
 """Columns of ``manifest.csv``, in order."""
+
+FACE_COLUMNS = ("n_faces", "face_x", "face_y", "face_w", "face_h", "face_score",
+                "face_landmarks")
+"""Optional columns of a manifest prepared with a face detector."""
 
 SPLITS = ("train", "val", "test")
 """Split names a manifest may use, in canonical order."""
@@ -57,6 +65,41 @@ class ManifestRow:
     height: int
     format: str
     dhash: str
+    n_faces: int | None = None
+    face: dict[str, Any] | None = None
+    """The primary face as :meth:`babyemo.faces.Face.to_dict` (``None``: none found or
+    detection not run; ``n_faces`` tells which)."""
+
+    def face_columns(self) -> dict[str, str]:
+        """The :data:`FACE_COLUMNS` values of this row as CSV text."""
+        if self.n_faces is None:
+            return dict.fromkeys(FACE_COLUMNS, "")
+        out = dict.fromkeys(FACE_COLUMNS, "")
+        out["n_faces"] = str(self.n_faces)
+        if self.face:
+            x, y, w, h = self.face["box"]
+            out.update(face_x=f"{x:.1f}", face_y=f"{y:.1f}", face_w=f"{w:.1f}",
+                       face_h=f"{h:.1f}", face_score=f"{self.face['score']:.4f}",
+                       face_landmarks=" ".join(f"{v:.1f}" for pt in self.face["landmarks"]
+                                               for v in pt))
+        return out
+
+
+def _parse_face(values: dict[str, str], line: int, where: Path) -> tuple[int | None, dict | None]:
+    if not values.get("n_faces"):
+        return None, None
+    try:
+        n = int(values["n_faces"])
+        if n == 0 or not values.get("face_w"):
+            return n, None
+        box = tuple(float(values[k]) for k in ("face_x", "face_y", "face_w", "face_h"))
+        nums = [float(v) for v in values.get("face_landmarks", "").split()]
+        landmarks = tuple((nums[i], nums[i + 1]) for i in range(0, len(nums) - 1, 2))
+        return n, {"box": box, "score": float(values.get("face_score") or 0.0),
+                   "landmarks": landmarks}
+    except (ValueError, KeyError):
+        raise ManifestError(f"{where}, line {line}: malformed face columns.",
+                            "prepare the dataset again with --faces") from None
 
 
 @dataclass
@@ -105,6 +148,11 @@ class Manifest:
         """
         rel = row_or_relpath.path if isinstance(row_or_relpath, ManifestRow) else row_or_relpath
         return resolve_under(self.root, rel, self.path)
+
+    @property
+    def has_faces(self) -> bool:
+        """True when the manifest carries face-detection columns."""
+        return any(r.n_faces is not None for r in self.rows)
 
     def sha256(self) -> str:
         """SHA-256 (hex) of the ``manifest.csv`` bytes (identifies the data of a run)."""
@@ -205,7 +253,7 @@ def _read_info(folder: Path) -> dict[str, Any]:
 
 
 def _parse_row(raw: dict[str, str], line: int, where: Path) -> ManifestRow:
-    values = {k: (raw.get(k) or "").strip() for k in COLUMNS}
+    values = {k: (raw.get(k) or "").strip() for k in COLUMNS + FACE_COLUMNS}
     if values["split"] not in SPLITS:
         raise ManifestError(f"{where}, line {line}: split {values['split']!r} is not one of "
                             f"{', '.join(SPLITS)}.", "re-split with `babyemo data split`")
@@ -217,9 +265,11 @@ def _parse_row(raw: dict[str, str], line: int, where: Path) -> ManifestRow:
     except ValueError:
         raise ManifestError(f"{where}, line {line}: width/height must be integers, got "
                             f"{values['width']!r}, {values['height']!r}.") from None
+    n_faces, face = _parse_face(values, line, where)
     return ManifestRow(path=values["path"], label=values["label"], split=values["split"],
                        sha256=values["sha256"], width=width, height=height,
-                       format=values["format"], dhash=values["dhash"])
+                       format=values["format"], dhash=values["dhash"], n_faces=n_faces,
+                       face=face)
 
 
 def read_manifest(path: str | os.PathLike[str]) -> Manifest:
@@ -299,11 +349,16 @@ def write_manifest(manifest: Manifest | Sequence[ManifestRow], out_dir: str | os
     info.setdefault("format_version", FORMAT_VERSION)
     out = Path(out_dir).expanduser()
     csv_path = out / MANIFEST_FILE
-    names = [f.name for f in fields(ManifestRow)]
+    with_faces = any(r.n_faces is not None for r in rows)
+    names = list(COLUMNS + FACE_COLUMNS) if with_faces else list(COLUMNS)
     with atomic_open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=names, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
+        for r in rows:
+            values = {k: getattr(r, k) for k in COLUMNS}
+            if with_faces:
+                values.update(r.face_columns())
+            writer.writerow(values)
     with atomic_open(out / INFO_FILE, "w") as f:
         json.dump(info, f, indent=2, ensure_ascii=False)
         f.write("\n")

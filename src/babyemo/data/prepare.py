@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from babyemo import paths
+from babyemo.data.face_index import annotate_faces
 from babyemo.data.hashing import NEAR_BLANK_STD, format_hash
 from babyemo.data.manifest import (
     METADATA_FILE,
@@ -123,6 +124,7 @@ def prepare(
     metadata: str | os.PathLike[str] | None = None,
     name: str | None = None,
     near_duplicate_distance: int | None = None,
+    faces: str = "none",
 ) -> PrepareResult:
     """Scan a dataset, split it duplicate-aware and write ``manifest.csv`` + ``dataset.json``.
 
@@ -139,6 +141,8 @@ def prepare(
         name: Dataset name (default: the catalogue name or the folder name).
         near_duplicate_distance: dHash Hamming distance for near-duplicates (default:
             chosen from the data, see :mod:`babyemo.data.hashing`).
+        faces: Face detector run once on every image (``"yunet"``), storing the primary
+            face box and landmarks in the manifest; ``"none"`` (default) skips detection.
 
     Splits: class folders get a new seeded split stratified by label. Given
     ``train/``+``val/``(+``test/``) folders are kept; with ``train/`` and ``test/`` only, a
@@ -153,9 +157,15 @@ def prepare(
     Raises:
         ConfigError: Bad ratios or name.
         DataError: Source not found, bad layout, no images, one class, bad metadata.
-        DownloadError: Fetching or extracting the source failed.
+        DownloadError: Fetching or extracting the source (or the detector's model) failed.
+        RegistryError: Unknown face detector.
+        MissingDependencyError: The face detector needs ``babyemo[faces]``.
     """
     ratios = validate_ratios(split)
+    if faces != "none":
+        from babyemo.faces import get_detector
+
+        get_detector(faces)  # fail before scanning if the detector cannot be made
     if name is not None:
         _check_name(name)
     folder, default_name, source_text = resolve_source(source)
@@ -179,6 +189,7 @@ def prepare(
     warnings += notes
     rows = [ManifestRow(im.path, im.label, s, im.sha256, im.width, im.height, im.format,
                         format_hash(im.dhash)) for im, s in zip(scan.images, splits, strict=True)]
+    face_summary = annotate_faces(rows, scan.root, faces) if faces != "none" else None
     out_dir = Path(out).expanduser() if out is not None else paths.prepared_dir() / name
     info = new_info(
         name, scan.root, source_text, scan.class_names,
@@ -191,6 +202,7 @@ def prepare(
         modes=dict(sorted(Counter(im.mode for im in scan.images).items())),
         near_blank=[im.path for im in scan.images if im.std < NEAR_BLANK_STD],
         warnings=warnings,
+        faces=face_summary,
     )
     if meta_bytes is not None:
         atomic_write_bytes(out_dir / METADATA_FILE, meta_bytes)
