@@ -20,7 +20,9 @@ def trained(prepared, tiny_arch, tmp_path):
 
 def test_evaluate_writes_reports(trained, prepared, tmp_path):
     report = evaluate(trained.best_checkpoint, data=prepared, split="test", out=tmp_path / "ev",
-                      precision="fp32")
+                      precision="fp32", bootstrap=200)
+    lo, hi = report.metrics["ci95"]["macro_f1"]
+    assert 0 <= lo <= report.metrics["macro_f1"] <= hi <= 1
     n = report.metrics["n"]
     assert n == len(report.y_true) == report.confusion.sum() > 0
     assert report.confusion.shape == (3, 3)

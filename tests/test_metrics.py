@@ -135,3 +135,24 @@ def test_modules_do_not_import_torch_or_matplotlib_eagerly():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_bootstrap_ci_brackets_the_point_estimate_and_is_deterministic():
+    import numpy as np
+
+    from babyemo.metrics import bootstrap_ci, classification_metrics
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 200)
+    pred = np.where(rng.random(200) < 0.7, y, rng.integers(0, 3, 200))
+    names = ["angry", "crying", "happy"]
+    ci = bootstrap_ci(y, pred, names, n=500, seed=3)
+    point = classification_metrics(y, pred, names)
+    for metric in ("accuracy", "balanced_accuracy", "macro_f1"):
+        lo, hi = ci[metric]
+        assert lo < point[metric] < hi and hi - lo < 0.2
+    assert bootstrap_ci(y, pred, names, n=500, seed=3) == ci
+    perfect = bootstrap_ci(y, y, names, n=100)
+    assert perfect["macro_f1"] == [1.0, 1.0]
+    with pytest.raises(ConfigError):
+        bootstrap_ci(y, pred, names, n=10)

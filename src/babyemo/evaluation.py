@@ -24,7 +24,7 @@ from babyemo.data.dataset import ManifestDataset
 from babyemo.data.manifest import read_manifest
 from babyemo.data.prepare import last_manifest
 from babyemo.devices import default_num_workers, resolve_device, resolve_precision
-from babyemo.metrics import classification_metrics
+from babyemo.metrics import bootstrap_ci, classification_metrics
 from babyemo.models.store import resolve_checkpoint
 from babyemo.progress import progress_bar
 from babyemo.transforms import eval_transform
@@ -107,7 +107,7 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
              data: str | os.PathLike[str] | None = None, split: str = "test",
              out: str | os.PathLike[str] | None = None, device: str = "auto",
              precision: Precision | str = Precision.auto, batch_size: int = 64,
-             num_workers: int | None = None) -> EvalReport:
+             num_workers: int | None = None, bootstrap: int = 0) -> EvalReport:
     """Evaluate a trained model on one split of a prepared dataset.
 
     Class names and preprocessing come from the checkpoint; the manifest's labels are
@@ -123,6 +123,8 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
         precision: ``auto|fp32|bf16|fp16``.
         batch_size: Images per forward pass.
         num_workers: DataLoader workers (default: see :func:`default_num_workers`).
+        bootstrap: Number of bootstrap resamples for 95% confidence intervals of accuracy,
+            balanced accuracy and macro-F1 (``metrics["ci95"]``); 0 = none.
 
     Returns:
         The :class:`EvalReport`.
@@ -144,6 +146,9 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
     y_true = np.asarray(dataset.targets, dtype=np.int64)
     y_pred = probs.argmax(1).astype(np.int64)
     metrics = classification_metrics(y_true, y_pred, ckpt.class_names)
+    if bootstrap:
+        metrics["ci95"] = bootstrap_ci(y_true, y_pred, ckpt.class_names, n=bootstrap)
+        metrics["bootstrap_resamples"] = bootstrap
     report = EvalReport(checkpoint=ckpt_path, manifest=manifest.path, split=split,
                         class_names=ckpt.class_names, metrics=metrics, paths=dataset.rel_paths,
                         y_true=y_true, y_pred=y_pred, probs=probs)

@@ -162,3 +162,50 @@ def per_class_accuracy(y_true: Any, y_pred: Any, class_names: Sequence[str]) -> 
     _, recall, _, support = precision_recall_fscore_support(
         t, p, labels=labels, zero_division=0)
     return {name: float(recall[i]) for i, name in enumerate(class_names) if support[i] > 0}
+
+
+BOOTSTRAP_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+"""Metrics that :func:`bootstrap_ci` gives intervals for."""
+
+
+def bootstrap_ci(y_true: Any, y_pred: Any, class_names: Sequence[str], *, n: int = 1000,
+                 seed: int = 0, level: float = 0.95) -> dict[str, list[float]]:
+    """Percentile bootstrap confidence intervals of accuracy, balanced accuracy, macro-F1.
+
+    The evaluated images are resampled with replacement ``n`` times (Efron & Tibshirani,
+    1993, *An Introduction to the Bootstrap*, percentile method); each metric's interval is
+    the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of its ``n`` values. This
+    covers sampling error of the test set only, not training randomness.
+
+    Args:
+        y_true: True class indices, shape ``(N,)``.
+        y_pred: Predicted class indices, shape ``(N,)``.
+        class_names: Class names (defines ``K``).
+        n: Number of resamples (>= 100).
+        seed: Seed of the resampling (results are deterministic for a seed).
+        level: Confidence level in (0, 1).
+
+    Returns:
+        ``{metric: [low, high]}`` for the metrics of :data:`BOOTSTRAP_METRICS`.
+
+    Raises:
+        ConfigError: Bad inputs, ``n < 100`` or ``level`` outside (0, 1).
+    """
+    t, p = _check_labels(y_true, y_pred, class_names)
+    if not isinstance(n, int) or n < 100:
+        raise ConfigError(f"The number of bootstrap resamples must be an int >= 100. Got {n!r}.")
+    if not 0 < level < 1:
+        raise ConfigError(f"The confidence level must be in (0, 1). Got {level!r}.")
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[float]] = {m: [] for m in BOOTSTRAP_METRICS}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(n):
+            idx = rng.integers(0, len(t), len(t))
+            bt, bp = t[idx], p[idx]
+            values["accuracy"].append(float(np.mean(bt == bp)))
+            values["balanced_accuracy"].append(float(balanced_accuracy_score(bt, bp)))
+            values["macro_f1"].append(float(f1_score(bt, bp, labels=sorted(set(bt) | set(bp)),
+                                                     average="macro", zero_division=0)))
+    q = [(1 - level) / 2, (1 + level) / 2]
+    return {m: [float(v) for v in np.quantile(vals, q)] for m, vals in values.items()}

@@ -23,13 +23,16 @@ def evaluate_command(
     device: str = typer.Option("auto", "--device"),
     precision: Precision = typer.Option(Precision.auto, "--precision"),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
+    bootstrap: int = typer.Option(0, "--bootstrap", min=0, metavar="N",
+                                  help="95% bootstrap confidence intervals from N resamples "
+                                  "(e.g. 1000)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Evaluate a model on a split: metrics and confusion matrix (terminal, CSV, PNG)."""
     from babyemo.evaluation import evaluate
 
     report = evaluate(checkpoint, model=model, data=data, split=split, out=out, device=device,
-                      precision=precision, batch_size=batch_size)
+                      precision=precision, batch_size=batch_size, bootstrap=bootstrap)
     if as_json:
         import json
 
@@ -39,6 +42,10 @@ def evaluate_command(
     say(f"{report.checkpoint} on {report.manifest}, split {split}, n={m['n']}")
     stdout.print(f"accuracy {m['accuracy']:.3f}  balanced accuracy {m['balanced_accuracy']:.3f}"
                  f"  macro-F1 {m['macro_f1']:.3f}")
+    ci = m.get("ci95")
+    if ci:
+        say("95% CI (bootstrap, " + str(m["bootstrap_resamples"]) + " resamples): " + "  ".join(
+            f"{k.replace('_', ' ')} {lo:.3f}-{hi:.3f}" for k, (lo, hi) in ci.items()))
     table = Table(title="per class")
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="right")
