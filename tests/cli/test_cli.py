@@ -37,7 +37,8 @@ def test_version_and_python_m():
 def test_models_list_shows_registry():
     result = runner.invoke(app, ["models", "list"])
     assert result.exit_code == 0, result.output
-    for name in ("resnet18", "mobilenet_v3_small", "vgg16", "vgg_fer", "custom_resnet"):
+    for name in ("resnet18", "mobilenet_v3_small", "vgg16", "vgg_fer", "custom_resnet",
+                 "yunet"):
         assert name in result.stdout
 
 

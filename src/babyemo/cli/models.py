@@ -1,10 +1,11 @@
-"""``babyemo models``: the architecture registry and the trained models."""
+"""``babyemo models``: architectures, trained models and face detectors."""
 
 from __future__ import annotations
 
 import json
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from babyemo.cli._common import cli_errors, say, stdout
@@ -20,14 +21,18 @@ def list_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """List registered architectures and trained models."""
+    from babyemo.faces import list_detectors
     from babyemo.models.registry import list_archs
     from babyemo.models.store import default_model, list_trained
 
     archs = list_archs(pattern)
     trained = list_trained()
     default = default_model()
+    detectors = list_detectors()
     if as_json:
         stdout.print_json(json.dumps({
+            "face_detectors": [{"name": d.name, "description": d.description}
+                               for d in detectors],
             "architectures": [{"name": a.name, "input": a.default_input.to_dict(),
                                "pretrained": a.pretrained, "description": a.description}
                               for a in archs],
@@ -39,7 +44,7 @@ def list_command(
     for a in archs:
         spec = a.default_input
         table.add_row(a.name, f"{spec.size}px {'RGB' if spec.channels == 3 else 'gray'}",
-                      "yes" if a.pretrained else "no", a.description)
+                      "yes" if a.pretrained else "no", escape(a.description))
     stdout.print(table)
     table = Table(title="Trained models")
     table.add_column("name", no_wrap=True)
@@ -47,10 +52,17 @@ def list_command(
         table.add_column(col, overflow="fold")
     for name, rec in reversed(trained.items()):
         f1 = rec.get("val_macro_f1")
-        table.add_row(name + (" (default)" if name == default else ""), rec.get("arch", ""),
-                      ",".join(rec.get("class_names", [])), "" if f1 is None else f"{f1:.3f}",
-                      rec.get("created", ""), rec["checkpoint"])
+        cells = [name + (" (default)" if name == default else ""), rec.get("arch", ""),
+                 ",".join(rec.get("class_names", [])), "" if f1 is None else f"{f1:.3f}",
+                 rec.get("created", ""), rec["checkpoint"]]
+        table.add_row(*[escape(c) for c in cells])
     stdout.print(table if trained else "No trained models yet (babyemo train).")
+    table = Table(title="Face detectors")
+    table.add_column("name", no_wrap=True)
+    table.add_column("description")
+    for d in detectors:
+        table.add_row(escape(d.name), escape(d.description))
+    stdout.print(table)
 
 
 @app.command("info")
