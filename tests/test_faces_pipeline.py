@@ -68,6 +68,23 @@ def test_prepare_stores_face_boxes(face_manifest):
                            "face_landmarks"]
 
 
+def test_inspect_reports_detection_rate(face_manifest):
+    from babyemo.data.inspect import inspect_dataset
+
+    faces = inspect_dataset(face_manifest).faces
+    assert faces["detector"] == FAKE and faces["with_face"] == 34
+    assert faces["multi_face"] == 0 and faces["tiny_face"] == 36 - 2  # 28.8-px boxes < 32
+    m = read_manifest(face_manifest)
+    happy_splits = {r.split for r in m.rows if r.label == "happy" and not r.n_faces}
+    for split in happy_splits:
+        n = sum(1 for r in m.rows if r.label == "happy" and r.split == split)
+        missing = sum(1 for r in m.rows if r.label == "happy" and r.split == split
+                      and not r.n_faces)
+        assert faces["rate"][split]["happy"] == pytest.approx(1 - missing / n)
+    assert faces["rate"]["train"]["angry"] == 1.0
+    assert len(faces["no_face_examples"]) == 2
+
+
 def test_train_on_crops_records_face_settings_and_predict_crops_the_same(
         face_manifest, tiny_arch, tmp_path):
     result = train(TrainConfig(data=str(face_manifest), arch=tiny_arch, epochs=1, batch_size=8,
