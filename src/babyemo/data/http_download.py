@@ -7,7 +7,6 @@ never leaves a truncated file under the final name.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -21,6 +20,7 @@ from typing import Any
 from babyemo import __version__
 from babyemo.data.archives import CHUNK_BYTES, DEFAULT_MAX_BYTES
 from babyemo.errors import ConfigError, DownloadError
+from babyemo.io import sha256_file
 from babyemo.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -44,14 +44,6 @@ def check_scheme(url: str) -> str:
             "use an https://, http:// or file:// URL, or a local folder with --source PATH",
         )
     return scheme
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _open_url(url: str, offset: int, timeout: float) -> Any:
@@ -172,7 +164,7 @@ def download_url(
     if expected is not None and not re.fullmatch(r"[0-9a-f]{64}", expected):
         raise ConfigError(f"Invalid sha256 {sha256!r}.", "give 64 hexadecimal digits")
     if dest.is_file():
-        if expected is None or _sha256_file(dest) == expected:
+        if expected is None or sha256_file(dest) == expected:
             logger.info("Using already downloaded %s", dest)
             return dest
         logger.warning("%s does not match the expected SHA-256; downloading it again", dest)
@@ -180,7 +172,7 @@ def download_url(
     part = dest.with_name(dest.name + ".part")
     _stream_to_part(url, part, scheme, max_bytes, timeout, f"Downloading {dest.name}")
     if expected is not None:
-        got = _sha256_file(part)
+        got = sha256_file(part)
         if got != expected:
             part.unlink(missing_ok=True)
             raise DownloadError(

@@ -18,7 +18,6 @@ space-separated numbers); the face columns are empty when ``n_faces`` is 0.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import os
@@ -30,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from babyemo.errors import ManifestError
-from babyemo.io import atomic_open
+from babyemo.io import atomic_open, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +155,7 @@ class Manifest:
 
     def sha256(self) -> str:
         """SHA-256 (hex) of the ``manifest.csv`` bytes (identifies the data of a run)."""
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        return sha256_file(self.path)
 
 
 _real_roots: dict[str, str] = {}

@@ -15,7 +15,6 @@ time changes).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import NamedTuple
 
 from babyemo import paths
 from babyemo.errors import DownloadError, unknown_name
+from babyemo.io import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -57,17 +57,8 @@ KNOWN_MODEL_FILES: dict[str, ModelFile] = {
 }
 """Model files babyemo knows how to fetch, by file name (entries may be plain 4-tuples)."""
 
-_CHUNK = 1 << 20
 _verified: dict[Path, tuple[int, int]] = {}
 _lock = threading.Lock()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _matches(path: Path, entry: ModelFile) -> bool:
@@ -79,7 +70,7 @@ def _matches(path: Path, entry: ModelFile) -> bool:
             return True
     if entry.size is not None and stat.st_size != entry.size:
         return False
-    if _sha256(path) != entry.sha256.lower():
+    if sha256_file(path) != entry.sha256.lower():
         return False
     with _lock:
         _verified[key] = stamp
