@@ -295,6 +295,7 @@ def train(config: TrainConfig) -> TrainResult:
         CheckpointError: ``--init`` or ``--resume`` file unusable.
     """
     start = time.perf_counter()
+    info = get_arch(config.arch)
     device = resolve_device(config.device)
     plan = resolve_precision(config.precision, device)
     run_dir = _run_dir(config)
@@ -305,6 +306,7 @@ def train(config: TrainConfig) -> TrainResult:
         config = TrainConfig.from_dict({**saved["train"]["config"], **keep, "resume": True,
                                         "out": str(run_dir)})
         resume_state = saved
+        info = get_arch(config.arch)
     name = config.name or run_dir.resolve().name
     store.check_name_free(name, run_dir / "best.pt")
     manifest_path = Path(config.data) if config.data else last_manifest()
@@ -313,7 +315,6 @@ def train(config: TrainConfig) -> TrainResult:
     if len(class_names) < 2:
         raise DataError(f"The manifest {manifest.path} has {len(class_names)} class(es).",
                         "a classifier needs at least two classes")
-    info = get_arch(config.arch)
     spec = info.default_input.with_size(config.image_size)
     arch_kwargs = _arch_kwargs(config, spec.size)
     _seed_all(config.seed)
