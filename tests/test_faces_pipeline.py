@@ -114,7 +114,7 @@ def test_train_on_crops_records_face_settings_and_predict_crops_the_same(
     assert float(one["det_score"]) == pytest.approx(0.9)
     assert summary.n_no_face == 1 and summary.n_failed == 1 and summary.n_rows == 2
     saved = list(crops.iterdir())
-    assert len(saved) == 1 and Image.open(saved[0]).size == (48, 48)  # 2 * input size 24
+    assert len(saved) == 1 and Image.open(saved[0]).size == (24, 24)  # the input size
 
     full = Predictor(result.best_checkpoint, precision="fp32", no_face_fallback="full")
     by_name = {p.path.rsplit("/", 1)[-1]: p for p in full.predict_files(

@@ -129,3 +129,29 @@ def test_errors_are_raised_before_any_training(prepared, tiny_arch, tmp_path):
     with pytest.raises(RegistryError, match="taken"):
         train(_config(prepared, tiny_arch, tmp_path / "c", epochs=50, name="taken"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("cache", ["none", "ram", "disk"])
+def test_cache_modes_train_identically(prepared, tiny_arch, tmp_path, cache):
+    result = train(_config(prepared, tiny_arch, tmp_path / cache, cache=cache))
+    reference = train(_config(prepared, tiny_arch, tmp_path / "ref", cache="none"))
+    assert json.loads((result.run_dir / "config.json").read_text())["cache"] == cache
+    a = read_checkpoint_dict(result.last_checkpoint)
+    b = read_checkpoint_dict(reference.last_checkpoint)
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+
+
+def test_compile_wraps_the_model_but_checkpoints_keep_plain_names(prepared, tiny_arch, tmp_path,
+                                                                   monkeypatch):
+    compiled = []
+
+    def fake_compile(model):  # the real one costs 10-60 s of compilation here
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    result = train(_config(prepared, tiny_arch, tmp_path / "run", epochs=1, compile=True))
+    assert len(compiled) == 1
+    keys = read_checkpoint_dict(result.best_checkpoint)["state_dict"].keys()
+    assert keys and not any(k.startswith("_orig_mod.") for k in keys)

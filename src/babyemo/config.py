@@ -28,6 +28,19 @@ class Precision(str, Enum):
     fp16 = "fp16"
 
 
+class CacheMode(str, Enum):
+    """Where training keeps decoded, resized images so later epochs skip JPEG decoding.
+
+    ``auto`` is ``ram`` when images are decoded in the main process (0 workers) and
+    ``disk`` with worker processes (a RAM cache would be rebuilt by every worker).
+    """
+
+    auto = "auto"
+    ram = "ram"
+    disk = "disk"
+    none = "none"
+
+
 class OptimizerName(str, Enum):
     """Optimizers of :func:`babyemo.training.train`."""
 
@@ -181,6 +194,8 @@ class TrainConfig:
     device: str = "auto"
     precision: Precision = Precision.auto
     num_workers: int | None = None
+    cache: CacheMode = CacheMode.auto
+    compile: bool = False
     out: str | None = None
     overwrite: bool = False
     resume: bool = False
@@ -194,6 +209,7 @@ class TrainConfig:
         self.optimizer = OptimizerName(self.optimizer)
         self.scheduler = SchedulerName(self.scheduler)
         self.precision = Precision(self.precision)
+        self.cache = CacheMode(self.cache)
         if isinstance(self.augment, dict):
             self.augment = AugmentConfig.from_dict(self.augment)
         checks = [
@@ -219,6 +235,7 @@ class TrainConfig:
         d["optimizer"] = self.optimizer.value
         d["scheduler"] = self.scheduler.value
         d["precision"] = self.precision.value
+        d["cache"] = self.cache.value
         d["augment"] = self.augment.to_dict()
         return d
 

@@ -123,3 +123,18 @@ def default_num_workers(device: torch.device) -> int:
     if device.type == "cuda":
         return min(4, max(1, cores - 1))
     return 0 if cores <= 4 else min(4, cores // 4)
+
+
+def set_cpu_threads(device: torch.device, num_workers: int) -> int:
+    """Give the model's intra-op threads the cores the DataLoader workers leave free.
+
+    On the CPU, ``torch.set_num_threads(max(1, cores - num_workers))`` so that workers and
+    intra-op threads together do not exceed the cores (oversubscribed threads spin and
+    wait for each other). Other devices are left alone.
+
+    Returns:
+        The number of intra-op threads now in use.
+    """
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - num_workers))
+    return torch.get_num_threads()

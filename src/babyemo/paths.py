@@ -65,6 +65,11 @@ def models_cache_dir() -> Path:
     return _sub("models")
 
 
+def image_cache_dir() -> Path:
+    """Folder of decoded, resized images cached by ``babyemo train --cache disk``."""
+    return _sub("cache") / "images"
+
+
 def local_datasets_dir() -> Path | None:
     """``BABYEMO_DATASETS`` as a path, or ``None`` when unset."""
     env = os.environ.get("BABYEMO_DATASETS")

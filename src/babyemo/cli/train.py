@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from babyemo.cli._common import cli_errors, say
-from babyemo.config import OptimizerName, Precision, SchedulerName, TrainConfig
+from babyemo.config import CacheMode, OptimizerName, Precision, SchedulerName, TrainConfig
 
 _D = TrainConfig()
 
@@ -41,7 +41,14 @@ def train_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Reuse a non-empty --out."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     name: str = typer.Option(None, "--name", help="Register the model under this name."),
-    workers: int = typer.Option(None, "--workers", min=0, help="DataLoader worker processes."),
+    workers: int = typer.Option(None, "--workers", min=0, help="DataLoader worker processes "
+                                "(default: 0 on a CPU with up to 4 cores)."),
+    cache: CacheMode = typer.Option(_D.cache, "--cache", help="Keep decoded, resized images "
+                                    "so later epochs skip decoding: ram, disk (shared by "
+                                    "workers and later runs), none; auto = ram with 0 workers, "
+                                    "else disk."),
+    compile_model: bool = typer.Option(_D.compile, "--compile/--no-compile",
+                                       help="torch.compile the model (slow first epoch)."),
     faces: str = typer.Option(_D.faces, "--faces", help="auto (crop to the manifest's face "
                               "boxes when it has them), none (whole images), or the detector "
                               "the manifest was prepared with."),
@@ -61,7 +68,8 @@ def train_command(
         weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler,
         augment=AugmentConfig.preset(augment), label_smoothing=label_smoothing,
         class_weights=class_weights, early_stopping=early_stopping, seed=seed, device=device,
-        precision=precision, num_workers=workers, out=str(out) if out else None,
+        precision=precision, num_workers=workers, cache=cache, compile=compile_model,
+        out=str(out) if out else None,
         overwrite=overwrite, resume=resume, init=str(init) if init else None, name=name,
         faces=faces, face_margin=face_margin, face_align=face_align)
     result = train(config)

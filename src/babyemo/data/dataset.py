@@ -1,7 +1,7 @@
 """torch Datasets over a manifest split, and over a list of unlabelled image files.
 
 Both decode with :func:`babyemo.data.images.load_image` at the same draft size
-(:func:`decode_size`), so training, evaluation and prediction see identical pixels.
+(:func:`decode_size`), so validation, evaluation and prediction see identical pixels.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from babyemo.config import InputSpec
+from babyemo.data.image_cache import ImageCache, cache_key
 from babyemo.data.images import IMAGE_SUFFIXES, load_image
 from babyemo.data.manifest import Manifest
 from babyemo.errors import DataError, ImageError
@@ -23,13 +24,16 @@ from babyemo.errors import DataError, ImageError
 Transform = Callable[[Any], torch.Tensor]
 
 
-def decode_size(spec: InputSpec) -> int:
-    """Smallest side (pixels) JPEGs are decoded at: twice the model input.
+def decode_size(spec: InputSpec, augment: bool = False) -> int:
+    """Smallest side (pixels) images are decoded at: the model input, or twice it for
+    training with augmentation (random resized crops zoom in).
 
     Pillow's JPEG ``draft`` decodes at 1/2, 1/4 or 1/8 scale, several times faster than a
     full decode, while keeping at least this many pixels for resizing and augmentation.
+    Evaluation, validation and prediction all decode at ``spec.size``, so they see the
+    same pixels.
     """
-    return 2 * spec.size
+    return 2 * spec.size if augment else spec.size
 
 
 class ManifestDataset(Dataset):
@@ -44,8 +48,12 @@ class ManifestDataset(Dataset):
         class_names: Logit order; every label of the split must be in it.
         spec: Input spec (channels and decode size).
         transform: PIL image → tensor.
-        cache: Keep decoded images in memory after the first epoch (no JPEG decoding
-            afterwards). Each DataLoader worker holds its own cache.
+        cache: Where decoded images are kept after the first epoch (no JPEG decoding
+            afterwards): a :class:`babyemo.data.image_cache.RamCache` (each DataLoader
+            worker holds its own), a :class:`~babyemo.data.image_cache.DiskCache`, or
+            ``None``.
+        augment: Decode at twice the input size, for training augmentation (see
+            :func:`decode_size`).
         crop: Crop each image to its face box from the manifest (see
             :func:`babyemo.faces.crop_face`); an image without a face is used whole
             (counted in :attr:`n_without_face`). ``None`` uses whole images.
@@ -56,8 +64,8 @@ class ManifestDataset(Dataset):
     """
 
     def __init__(self, manifest: Manifest, split: str | None, class_names: Sequence[str],
-                 spec: InputSpec, transform: Transform, cache: bool = False,
-                 crop: Any = None) -> None:
+                 spec: InputSpec, transform: Transform, cache: ImageCache | None = None,
+                 crop: Any = None, augment: bool = False) -> None:
         rows = manifest.rows if split is None else manifest.rows_for(split)
         if not rows:
             raise DataError(f"The manifest {manifest.path} has no '{split}' rows.",
@@ -80,26 +88,34 @@ class ManifestDataset(Dataset):
         self.paths = [manifest.resolve(r) for r in rows]
         self.rel_paths = [r.path for r in rows]
         self.targets = [index[r.label] for r in rows]
-        self.spec, self.transform = spec, transform
-        self._cache: dict[int, Any] | None = {} if cache else None
+        self.sha256 = [r.sha256 for r in rows]
+        self.spec, self.transform, self.cache = spec, transform, cache
+        self.draft_size = decode_size(spec, augment)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def load(self, i: int) -> Any:
-        """The decoded PIL image of item ``i`` (from the cache when enabled).
+        """The decoded PIL image of item ``i`` (from the cache when there is one).
 
         Raises:
             ImageError: The file cannot be decoded (prepare normally excludes these).
         """
-        if self._cache is not None and i in self._cache:
-            return self._cache[i]
+        key = None
+        if self.cache is not None:
+            mode = "RGB" if self.spec.channels == 3 else "L"
+            key = cache_key(self.sha256[i], size=self.draft_size, mode=mode, crop=self.crop,
+                            face=self.faces[i] if self.crop is not None else None)
+            img = self.cache.get(key)
+            if img is not None:
+                return img
         if self.crop is not None:
-            img = load_face_crop(self.paths[i], self.faces[i], self.crop, self.spec)
+            img = load_face_crop(self.paths[i], self.faces[i], self.crop, self.spec,
+                                 self.draft_size)
         else:
-            img = load_image(self.paths[i], self.spec.channels, decode_size(self.spec))
-        if self._cache is not None:
-            self._cache[i] = img
+            img = load_image(self.paths[i], self.spec.channels, self.draft_size)
+        if key is not None:
+            self.cache.put(key, img)
         return img
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
@@ -107,11 +123,11 @@ class ManifestDataset(Dataset):
 
 
 def load_face_crop(path: Path, face: dict[str, Any] | None, crop: Any,
-                   spec: InputSpec) -> Any:
+                   spec: InputSpec, size: int) -> Any:
     """Decode ``path`` at full resolution and crop it to ``face`` (whole image if ``None``).
 
     Boxes are in pixels of the full-resolution upright image, so no JPEG draft is used.
-    The crop is ``2 * spec.size`` pixels square, in the spec's channels.
+    The crop is ``size`` pixels square (see :func:`decode_size`), in the spec's channels.
 
     Raises:
         ImageError: The file cannot be decoded.
@@ -120,7 +136,7 @@ def load_face_crop(path: Path, face: dict[str, Any] | None, crop: Any,
 
     img = load_image(path, 3)
     if face is not None:
-        img = crop_face(img, Face.from_dict(face), crop, out_size=decode_size(spec))
+        img = crop_face(img, Face.from_dict(face), crop, out_size=size)
     return img if spec.channels == 3 else img.convert("L")
 
 
