@@ -128,3 +128,19 @@ def prepared(tmp_path: Path) -> Path:
     root = make_imagefolder(tmp_path / "images", per_class=12)
     result = prepare(root, out=tmp_path / "prepared", split=(0.5, 0.25, 0.25), seed=0)
     return result.manifest_path
+
+
+def make_checkpoint(path: Path, arch: str, classes=("angry", "crying", "happy"),
+                    temperature: float | None = None) -> Path:
+    """An untrained checkpoint of ``arch`` (24 px input), optionally with a temperature."""
+    from babyemo.checkpoint import save_checkpoint, write_calibration
+    from babyemo.config import InputSpec
+    from babyemo.models.registry import create_model
+
+    save_checkpoint(path, model=create_model(arch, num_classes=len(classes)), arch=arch,
+                    arch_kwargs={}, class_names=list(classes),
+                    input_spec=InputSpec(size=24, mean=(0.5,) * 3, std=(0.5,) * 3),
+                    train={}, metrics={})
+    if temperature is not None:
+        write_calibration(path, {"temperature": temperature, "fitted_on": "val"})
+    return path

@@ -58,3 +58,124 @@ def test_labels_not_in_checkpoint_are_an_error(trained, prepared, tmp_path):
     (bad / "dataset.json").write_text(json.dumps(info))
     with pytest.raises(DataError, match="sleepy"):
         evaluate(trained.best_checkpoint, data=bad / "manifest.csv", split="all")
+
+
+# ------------------------------------------------- calibration, slices, label map
+
+
+def _untrained(tmp_path, tiny_arch, classes, temperature=None):
+    """An untrained tiny checkpoint (no training needed to test the bookkeeping)."""
+    from tests.conftest import make_checkpoint
+
+    return make_checkpoint(tmp_path / f"{'-'.join(classes)}.pt", tiny_arch, classes,
+                           temperature)
+
+
+def test_probs_use_the_stored_temperature_and_ece_is_reported(prepared, tiny_arch, tmp_path):
+    plain = evaluate(_untrained(tmp_path, tiny_arch, ("angry", "crying", "happy")),
+                     data=prepared, split="all", precision="fp32", num_workers=0)
+    hot = evaluate(_untrained(tmp_path / "t", tiny_arch, ("angry", "crying", "happy"), 0.25),
+                   data=prepared, split="all", precision="fp32", out=tmp_path / "ev",
+                   num_workers=0)
+    logits = np.log(plain.probs)  # softmax is shift-invariant: log-probs act as logits
+    expected = np.exp(logits / 0.25) / np.exp(logits / 0.25).sum(1, keepdims=True)
+    assert np.allclose(hot.probs, expected, atol=1e-4)
+    assert np.array_equal(hot.y_pred, plain.y_pred) and hot.metrics == plain.metrics
+    cal = hot.calibration
+    assert cal["temperature"] == 0.25 and cal["calibrated"] and cal["n_bins"] == 15
+    assert cal["ece_before"] == pytest.approx(plain.calibration["ece_after"])
+    assert plain.calibration["temperature"] == 1.0 and not plain.calibration["calibrated"]
+    saved = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert saved["calibration"]["ece_after"] == pytest.approx(cal["ece_after"])
+    assert len(saved["calibration"]["reliability"]["after"]["count"]) == 15
+    with Image.open(tmp_path / "ev" / "reliability.png") as im:
+        assert im.width > 300
+
+
+def test_slices_from_metadata_csv_and_from_the_manifest(prepared, tiny_arch, tmp_path):
+    from babyemo.data.manifest import read_manifest
+    from babyemo.data.prepare import prepare
+    from babyemo.metrics import classification_metrics
+
+    ckpt = _untrained(tmp_path, tiny_arch, ("angry", "crying", "happy"))
+    rows = read_manifest(prepared).rows
+    meta = tmp_path / "meta.csv"
+    meta.write_text("path,source\n" + "".join(
+        f"{r.path},{'stock' if i % 3 else 'other'}\n" for i, r in enumerate(rows[:-2])))
+    report = evaluate(ckpt, num_workers=0, data=prepared, split="all", precision="fp32",
+                      slice_by="source", metadata=meta, bootstrap=100, out=tmp_path / "ev")
+    groups = {g["value"]: g for g in report.slices["groups"]}
+    assert set(groups) == {"other", "stock", "(missing)"} and groups["(missing)"]["n"] == 2
+    assert sum(g["n"] for g in groups.values()) == report.metrics["n"]
+    idx = [i for i, p in enumerate(report.paths) if p in {r.path for r in rows[0:-2:3]}]
+    ref = classification_metrics(report.y_true[idx], report.y_pred[idx], report.class_names)
+    assert groups["other"]["macro_f1"] == pytest.approx(ref["macro_f1"])
+    assert set(groups["stock"]["ci95"]) == {"accuracy", "balanced_accuracy", "macro_f1"}
+    table = list(csv.DictReader((tmp_path / "ev" / "slices.csv").open()))
+    assert [t["value"] for t in table] == ["(missing)", "other", "stock"]
+    assert {"column", "n", "macro_f1", "ece", "macro_f1_ci_low"} <= table[0].keys()
+    assert json.loads((tmp_path / "ev" / "report.json").read_text())["slices"]["column"] == \
+        "source"
+    with pytest.raises(DataError, match="no column 'age'"):
+        evaluate(ckpt, num_workers=0, data=prepared, split="all", slice_by="age", metadata=meta)
+    with pytest.raises(DataError, match="needs metadata"):
+        evaluate(ckpt, num_workers=0, data=prepared, split="all", slice_by="source")
+    # metadata attached at prepare time is used without --metadata
+    again = prepare(prepared.parent.parent / "images", out=tmp_path / "prep2",
+                    split=(0.5, 0.25, 0.25), seed=0, metadata=meta)
+    by_manifest = evaluate(ckpt, num_workers=0, data=again.manifest_path, split="all",
+                           slice_by="source")
+    assert [(g["value"], g["n"], g["macro_f1"]) for g in by_manifest.slices["groups"]] == \
+        [(g["value"], g["n"], g["macro_f1"]) for g in report.slices["groups"]]
+
+
+def test_label_map_model_classes_on_another_dataset(tiny_arch, tmp_path):
+    """Infant model (angry/crying/happy) on adult-like data (angry/fear/happy/sad)."""
+    from babyemo.data.prepare import prepare
+    from tests.conftest import make_imagefolder
+
+    adult = make_imagefolder(tmp_path / "adult", classes=("angry", "fear", "happy", "sad"),
+                             per_class=4)
+    manifest = prepare(adult, out=tmp_path / "adult-prep", split=(0.5, 0.25, 0.25)
+                       ).manifest_path
+    ckpt = _untrained(tmp_path, tiny_arch, ("angry", "crying", "happy"))
+    with pytest.raises(DataError, match="fear"):
+        evaluate(ckpt, num_workers=0, data=manifest, split="all")
+    report = evaluate(ckpt, num_workers=0, data=manifest, split="all", label_map="crying=sad",
+                      out=tmp_path / "ev")
+    lm = report.label_map
+    assert lm["pairs"] == {"angry": "angry", "happy": "happy", "sad": "crying"}
+    assert lm["dropped"] == {"fear": 4} and lm["n_kept"] == 12 == report.metrics["n"]
+    assert lm["outside_classes"] == [] and lm["n_pred_outside"] == 0
+    assert report.metrics["per_class"]["crying"]["support"] == 4
+    # the same pair in the other order, as a list, gives the same result
+    same = evaluate(ckpt, num_workers=0, data=manifest, split="all", label_map=["sad=crying"])
+    assert same.metrics == report.metrics
+    assert json.loads((tmp_path / "ev" / "report.json").read_text())["label_map"]["n_dropped"] \
+        == 4
+    from babyemo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sadd=crying"):
+        evaluate(ckpt, num_workers=0, data=manifest, split="all", label_map="sadd=crying")
+    with pytest.raises(ConfigError, match="Bad label-map entry"):
+        evaluate(ckpt, num_workers=0, data=manifest, split="all", label_map="crying")
+
+
+def test_label_map_model_with_more_classes(prepared, tiny_arch, tmp_path):
+    """A 5-class adult model on the 3-class infant-like set: extra classes count wrong."""
+    from sklearn.metrics import f1_score
+
+    classes = ("angry", "disgust", "fear", "happy", "sad")
+    ckpt = _untrained(tmp_path, tiny_arch, classes)
+    report = evaluate(ckpt, num_workers=0, data=prepared, split="all", label_map="crying=sad",
+                      bootstrap=100)
+    lm = report.label_map
+    assert lm["evaluated_classes"] == ["angry", "happy", "sad"]
+    assert lm["outside_classes"] == ["disgust", "fear"] and lm["n_dropped"] == 0
+    outside = np.isin(report.y_pred, [1, 2])
+    assert lm["n_pred_outside"] == int(outside.sum())
+    assert report.metrics["accuracy"] == pytest.approx(np.mean(report.y_pred == report.y_true))
+    labels = sorted({0, 3, 4} & (set(report.y_true) | set(report.y_pred)))
+    assert report.metrics["macro_f1"] == pytest.approx(
+        f1_score(report.y_true, report.y_pred, labels=labels, average="macro", zero_division=0))
+    assert report.confusion.shape == (5, 5)

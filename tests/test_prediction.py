@@ -2,6 +2,7 @@ import csv
 import json
 import math
 
+import numpy as np
 import pytest
 
 from babyemo.config import TrainConfig
@@ -72,3 +73,49 @@ def test_prediction_does_not_depend_on_batch_neighbours(checkpoint, tmp_path):
 def test_no_model_at_all_is_a_clear_error():
     with pytest.raises(RegistryError, match="no trained model"):
         Predictor()
+
+
+def test_min_confidence_labels_uncertain_and_keeps_top_class(tiny_arch, tmp_path):
+    from babyemo.errors import ConfigError
+    from babyemo.prediction import UNCERTAIN
+    from tests.conftest import make_checkpoint
+
+    ckpt = make_checkpoint(tmp_path / "m.pt", tiny_arch)
+    photos = _photos(tmp_path)
+    plain = {p.path: p for p in Predictor(ckpt, precision="fp32", num_workers=0).predict_files(
+        sorted(photos.rglob("*.png")) + sorted(photos.rglob("*.jpg")))}
+    ok = [p for p in plain.values() if p.error is None]
+    threshold = float(np.median([p.confidence for p in ok])) + 1e-6
+    predictor = Predictor(ckpt, precision="fp32", min_confidence=threshold, num_workers=0)
+    out = tmp_path / "out.csv"
+    summary = predict_to_files([photos], predictor, csv_out=out, json_out=tmp_path / "o.json")
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0])[:4] == ["path", "label", "confidence", "top_class"]
+    good = [r for r in rows if not r["error"]]
+    for r in good:
+        low = plain[r["path"]].confidence < threshold  # (the CSV value is rounded)
+        assert r["label"] == (UNCERTAIN if low else r["top_class"])
+        assert r["top_class"] == plain[r["path"]].label
+    assert any(r["label"] == UNCERTAIN for r in good)
+    assert summary.label_counts.get(UNCERTAIN) == sum(r["label"] == UNCERTAIN for r in good)
+    data = json.loads((tmp_path / "o.json").read_text())
+    assert all("top_class" in d for d in data)
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        Predictor(ckpt, min_confidence=1.5)
+
+
+def test_probabilities_are_temperature_scaled(tiny_arch, tmp_path):
+    from tests.conftest import make_checkpoint
+
+    files = [make_image(tmp_path / "a.png", color=(220, 40, 40)),
+             make_image(tmp_path / "b.png", color=(40, 40, 220))]
+    plain = list(Predictor(make_checkpoint(tmp_path / "m.pt", tiny_arch),
+                           precision="fp32").predict_files(files))
+    hot = Predictor(make_checkpoint(tmp_path / "t.pt", tiny_arch, temperature=0.5),
+                    precision="fp32")
+    assert hot.temperature == 0.5
+    for p, q in zip(plain, hot.predict_files(files), strict=True):
+        logp = np.log(np.array(p.probs))
+        expected = np.exp(2 * logp) / np.exp(2 * logp).sum()
+        assert q.probs == pytest.approx(tuple(expected), abs=1e-5)
+        assert q.label == p.label and q.top_class == p.label

@@ -236,3 +236,20 @@ def test_plot_image_grid_empty_says_no_images(tmp_path):
     img = _png(tmp_path / "none.png")
     assert 20 < img.size[0] < 400 and 10 < img.size[1] < 300
     assert _non_white_fraction(img) > 0.01  # the text is drawn
+
+
+def test_plot_reliability_two_panels_and_bad_input(tmp_path):
+    edges = [i / 5 for i in range(6)]
+    before = {"edges": edges, "count": [0, 1, 3, 5, 11], "confidence": [None, 0.3, 0.5, 0.7, 0.95],
+              "accuracy": [None, 0.0, 0.33, 0.6, 0.7], "ece": 0.2}
+    after = {**before, "ece": 0.05}
+    path = tmp_path / "reliability.png"
+    reports.plot_reliability([("before (T = 1)", before), ("after (T = 1.8)", after)], path,
+                             title="tiny")
+    img = _png(path)
+    assert img.width > 1.6 * img.height and _non_white_fraction(img) > 0.05
+    with pytest.raises(ConfigError):
+        reports.plot_reliability([("bad", {**before, "count": [1, 2]})], tmp_path / "b.png")
+    with pytest.raises(ConfigError):
+        reports.plot_reliability([], tmp_path / "c.png")
+    assert not (tmp_path / "b.png").exists()

@@ -15,6 +15,12 @@ A checkpoint is a dict of plain types and tensors::
     faces             None (whole images) or {"detector", "margin", "align"}: how training
                       cropped faces, so prediction crops the same way
     resume            (last.pt only) optimizer / scheduler / scaler state, history
+    calibration       optional (absent = uncalibrated, temperature 1): temperature scaling
+                      fitted by `babyemo train` / `babyemo calibrate`, a dict
+                      {"temperature": float > 0, "fitted_on": split name, "n": int,
+                      "ece_before", "ece_after": float (15 bins), "nll_before",
+                      "nll_after": float (nats), "n_bins": int}; prediction and
+                      evaluation use softmax(logits / temperature)
 
 Evaluation and prediction rebuild everything from it, never from the data folder.
 """
@@ -32,7 +38,7 @@ import torch
 
 from babyemo import __version__
 from babyemo.config import InputSpec
-from babyemo.errors import CheckpointError
+from babyemo.errors import CheckpointError, ConfigError
 from babyemo.io import atomic_open
 
 FORMAT = "babyemo-checkpoint"
@@ -76,6 +82,27 @@ class Checkpoint:
         from babyemo.faces import CropSpec
 
         return CropSpec(margin=float(self.faces["margin"]), align=bool(self.faces["align"]))
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The ``calibration`` entry (see the module doc), or ``None`` when absent."""
+        return self.raw.get("calibration") or None
+
+    @property
+    def temperature(self) -> float:
+        """Temperature ``T`` of temperature scaling (1.0 when the checkpoint has none).
+
+        Raises:
+            CheckpointError: The stored temperature is not a finite number > 0.
+        """
+        cal = self.calibration
+        if not cal:
+            return 1.0
+        t = cal.get("temperature") if isinstance(cal, dict) else None
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < float("inf"):
+            raise CheckpointError(f"{self.path}: bad calibration temperature {t!r}.",
+                                  "refit it with `babyemo calibrate`")
+        return float(t)
 
     @property
     def num_classes(self) -> int:
@@ -175,6 +202,34 @@ def read_checkpoint_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks key(s) {missing}.")
     return data
+
+
+def write_calibration(path: str | os.PathLike[str], calibration: dict[str, Any]) -> Path:
+    """Store a ``calibration`` entry in an existing checkpoint file (atomically).
+
+    Every other key is kept as it was. The file is read with ``weights_only=True`` (see
+    :func:`read_checkpoint_dict`), so only a valid babyemo checkpoint is rewritten.
+
+    Args:
+        path: The ``.pt`` file.
+        calibration: Plain-type dict with at least ``temperature`` (a finite float > 0),
+            e.g. :meth:`babyemo.calibration.CalibrationResult.to_dict`.
+
+    Returns:
+        The path written.
+
+    Raises:
+        CheckpointError: See :func:`read_checkpoint_dict`.
+        ConfigError: ``calibration`` has no finite ``temperature`` > 0.
+    """
+    t = calibration.get("temperature")
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < float("inf"):
+        raise ConfigError(f"A calibration needs a finite temperature > 0, got {t!r}.")
+    data = read_checkpoint_dict(path)
+    data["calibration"] = dict(calibration)
+    with atomic_open(path, "wb") as f:
+        torch.save(data, f)
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:

@@ -28,6 +28,13 @@ class Precision(str, Enum):
     fp16 = "fp16"
 
 
+class Backend(str, Enum):
+    """Inference engine of evaluation and prediction (see :mod:`babyemo.engines`)."""
+
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+
+
 class CacheMode(str, Enum):
     """Where training keeps decoded, resized images so later epochs skip JPEG decoding.
 

@@ -69,6 +69,13 @@ class DeviceError(BabyEmoError):
     """The requested device or precision is not available on this machine."""
 
 
+class ExportError(BabyEmoError):
+    """A model export failed its checks, or an exported model (ONNX) is missing, is not
+    babyemo's, or does not match its checkpoint."""
+
+    default_hint = "export it again with `babyemo export CHECKPOINT --format onnx`"
+
+
 class MissingDependencyError(BabyEmoError):
     """An optional package is needed; the hint gives the pip command."""
 

@@ -75,13 +75,19 @@ def _check_labels(y_true: Any, y_pred: Any, class_names: Sequence[str]) -> tuple
     return t, p
 
 
-def classification_metrics(y_true: Any, y_pred: Any, class_names: Sequence[str]) -> dict[str, Any]:
+def classification_metrics(y_true: Any, y_pred: Any, class_names: Sequence[str], *,
+                           macro_labels: Sequence[int] | None = None) -> dict[str, Any]:
     """Summarise single-label predictions against the truth.
 
     Args:
         y_true: True class indices, shape ``(N,)``, integers in ``[0, K)``.
         y_pred: Predicted class indices, shape ``(N,)``, integers in ``[0, K)``.
         class_names: The ``K`` class names; index ``i`` names class ``i``.
+        macro_labels: Class indices the macro-F1 may average over (default: all ``K``).
+            Used when the model has classes the data cannot have (cross-dataset
+            evaluation): predictions of the other classes are still wrong (they lower
+            accuracy and the recall of the true class) but those classes add no F1 = 0
+            term to the mean.
 
     Returns:
         A JSON-safe dict (Python ``int``/``float``/``list`` only, no NaN):
@@ -97,7 +103,7 @@ def classification_metrics(y_true: Any, y_pred: Any, class_names: Sequence[str])
           (:func:`sklearn.metrics.f1_score`, ``average="macro"``) over the classes present
           in ``y_true`` or ``y_pred`` (scikit-learn's default label set): a class absent
           from both is not counted as F1 = 0, whereas a class only predicted (never true)
-          counts with F1 = 0.
+          counts with F1 = 0 (unless ``macro_labels`` leaves it out).
         - ``weighted_f1``: per-class F1 weighted by support (``average="weighted"``).
         - ``per_class``: ``{name: {"precision", "recall", "f1", "support"}}`` for all ``K``
           classes (:func:`sklearn.metrics.precision_recall_fscore_support`); undefined
@@ -112,7 +118,7 @@ def classification_metrics(y_true: Any, y_pred: Any, class_names: Sequence[str])
     """
     t, p = _check_labels(y_true, y_pred, class_names)
     labels = list(range(len(class_names)))
-    present = sorted(set(np.unique(t).tolist()) | set(np.unique(p).tolist()))
+    present = _macro_set(t, p, macro_labels)
     with warnings.catch_warnings():
         # sklearn warns "y_pred contains classes not in y_true" and drops those classes
         # from the mean recall; that is the documented behaviour we want. Its internal
@@ -138,6 +144,14 @@ def classification_metrics(y_true: Any, y_pred: Any, class_names: Sequence[str])
         "per_class": per_class,
         "confusion_matrix": cm.astype(int).tolist(),
     }
+
+
+def _macro_set(t: np.ndarray, p: np.ndarray, macro_labels: Sequence[int] | None) -> list[int]:
+    """Classes present in ``t`` or ``p``, restricted to ``macro_labels`` when given."""
+    present = set(np.unique(t).tolist()) | set(np.unique(p).tolist())
+    if macro_labels is not None:
+        present &= {int(k) for k in macro_labels}
+    return sorted(present) or sorted(set(np.unique(t).tolist()))
 
 
 def per_class_accuracy(y_true: Any, y_pred: Any, class_names: Sequence[str]) -> dict[str, float]:
@@ -169,7 +183,8 @@ BOOTSTRAP_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
 def bootstrap_ci(y_true: Any, y_pred: Any, class_names: Sequence[str], *, n: int = 1000,
-                 seed: int = 0, level: float = 0.95) -> dict[str, list[float]]:
+                 seed: int = 0, level: float = 0.95,
+                 macro_labels: Sequence[int] | None = None) -> dict[str, list[float]]:
     """Percentile bootstrap confidence intervals of accuracy, balanced accuracy, macro-F1.
 
     The evaluated images are resampled with replacement ``n`` times (Efron & Tibshirani,
@@ -184,6 +199,7 @@ def bootstrap_ci(y_true: Any, y_pred: Any, class_names: Sequence[str], *, n: int
         n: Number of resamples (>= 100).
         seed: Seed of the resampling (results are deterministic for a seed).
         level: Confidence level in (0, 1).
+        macro_labels: As in :func:`classification_metrics`.
 
     Returns:
         ``{metric: [low, high]}`` for the metrics of :data:`BOOTSTRAP_METRICS`.
@@ -205,7 +221,8 @@ def bootstrap_ci(y_true: Any, y_pred: Any, class_names: Sequence[str], *, n: int
             bt, bp = t[idx], p[idx]
             values["accuracy"].append(float(np.mean(bt == bp)))
             values["balanced_accuracy"].append(float(balanced_accuracy_score(bt, bp)))
-            values["macro_f1"].append(float(f1_score(bt, bp, labels=sorted(set(bt) | set(bp)),
+            values["macro_f1"].append(float(f1_score(bt, bp, labels=_macro_set(bt, bp,
+                                                                                macro_labels),
                                                      average="macro", zero_division=0)))
     q = [(1 - level) / 2, (1 + level) / 2]
     return {m: [float(v) for v in np.quantile(vals, q)] for m, vals in values.items()}

@@ -4,6 +4,12 @@
 row with an ``error`` and the run goes on; no row is ever filled from another image.
 :func:`predict_to_files` writes them as CSV (``path, label, confidence, prob_<class>...,
 error``) and/or JSON, atomically, without holding all rows in memory for the CSV.
+
+Probabilities are ``softmax(logits / T)`` with the checkpoint's temperature ``T``
+(:attr:`babyemo.checkpoint.Checkpoint.temperature`, 1 for an uncalibrated checkpoint).
+With ``min_confidence`` a row whose top probability is below it is labelled
+:data:`UNCERTAIN`; its argmax class stays in ``top_class`` (a CSV column after
+``confidence``).
 """
 
 from __future__ import annotations
@@ -25,12 +31,16 @@ from torch.utils.data import DataLoader
 from babyemo.checkpoint import load_checkpoint
 from babyemo.config import NoFaceFallback, Precision
 from babyemo.data.dataset import FaceMode, FileDataset, collate_files, find_images
-from babyemo.devices import default_num_workers, resolve_device, resolve_precision
+from babyemo.devices import default_num_workers
+from babyemo.engines import create_engine
 from babyemo.errors import ConfigError
 from babyemo.io import atomic_open, atomic_write_bytes
 from babyemo.models.store import resolve_checkpoint
 from babyemo.progress import progress_bar
 from babyemo.transforms import eval_transform
+
+UNCERTAIN = "uncertain"
+"""Label of a row whose top probability is below ``min_confidence``."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,8 @@ class Prediction:
         box: ``(x, y, w, h)`` of the classified region in pixels of the upright image
             (``None`` without face detection).
         det_score: Detector confidence of the face (``None`` without one).
+        top_class: The most probable class (``None`` on error); ``label`` is the same
+            unless it is :data:`UNCERTAIN`.
     """
 
     path: str
@@ -59,6 +71,7 @@ class Prediction:
     face_index: int | None = None
     box: tuple[float, float, float, float] | None = None
     det_score: float | None = None
+    top_class: str | None = None
 
 
 @dataclass
@@ -108,12 +121,25 @@ class Predictor:
         no_face_fallback: ``"error"`` (a photo without a face is a row with
             ``error=no_face``) or ``"full"`` (classify it whole).
         save_crops: Folder to write each face crop to as PNG (``None``: not written).
+        min_confidence: In [0, 1]; rows whose top probability is below it get the label
+            :data:`UNCERTAIN` (``None``: always the most probable class).
+        backend: ``"torch"`` (the checkpoint's model) or ``"onnxruntime"`` (its ONNX export,
+            see :func:`babyemo.engines.create_engine`).
+        onnx: With ``onnxruntime``: the exported file (default: ``<checkpoint stem>.onnx``
+            beside the checkpoint, else ``<stem>.int8.onnx``).
+
+    Attributes:
+        engine: The :class:`babyemo.engines.Engine` that computes the logits.
+        plan: The torch :class:`~babyemo.devices.PrecisionPlan` (``None`` with onnxruntime).
 
     Raises:
         RegistryError: No model given and none registered, or unknown detector.
         CheckpointError: Unusable checkpoint.
         DeviceError: Unavailable device or precision.
-        ConfigError: Unknown ``no_face_fallback``.
+        ExportError: No exported ONNX file, or one that does not match the checkpoint.
+        MissingDependencyError: onnxruntime is not installed (backend ``onnxruntime``).
+        ConfigError: Unknown ``no_face_fallback``, ``min_confidence`` outside [0, 1], or
+            a model with a class named ``uncertain`` used with ``min_confidence``.
     """
 
     def __init__(self, checkpoint: str | os.PathLike[str] | None = None, *,
@@ -121,17 +147,19 @@ class Predictor:
                  precision: Precision | str = Precision.auto, batch_size: int = 32,
                  num_workers: int | None = None, faces: str = "auto",
                  no_face_fallback: str = "error",
-                 save_crops: str | os.PathLike[str] | None = None) -> None:
+                 save_crops: str | os.PathLike[str] | None = None,
+                 min_confidence: float | None = None, backend: str = "torch",
+                 onnx: str | os.PathLike[str] | None = None) -> None:
         self.checkpoint_path = resolve_checkpoint(checkpoint, model)
         self.checkpoint = load_checkpoint(self.checkpoint_path)
         self.class_names = self.checkpoint.class_names
+        self.temperature = self.checkpoint.temperature
+        self.min_confidence = _check_min_confidence(min_confidence, self.class_names)
         self.input_spec = self.checkpoint.input_spec
-        self.device = resolve_device(device)
-        self.plan = resolve_precision(precision, self.device)
-        self.model = self.checkpoint.build_model(self.device)
-        self.channels_last = self.device.type in ("cpu", "cuda")
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.engine = create_engine(self.checkpoint, backend=backend, onnx=onnx, device=device,
+                                    precision=precision)
+        self.device = self.engine.device
+        self.plan = getattr(self.engine, "plan", None)
         self.batch_size = batch_size
         self.num_workers = (num_workers if num_workers is not None
                             else default_num_workers(self.device))
@@ -164,14 +192,11 @@ class Predictor:
             images: ``(N, C, S, S) float32``, preprocessed with :attr:`transform`.
 
         Returns:
-            ``(N, num_classes) float32`` softmax probabilities on the CPU.
+            ``(N, num_classes) float32`` probabilities ``softmax(logits / T)`` on the CPU
+            (``T`` = :attr:`temperature`); the logits come from :attr:`engine`.
         """
-        x = images.to(self.device, non_blocking=self.device.type == "cuda")
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with self.plan.autocast(self.device):
-            logits = self.model(x).float()
-        return torch.softmax(logits, dim=1).cpu()
+        logits = self.engine.logits(images)
+        return torch.softmax(logits / self.temperature, dim=1)
 
     def predict_files(self, paths: Sequence[Path]) -> Iterator[Prediction]:
         """Classify files in batches, yielding rows in input order (one per file, or one
@@ -198,8 +223,11 @@ class Predictor:
                     if entry["crop"] is not None and self.save_crops is not None:
                         self._save_crop(entry["crop"], item["index"], paths[item["index"]],
                                         entry["face_index"])
+                    uncertain = (self.min_confidence is not None
+                                 and float(p[k]) < self.min_confidence)
                     yield Prediction(
-                        path, self.class_names[k], float(p[k]), tuple(float(v) for v in p),
+                        path, UNCERTAIN if uncertain else self.class_names[k], float(p[k]),
+                        tuple(float(v) for v in p), top_class=self.class_names[k],
                         face_index=entry["face_index"],
                         box=tuple(face["box"]) if face else None,
                         det_score=(face["score"] if face and entry["face_index"] is not None
@@ -215,20 +243,34 @@ class Predictor:
                            buf.getvalue())
 
 
+def _check_min_confidence(value: float | None, class_names: list[str]) -> float | None:
+    if value is None:
+        return None
+    if not 0.0 <= float(value) <= 1.0:
+        raise ConfigError(f"min_confidence must be in [0, 1], got {value!r}.",
+                          "e.g. 0.6: rows below 60% confidence are labelled uncertain")
+    if UNCERTAIN in class_names:
+        raise ConfigError(f"The model has a class named '{UNCERTAIN}', so min_confidence "
+                          "cannot use that label.", "leave out min_confidence")
+    return float(value)
+
+
 FACE_COLUMNS = ["face_index", "box_x", "box_y", "box_w", "box_h", "det_score"]
 """Extra CSV columns of prediction with face detection."""
 
 
-def _csv_row(pred: Prediction, n_classes: int, with_faces: bool) -> list[str]:
+def _csv_row(pred: Prediction, n_classes: int, with_faces: bool,
+             with_top: bool = False) -> list[str]:
     faces: list[str] = []
     if with_faces:
         box = [f"{v:.1f}" for v in pred.box] if pred.box else [""] * 4
         faces = ["" if pred.face_index is None else str(pred.face_index), *box,
                  "" if pred.det_score is None else f"{pred.det_score:.4f}"]
+    top = [pred.top_class or ""] if with_top else []
     if pred.error is not None:
-        return [pred.path, "", "", *([""] * n_classes), *faces, pred.error]
-    return [pred.path, pred.label, f"{pred.confidence:.4f}", *[f"{v:.4f}" for v in pred.probs],
-            *faces, ""]
+        return [pred.path, "", "", *top, *([""] * n_classes), *faces, pred.error]
+    return [pred.path, pred.label, f"{pred.confidence:.4f}", *top,
+            *[f"{v:.4f}" for v in pred.probs], *faces, ""]
 
 
 def predict_to_files(inputs: Iterable[str | os.PathLike[str]], predictor: Predictor, *,
@@ -255,11 +297,13 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]], predictor: Predic
     files, hidden = find_images(inputs, recursive=recursive)
     names = predictor.class_names
     with_faces = predictor.face_mode is not None
-    header = ["path", "label", "confidence", *[f"prob_{c}" for c in names],
+    with_top = predictor.min_confidence is not None
+    header = ["path", "label", "confidence", *(["top_class"] if with_top else []),
+              *[f"prob_{c}" for c in names],
               *(FACE_COLUMNS if with_faces else []), "error"]
     summary = PredictSummary(n_files=len(files), n_hidden_skipped=hidden)
     labels: Counter[str] = Counter()
-    faces_per_file: Counter[str] = Counter()
+    faces_in_file = 0  # faces of the current file (its rows are consecutive): no per-file state
     with ExitStack() as stack:
         writer = None
         if csv_out is not None:
@@ -274,6 +318,9 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]], predictor: Predic
         last_path = None
         for i, pred in enumerate(predictor.predict_files(files)):
             summary.n_rows += 1
+            if pred.path != last_path:
+                bar.advance()
+                last_path, faces_in_file = pred.path, 0
             if pred.error is not None:
                 summary.n_failed += 1
                 summary.n_no_face += pred.error == "no_face"
@@ -281,25 +328,25 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]], predictor: Predic
                 labels[pred.label] += 1
                 if pred.face_index is None and with_faces:
                     summary.n_no_face += 1  # classified whole (--no-face-fallback full)
-                faces_per_file[pred.path] += pred.face_index is not None
+                if pred.face_index is not None:
+                    faces_in_file += 1
+                    summary.n_multi_face += faces_in_file == 2
             if writer is not None:
-                writer.writerow(_csv_row(pred, len(names), with_faces))
+                writer.writerow(_csv_row(pred, len(names), with_faces, with_top))
             if jstream:
                 obj: dict[str, Any] = {"path": pred.path, "label": pred.label or None,
                                        "confidence": None if pred.error else pred.confidence,
                                        "probs": dict(zip(names, pred.probs, strict=False)),
                                        "error": pred.error}
+                if with_top:
+                    obj["top_class"] = pred.top_class
                 if with_faces:
                     obj.update(face_index=pred.face_index, box=pred.box,
                                det_score=pred.det_score)
                 jstream.write(("," if i else "") + "\n  " + json.dumps(obj, ensure_ascii=False))
-            if pred.path != last_path:
-                bar.advance()
-                last_path = pred.path
         if jstream:
             jstream.write("\n]\n")
     summary.label_counts = dict(sorted(labels.items()))
-    summary.n_multi_face = sum(1 for n in faces_per_file.values() if n > 1)
     summary.detect_seconds = predictor.detect_seconds
     summary.seconds = time.perf_counter() - start
     return summary

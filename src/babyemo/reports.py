@@ -34,6 +34,7 @@ __all__ = [
     "plot_confusion",
     "plot_curves",
     "plot_image_grid",
+    "plot_reliability",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -326,6 +327,69 @@ def plot_image_grid(items: Sequence[tuple[Image.Image, str, bool]], path: PathLi
         arr, cmap = _as_array(img)
         ax.imshow(arr, cmap=cmap, vmin=0 if cmap else None, vmax=255 if cmap else None)
         ax.set_title(caption, color=OK_COLOR if ok else WRONG_COLOR, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save_png(fig, path)
+
+
+def plot_reliability(panels: Sequence[tuple[str, dict[str, Any]]], path: PathLike,
+                     title: str = "") -> None:
+    """Plot reliability diagrams (accuracy vs confidence per bin) as a PNG, side by side.
+
+    Each panel shows, per equal-width confidence bin, the accuracy as a blue bar, the gap
+    to the bin's mean confidence as a red bar (the calibration error of that bin) and the
+    diagonal of perfect calibration; below it, the number of predictions per bin. The
+    panel title gives the ECE. Empty bins are left blank. Typical use: the same
+    predictions before (``T = 1``) and after temperature scaling.
+
+    Args:
+        panels: ``(label, bins)`` pairs, ``bins`` as
+            :meth:`babyemo.calibration.ReliabilityBins.to_dict`: ``edges`` (``M + 1``
+            floats), ``count`` (``M`` ints), ``confidence`` and ``accuracy`` (``M`` floats
+            in [0, 1], ``None`` for empty bins) and ``ece``.
+        path: Output ``.png`` file.
+        title: Figure title (optional).
+
+    Raises:
+        ConfigError: No panel, or a panel whose lists do not match its ``M + 1`` edges.
+    """
+    if not panels:
+        raise ConfigError("plot_reliability needs at least one panel.")
+    data = []
+    for label, bins in panels:
+        edges = np.asarray(bins["edges"], dtype=float)
+        m = edges.size - 1
+        arrays = [np.asarray([np.nan if v is None else v for v in bins[k]], dtype=float)
+                  for k in ("count", "confidence", "accuracy")]
+        if m < 1 or any(a.shape != (m,) for a in arrays):
+            raise ConfigError(f"Reliability panel {label!r}: count/confidence/accuracy must "
+                              f"have {max(m, 0)} values for {edges.size} edges.")
+        data.append((label, edges, *arrays, bins.get("ece")))
+    n = len(data)
+    fig = _new_figure((4.2 * n, 4.8))
+    axes = fig.subplots(2, n, squeeze=False, sharex="col",
+                        gridspec_kw={"height_ratios": [3, 1]})
+    for j, (label, edges, count, conf, acc, ece) in enumerate(data):
+        top, bottom = axes[0, j], axes[1, j]
+        left, width = edges[:-1], np.diff(edges)
+        filled = count > 0
+        top.bar(left[filled], acc[filled], width=width[filled], align="edge",
+                color="tab:blue", edgecolor="black", linewidth=0.5, label="accuracy")
+        top.bar(left[filled], (conf - acc)[filled], bottom=acc[filled], width=width[filled],
+                align="edge", color=WRONG_COLOR, alpha=0.3, edgecolor=WRONG_COLOR,
+                hatch="//", linewidth=0.5, label="gap to confidence")
+        top.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1)
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1)
+        top.set_ylabel("accuracy")
+        top.set_title(label if ece is None else f"{label}\nECE {float(ece):.3f}", fontsize=10)
+        top.legend(fontsize=8, loc="upper left")
+        top.grid(True, alpha=0.3)
+        bottom.bar(left, count, width=width, align="edge", color="gray", edgecolor="black",
+                   linewidth=0.5)
+        bottom.set_xlabel("confidence (top-1 probability)")
+        bottom.set_ylabel("images")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

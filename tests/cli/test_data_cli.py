@@ -119,3 +119,16 @@ def test_help_lists_commands():
     result = _ok(["data", "--help"])
     for command in ("download", "catalog", "prepare", "split", "inspect"):
         assert command in result.stdout
+
+
+def test_data_metadata_writes_stock_csv(tmp_path):
+    root = make_distinct_folder(tmp_path / "kids", per_class=3)
+    src = next((root / "happy").iterdir())
+    src.rename(src.with_name("istockphoto-123-612x612" + src.suffix))
+    result = _ok(["data", "metadata", str(root), "--out", str(tmp_path / "meta.csv")])
+    assert "stock: 1" in result.stdout and "istock" in result.stdout
+    lines = (tmp_path / "meta.csv").read_text().splitlines()
+    assert lines[0] == "path,source,stock_site" and len(lines) == 1 + 3 * 3
+    result = runner.invoke(app, ["data", "metadata", str(tmp_path / "nope" / "x"), "--out",
+                                 str(tmp_path / "m.csv")])
+    assert result.exit_code == 1 and "Error:" in result.stderr

@@ -14,8 +14,10 @@ import sys
 import typer
 
 from babyemo import __version__
+from babyemo.cli import calibrate as calibrate_cmds
 from babyemo.cli import data as data_cmds
 from babyemo.cli import evaluate as evaluate_cmds
+from babyemo.cli import export as export_cmds
 from babyemo.cli import models as models_cmds
 from babyemo.cli import predict as predict_cmds
 from babyemo.cli import train as train_cmds
@@ -34,6 +36,8 @@ app.add_typer(models_cmds.app, name="models")
 app.command("train")(train_cmds.train_command)
 app.command("evaluate")(evaluate_cmds.evaluate_command)
 app.command("predict")(predict_cmds.predict_command)
+app.command("calibrate")(calibrate_cmds.calibrate_command)
+app.command("export")(export_cmds.export_command)
 
 
 def _version(value: bool) -> None:

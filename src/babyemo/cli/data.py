@@ -282,3 +282,41 @@ def inspect_command(
         typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
         return
     _print_report(report)
+
+
+@app.command("metadata")
+@cli_errors
+def metadata_command(
+    source: Annotated[str, typer.Argument(
+        help="manifest.csv or its folder, an image folder, an archive, a URL or a catalogue "
+             "name (e.g. infant-emotions).")],
+    out: Annotated[Path, typer.Option(
+        "--out", help="Metadata CSV to write (path, source, stock_site).")],
+) -> None:
+    """Write a metadata CSV marking images whose file names come from stock-photo sites.
+
+    The source column is stock or other, stock_site names the site. Use it with
+    `evaluate --slice-by source --metadata CSV` or `data prepare --metadata CSV`.
+    """
+    from babyemo.data.stock import write_stock_metadata
+
+    summary = write_stock_metadata(source, out)
+    stdout.print(f"Metadata: {escape(str(summary.out))} ({summary.n} images under "
+                 f"{escape(str(summary.root))})")
+    stdout.print(f"stock: {summary.n_stock} ({summary.stock_share:.0%}), other: "
+                 f"{summary.n - summary.n_stock}")
+    if summary.by_site:
+        table = Table(title="Stock-photo sites (from file names)")
+        table.add_column("site")
+        table.add_column("images", justify="right")
+        for site, n in summary.by_site.items():
+            table.add_row(escape(site), str(n))
+        stdout.print(table)
+    if any(summary.by_label):
+        table = Table(title="Stock share per class")
+        for col in ("class", "images", "stock", "share"):
+            table.add_column(col, justify="right" if col != "class" else "left")
+        for label, c in summary.by_label.items():
+            table.add_row(escape(label or "(top folder)"), str(c["n"]), str(c["stock"]),
+                          f"{c['stock'] / c['n']:.0%}")
+        stdout.print(table)

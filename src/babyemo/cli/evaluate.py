@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from babyemo.cli._common import cli_errors, say, stdout
-from babyemo.config import Precision
+from babyemo.config import Backend, Precision
 
 
 @cli_errors
@@ -19,20 +20,46 @@ def evaluate_command(
     data: Path = typer.Option(None, "--data", help="Manifest (default: last prepared)."),
     split: str = typer.Option("test", "--split", help="train, val, test or all."),
     out: Path = typer.Option(None, "--out", help="Folder for report.json, confusion.csv/png, "
-                             "predictions.csv and misclassified.png."),
+                             "predictions.csv, misclassified.png, reliability.png (and "
+                             "slices.csv with --slice-by)."),
     device: str = typer.Option("auto", "--device"),
     precision: Precision = typer.Option(Precision.auto, "--precision"),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     bootstrap: int = typer.Option(0, "--bootstrap", min=0, metavar="N",
                                   help="95% bootstrap confidence intervals from N resamples "
                                   "(e.g. 1000)."),
+    label_map: list[str] = typer.Option(
+        None, "--label-map", metavar="MODEL=DATA",
+        help="Cross-dataset evaluation: match a model class to a dataset label, e.g. "
+        "crying=sad (either order; repeat or comma-separate). Rows whose label matches no "
+        "model class are dropped and counted; predictions of model classes no dataset "
+        "label maps to count as wrong."),
+    slice_by: str = typer.Option(None, "--slice-by", metavar="COLUMN",
+                                 help="Also report metrics per value of this metadata "
+                                 "column (e.g. source)."),
+    metadata: Path = typer.Option(None, "--metadata", help="Metadata CSV with a path column "
+                                  "(default: the manifest's metadata.csv)."),
+    backend: Backend = typer.Option(Backend.torch, "--backend",
+                                    help="torch (the checkpoint's model) or onnxruntime (its "
+                                    "export from `babyemo export`, e.g. the int8 model; CPU)."),
+    onnx: Path = typer.Option(None, "--onnx", help="The exported .onnx file for --backend "
+                              "onnxruntime (default: <checkpoint stem>.onnx beside the "
+                              "checkpoint, else <stem>.int8.onnx)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Evaluate a model on a split: metrics and confusion matrix (terminal, CSV, PNG)."""
+    """Evaluate a model on a split: metrics, confusion matrix, calibration (ECE), slices.
+
+    Terminal tables, report.json, CSV and PNG files. Probabilities use the checkpoint's
+    temperature; ECE is shown before (T=1) and after temperature scaling. --slice-by COLUMN
+    adds metrics per value of a metadata column; --label-map evaluates on another dataset's
+    labels.
+    """
     from babyemo.evaluation import evaluate
 
     report = evaluate(checkpoint, model=model, data=data, split=split, out=out, device=device,
-                      precision=precision, batch_size=batch_size, bootstrap=bootstrap)
+                      precision=precision, batch_size=batch_size, bootstrap=bootstrap,
+                      label_map=label_map or None, slice_by=slice_by, metadata=metadata,
+                      backend=backend.value, onnx=onnx)
     if as_json:
         import json
 
@@ -40,6 +67,10 @@ def evaluate_command(
         return
     m = report.metrics
     say(f"{report.checkpoint} on {report.manifest}, split {split}, n={m['n']}")
+    if report.engine.get("backend", "torch") != "torch":
+        _print_engine(report.engine)
+    if report.label_map is not None:
+        _print_label_map(report.label_map)
     stdout.print(f"accuracy {m['accuracy']:.3f}  balanced accuracy {m['balanced_accuracy']:.3f}"
                  f"  macro-F1 {m['macro_f1']:.3f}")
     ci = m.get("ci95")
@@ -61,5 +92,57 @@ def evaluate_command(
     for c, row in zip(report.class_names, report.confusion, strict=True):
         cm.add_row(c, *[str(v) for v in row])
     stdout.print(cm)
+    _print_calibration(report.calibration)
+    if report.slices is not None:
+        _print_slices(report.slices)
     for kind, path in report.files.items():
         stdout.print(f"{kind}: {path}")
+
+
+def _print_label_map(info: dict) -> None:
+    pairs = ", ".join(f"{k}->{v}" for k, v in info["pairs"].items())
+    say(f"label map (dataset -> model): {pairs}")
+    dropped = ", ".join(f"{k} {v}" for k, v in info["dropped"].items()) or "none"
+    say(f"kept {info['n_kept']} rows, dropped {info['n_dropped']} with labels no model class "
+        f"matches ({dropped})")
+    if info["outside_classes"]:
+        say(f"{info['n_pred_outside']} prediction(s) of model classes outside the dataset's "
+            f"labels ({', '.join(info['outside_classes'])}) count as wrong; macro-F1 averages "
+            f"over {', '.join(info['evaluated_classes'])}")
+
+
+def _print_calibration(cal: dict) -> None:
+    how = (f"fitted on {cal['fitted_on']}" if cal["calibrated"]
+           else "the checkpoint has no calibration")
+    say(f"calibration: temperature {cal['temperature']:.3f} ({how}); ECE ({cal['n_bins']} bins) "
+        f"{cal['ece_before']:.3f} at T=1, {cal['ece_after']:.3f} after scaling; NLL "
+        f"{cal['nll_before']:.3f} -> {cal['nll_after']:.3f}")
+
+
+def _print_slices(slices: dict) -> None:
+    table = Table(title=f"per {slices['column']} (metadata {slices['metadata']})")
+    cols = ["value", "n", "accuracy", "balanced acc.", "macro-F1", "ECE"]
+    with_ci = all("ci95" in g for g in slices["groups"])
+    if with_ci:
+        cols.append("macro-F1 95% CI")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "value" else "right")
+    for g in slices["groups"]:
+        row = [escape(str(g["value"])), str(g["n"]), f"{g['accuracy']:.3f}",
+               f"{g['balanced_accuracy']:.3f}", f"{g['macro_f1']:.3f}", f"{g['ece']:.3f}"]
+        if with_ci:
+            lo, hi = g["ci95"]["macro_f1"]
+            row.append(f"{lo:.3f}-{hi:.3f}")
+        table.add_row(*row)
+    stdout.print(table)
+
+
+def _print_engine(engine: dict) -> None:
+    say(f"backend: {engine['backend']} ({engine['precision']}) {engine.get('onnx', '')}")
+    ev = engine.get("int8_eval")
+    if ev:
+        f32, i8 = ev["fp32_torch"], ev["int8_onnxruntime"]
+        say(f"at export, on {ev['split']} (n={ev['n']}): fp32 torch accuracy "
+            f"{f32['accuracy']:.3f} macro-F1 {f32['macro_f1']:.3f}; int8 accuracy "
+            f"{i8['accuracy']:.3f} macro-F1 {i8['macro_f1']:.3f}; agreement "
+            f"{ev['agreement']:.3f}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from babyemo.cli._common import cli_errors, say, stderr, stdout
-from babyemo.config import NoFaceFallback, Precision
+from babyemo.config import Backend, NoFaceFallback, Precision
 
 
 @cli_errors
@@ -33,6 +33,17 @@ def predict_command(
                                          "error=no_face; full: classify it whole."),
     save_crops: Path = typer.Option(None, "--save-crops", help="Write each face crop as PNG "
                                     "into this folder (off by default: privacy)."),
+    min_confidence: float = typer.Option(None, "--min-confidence", min=0.0, max=1.0,
+                                         metavar="P",
+                                         help="Label rows whose top probability is below P "
+                                         "(0-1) 'uncertain'; the most probable class goes "
+                                         "to a top_class column."),
+    backend: Backend = typer.Option(Backend.torch, "--backend",
+                                    help="torch (the checkpoint's model) or onnxruntime (its "
+                                    "export from `babyemo export`; CPU)."),
+    onnx: Path = typer.Option(None, "--onnx", help="The exported .onnx file for --backend "
+                              "onnxruntime (default: <checkpoint stem>.onnx beside the "
+                              "checkpoint, else <stem>.int8.onnx)."),
 ) -> None:
     """Predict the emotion of every image in files/folders (CSV: path, label, confidence,
     prob_<class>..., error)."""
@@ -42,7 +53,8 @@ def predict_command(
 
     predictor = Predictor(checkpoint, model=model, device=device, precision=precision,
                           batch_size=batch_size, num_workers=workers, faces=faces,
-                          no_face_fallback=no_face_fallback.value, save_crops=save_crops)
+                          no_face_fallback=no_face_fallback.value, save_crops=save_crops,
+                          min_confidence=min_confidence, backend=backend.value, onnx=onnx)
     to_stdout = csv_out == "-" or (csv_out is None and json_out is None)
     summary = predict_to_files(inputs, predictor,
                                csv_out=sys.stdout if to_stdout else csv_out,
@@ -58,6 +70,8 @@ def predict_command(
         say(f"faces ({predictor.face_mode.detector}): {summary.n_no_face} files without a face "
             f"({fallback}), {summary.n_multi_face} with several; detection "
             f"{summary.detect_seconds:.1f}s", report)
+    if backend is not Backend.torch:
+        say(f"backend: {predictor.engine.describe()}", report)
     if csv_out and not to_stdout:
         say(f"csv: {csv_out}", report)
     if json_out:

@@ -1,0 +1,47 @@
+"""``babyemo calibrate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from babyemo.cli._common import cli_errors, say, stdout
+from babyemo.config import Precision
+
+
+@cli_errors
+def calibrate_command(
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="A .pt file (rewritten in "
+                                    "place, atomically)."),
+    model: str = typer.Option(None, "--model", help="A trained model name (default: the "
+                              "registry's default model)."),
+    data: Path = typer.Option(None, "--data", help="Manifest (default: last prepared)."),
+    split: str = typer.Option("val", "--split", help="Held-out split to fit on: val (never "
+                              "the split you report on)."),
+    device: str = typer.Option("auto", "--device"),
+    precision: Precision = typer.Option(Precision.auto, "--precision"),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Fit and report, do not write."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Fit temperature scaling on a held-out split and store it in the checkpoint.
+
+    predict and evaluate then use calibrated probabilities, softmax(logits / T). Training
+    already does this on the val split; use it for older checkpoints or other data.
+    """
+    from babyemo.calibration import calibrate_checkpoint
+
+    result = calibrate_checkpoint(checkpoint, model=model, data=data, split=split,
+                                  device=device, precision=precision, batch_size=batch_size,
+                                  write=not dry_run)
+    if as_json:
+        import json
+
+        stdout.print_json(json.dumps({**result.to_dict(), "checkpoint": (
+            str(result.checkpoint) if result.checkpoint else None)}))
+        return
+    say(f"temperature {result.temperature:.4f} fitted on {result.fitted_on} (n={result.n})")
+    say(f"ECE ({result.n_bins} bins) {result.ece_before:.4f} -> {result.ece_after:.4f}; "
+        f"NLL {result.nll_before:.4f} -> {result.nll_after:.4f}")
+    say(f"written to {result.checkpoint}" if result.checkpoint else "not written (--dry-run)")

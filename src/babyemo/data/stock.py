@@ -1,0 +1,224 @@
+"""Mark images whose file names come from stock-photo sites (a metadata CSV generator).
+
+Web-scraped datasets such as ``infant-emotions`` mix stock photos (studio light, white
+backgrounds, often watermarks) with snapshots, and not equally per class. A model can
+then learn the photo style instead of the face; comparing its metrics on stock and
+non-stock images (``babyemo evaluate --slice-by source``) shows whether it did.
+
+A file name is recognised by the site's name in it or by the site's own file-name
+pattern (:data:`STOCK_PATTERNS`; first match wins), after removing a Roboflow export
+suffix (``_jpg.rf.<hash>``) and a browser copy suffix (`` (1)``). Examples:
+
+==================  =======================================================
+site                file-name pattern (besides the site's name itself)
+==================  =======================================================
+``shutterstock``    ``<slug>-260nw-<id>`` (also ``600nw``, ``1500nw`` ...)
+``adobestock``      ``240_F_<id>_<32 letters/digits>`` (also ``360_F_``...)
+``gettyimages``     ``gettyimages-<id>-612x612``
+``istock``          ``istockphoto-<id>-612x612``
+``123rf``           ``<id>-<lowercase-slug>`` (e.g. ``69057026-sad-baby-crying``)
+``alamy``           ``<slug>-<6-7 uppercase letters and digits>`` (``...-2H6Y9PJ``)
+``dreamstime``      ``<lowercase-slug>-<8-9 digit id>``
+``freepik``         ``<slug>_<author id>-<image id>`` (``..._23-2150763250``)
+``unsplash``        ``photo-<13 digits>-<12 hex>`` and ``premium_photo-...``
+``pexels``          ``pexels-...`` and ``free-photo-of-<slug>``
+``vecteezy``        ``<slug>-photo`` and ``<slug>-free-photo``
+``pixabay``         ``<slug>-<id>_1280`` (also ``_640``, ``_1920``)
+==================  =======================================================
+
+plus names containing ``depositphotos``, ``pixahive``, ``stockcake``, ``pngtree``,
+``colourbox``, ``canstockphoto``, ``bigstock``, ``stocksy``, ``pond5``, ``fotolia`` or
+``stock-photo`` (site ``unknown``). Anything else (``images (12)``, camera names, hashes,
+blogs, wallpapers, Flickr, shops) is ``other``. A name-based rule can miss renamed stock
+photos and, rarely, mislabel a name that happens to match; it is a proxy, not ground
+truth. Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from babyemo.data.images import is_candidate
+from babyemo.errors import DataError
+
+STOCK_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("shutterstock", r"shutterstock|(?:^|[-_])\d{3,4}nw-\d{5,}(?:$|\D)"),
+    ("adobestock", r"adobe[-_ ]?stock|^\d{2,4}_F_\d{5,}_[A-Za-z0-9]{32}(?:$|\W|_)"),
+    ("istock", r"istock"),
+    ("gettyimages", r"getty[-_ ]?images"),
+    ("depositphotos", r"depositphotos"),
+    ("dreamstime", r"dreamstime|^[a-z]+(?:-[a-z0-9]+)+-\d{8,9}$"),
+    ("alamy", r"(?i:alamy)|^[a-z0-9]+(?:[-_][a-z0-9]+)*[-_](?=[A-Z]*\d)(?=\d*[A-Z])[A-Z0-9]{6,7}$"),
+    ("123rf", r"123rf|^\d{5,9}-[a-z]+(?:-[a-z0-9]+)+$"),
+    ("freepik", r"freepik|^[a-z0-9]+(?:-[a-z0-9]+)*_\d{2,7}-\d{3,10}$"),
+    ("unsplash", r"unsplash|^(?:premium_)?photo-\d{13}-[0-9a-f]{12}$"),
+    ("pexels", r"pexels|^free-photo-of-"),
+    ("vecteezy", r"vecteezy|^[a-z0-9]+(?:-[a-z0-9]+)+-photo$"),
+    ("pixabay", r"pixabay|^[a-z]+(?:-[a-z]+)*-\d{5,8}_(?:640|960|1280|1920)$"),
+    ("pixahive", r"pixahive"),
+    ("stockcake", r"stockcake"),
+    ("pngtree", r"pngtree"),
+    ("colourbox", r"colou?rbox"),
+    ("canstockphoto", r"can[-_]?stock[-_]?photo"),
+    ("bigstock", r"bigstock"),
+    ("stocksy", r"stocksy"),
+    ("pond5", r"pond5"),
+    ("fotolia", r"fotolia"),
+    ("unknown", r"stock[-_ ]?photo"),
+)
+"""``(site, regular expression)`` in match order, matched against :func:`clean_stem`.
+Case is ignored, except in Alamy's ID pattern (its IDs are upper case)."""
+
+_COMPILED = [(site, re.compile(p, 0 if site == "alamy" else re.IGNORECASE))
+             for site, p in STOCK_PATTERNS]
+_ROBOFLOW = re.compile(r"_(?:jpe?g|png|webp|gif|bmp|tiff?|avif|jfif)\.rf\.[A-Za-z0-9]+$",
+                       re.IGNORECASE)
+_COPY = re.compile(r"\s*\(\d+\)$")
+
+STOCK, OTHER = "stock", "other"
+"""Values of the ``source`` column."""
+
+METADATA_HEADER = ("path", "source", "stock_site")
+"""Columns of the written metadata CSV."""
+
+
+def clean_stem(name: str) -> str:
+    """A file name without folders, extension, Roboflow suffix and copy suffix.
+
+    Example: ``"angry/360_F_1_abc (1)_jpg.rf.XyZ.jpg"`` -> ``"360_F_1_abc"``.
+    """
+    stem = PurePosixPath(name.replace("\\", "/")).name
+    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
+    stem = _ROBOFLOW.sub("", stem) if ".rf." in stem else stem
+    return _COPY.sub("", stem).strip()
+
+
+def stock_site(name: str) -> str | None:
+    """The stock-photo site a file name comes from, or ``None``.
+
+    Args:
+        name: File name or path (only the last component is used).
+
+    Returns:
+        A site of :data:`STOCK_PATTERNS` (``"unknown"``: says stock photo, site unknown),
+        or ``None`` when the name shows no stock-photo origin.
+    """
+    stem = clean_stem(name)
+    for site, pattern in _COMPILED:
+        if pattern.search(stem):
+            return site
+    return None
+
+
+@dataclass
+class StockSummary:
+    """What :func:`write_stock_metadata` found.
+
+    Attributes:
+        out: The metadata CSV written.
+        root: Folder the ``path`` column is relative to.
+        n: Images listed.
+        n_stock: Images whose name comes from a stock site.
+        by_site: Site -> images, most frequent first.
+        by_label: Label (class) -> ``{"n", "stock"}`` images.
+    """
+
+    out: Path
+    root: Path
+    n: int
+    n_stock: int
+    by_site: dict[str, int] = field(default_factory=dict)
+    by_label: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def stock_share(self) -> float:
+        """Fraction of images from stock sites, in [0, 1]."""
+        return self.n_stock / self.n if self.n else 0.0
+
+
+def _list_images(source: str | os.PathLike[str]) -> tuple[Path, list[tuple[str, str]]]:
+    """``(root, [(relative path, label)])`` of a manifest, a prepared folder or any source
+    :func:`babyemo.data.sources.resolve_source` accepts (label = parent folder name)."""
+    from babyemo.data.manifest import MANIFEST_FILE, read_manifest
+
+    path = Path(source).expanduser()
+    if (path.is_file() and path.suffix.lower() == ".csv") or (path / MANIFEST_FILE).is_file():
+        manifest = read_manifest(path)
+        return manifest.root, [(r.path, r.label) for r in manifest.rows]
+    from babyemo.data.sources import resolve_source
+
+    folder, _, _ = resolve_source(source)
+    root = folder.resolve()
+    items: list[tuple[str, str]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            file = Path(dirpath) / name
+            if is_candidate(file):
+                rel = file.relative_to(root).as_posix()
+                items.append((rel, file.parent.name if file.parent != root else ""))
+    return root, items
+
+
+def stock_rows(paths: Iterable[str]) -> list[tuple[str, str, str]]:
+    """``(path, source, stock_site)`` rows for image paths (``stock_site`` empty for
+    ``other``)."""
+    rows = []
+    for p in paths:
+        site = stock_site(p)
+        rows.append((p, STOCK if site else OTHER, site or ""))
+    return rows
+
+
+def write_stock_metadata(source: str | os.PathLike[str],
+                         out: str | os.PathLike[str]) -> StockSummary:
+    """Write a metadata CSV (``path, source, stock_site``) for every image of a dataset.
+
+    ``path`` is relative to the dataset root, as in ``manifest.csv``, so the CSV can be
+    given to ``babyemo data prepare --metadata`` or ``babyemo evaluate --metadata``.
+
+    Args:
+        source: ``manifest.csv`` or its folder, an image folder, an archive, a URL or a
+            catalogue name (e.g. ``infant-emotions``).
+        out: The CSV to write (atomically).
+
+    Returns:
+        The :class:`StockSummary`.
+
+    Raises:
+        DataError: The source does not exist or holds no image.
+        ManifestError: An unreadable manifest.
+        DownloadError: Fetching a catalogue dataset or URL failed.
+    """
+    import csv
+
+    from babyemo.io import atomic_open
+
+    root, items = _list_images(source)
+    if not items:
+        raise DataError(f"No image files found in {root}.",
+                        "give a dataset folder, a manifest or a catalogue name")
+    rows = stock_rows(p for p, _ in items)
+    out = Path(out).expanduser()
+    with atomic_open(out, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(METADATA_HEADER)
+        writer.writerows(rows)
+    sites = Counter(site for _, _, site in rows if site)
+    by_label: dict[str, dict[str, int]] = {}
+    for (_, label), (_, src, _) in zip(items, rows, strict=True):
+        entry = by_label.setdefault(label, {"n": 0, "stock": 0})
+        entry["n"] += 1
+        entry["stock"] += src == STOCK
+    return StockSummary(out=out, root=root, n=len(rows), n_stock=sum(sites.values()),
+                        by_site=dict(sites.most_common()),
+                        by_label=dict(sorted(by_label.items())))
+
+
+__all__ = ["METADATA_HEADER", "OTHER", "STOCK", "STOCK_PATTERNS", "StockSummary", "clean_stem",
+           "stock_rows", "stock_site", "write_stock_metadata"]

@@ -1,0 +1,86 @@
+"""``babyemo calibrate`` and the calibration / slice / label-map options of evaluate and
+predict, through the real Typer app."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from babyemo.checkpoint import load_checkpoint
+from babyemo.cli import app
+from babyemo.data.manifest import read_manifest
+from tests.conftest import make_checkpoint
+
+runner = CliRunner()
+
+
+def _ok(args):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.mark.parametrize("args", [["calibrate", "--help"], ["data", "metadata", "--help"]])
+def test_help_does_not_import_torch(args):
+    code = ("import sys\nfrom babyemo.cli import app\n"
+            f"try:\n    app({args!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "bad = [m for m in ('torch', 'sklearn', 'matplotlib') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_calibrate_writes_the_temperature(prepared, tiny_arch, tmp_path):
+    ckpt = make_checkpoint(tmp_path / "m.pt", tiny_arch)
+    result = _ok(["calibrate", "--checkpoint", str(ckpt), "--data", str(prepared),
+                  "--precision", "fp32", "--dry-run"])
+    assert "not written" in result.stdout and load_checkpoint(ckpt).calibration is None
+    result = _ok(["calibrate", "--checkpoint", str(ckpt), "--data", str(prepared),
+                  "--precision", "fp32", "--json"])
+    data = json.loads(result.stdout)
+    assert data["fitted_on"] == "val" and data["checkpoint"] == str(ckpt)
+    assert load_checkpoint(ckpt).temperature == pytest.approx(data["temperature"])
+    result = runner.invoke(app, ["calibrate", "--checkpoint", str(tmp_path / "none.pt"),
+                                 "--data", str(prepared)])
+    assert result.exit_code == 1 and "Error:" in result.stderr
+
+
+def test_evaluate_shows_ece_slices_and_label_map(prepared, tiny_arch, tmp_path):
+    ckpt = make_checkpoint(tmp_path / "m.pt", tiny_arch,
+                           classes=("angry", "disgust", "happy", "sad"), temperature=2.0)
+    meta = tmp_path / "meta.csv"
+    meta.write_text("path,source\n" + "".join(
+        f"{r.path},{'stock' if r.label == 'angry' else 'other'}\n"
+        for r in read_manifest(prepared).rows))
+    base = ["evaluate", "--checkpoint", str(ckpt), "--data", str(prepared), "--split", "all",
+            "--precision", "fp32", "--label-map", "crying=sad", "--slice-by", "source",
+            "--metadata", str(meta)]
+    result = _ok([*base, "--out", str(tmp_path / "ev")])
+    out = result.stdout
+    assert "temperature 2.000" in out and "ECE (15 bins)" in out
+    assert "per source" in out and "stock" in out
+    assert "crying->sad" in out and "disgust" in out and "count as wrong" in out
+    assert (tmp_path / "ev" / "reliability.png").is_file()
+    rows = list(csv.DictReader((tmp_path / "ev" / "slices.csv").open()))
+    assert {r["value"]: int(r["n"]) for r in rows} == {"other": 24, "stock": 12}
+    data = json.loads(_ok([*base, "--json"]).stdout)
+    assert data["calibration"]["temperature"] == 2.0
+    assert data["label_map"]["outside_classes"] == ["disgust"]
+    assert [g["value"] for g in data["slices"]["groups"]] == ["other", "stock"]
+
+
+def test_predict_min_confidence(prepared, tiny_arch, tmp_path):
+    ckpt = make_checkpoint(tmp_path / "m.pt", tiny_arch)
+    images = prepared.parent.parent / "images" / "angry"
+    out = tmp_path / "pred.csv"
+    _ok(["predict", str(images), "--checkpoint", str(ckpt), "--csv", str(out),
+         "--min-confidence", "1", "--workers", "0"])
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 12 and all(r["label"] == "uncertain" for r in rows)
+    assert all(r["top_class"] in ("angry", "crying", "happy") for r in rows)
+    result = runner.invoke(app, ["predict", str(images), "--checkpoint", str(ckpt),
+                                 "--min-confidence", "1.5"])
+    assert result.exit_code == 2

@@ -1,0 +1,156 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from babyemo.calibration import (
+    CalibrationResult,
+    calibrate_checkpoint,
+    calibrate_logits,
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+    reliability_bins,
+    softmax,
+)
+from babyemo.checkpoint import load_checkpoint, save_checkpoint, write_calibration
+from babyemo.config import InputSpec, TrainConfig
+from babyemo.data.manifest import read_manifest
+from babyemo.errors import CheckpointError, ConfigError
+from babyemo.models.registry import create_model
+from babyemo.training import train
+
+
+def _sampled(n: int = 4000, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits whose softmax is the true label distribution (calibrated by construction)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1.5, size=(n, k))
+    p = torch.softmax(torch.as_tensor(z), 1).numpy()
+    y = np.array([rng.choice(k, p=row) for row in p], dtype=np.int64)
+    return z.astype(np.float32), y
+
+
+def test_overconfident_logits_get_t_above_one_and_lower_ece():
+    z, y = _sampled()
+    over = 3.0 * z  # the same ranking, three times too sharp
+    t = fit_temperature(over, y)
+    assert t > 1 and t == pytest.approx(3.0, rel=0.15)
+    res = calibrate_logits(over, y, fitted_on="val")
+    assert res.temperature == pytest.approx(t)
+    assert res.ece_after < res.ece_before / 2 and res.ece_after < 0.05
+    assert res.nll_after < res.nll_before
+    assert res.to_dict() == {"temperature": t, "fitted_on": "val", "n": 4000,
+                             "ece_before": res.ece_before, "ece_after": res.ece_after,
+                             "nll_before": res.nll_before, "nll_after": res.nll_after,
+                             "n_bins": 15}
+    # scaling never changes the predicted class
+    assert np.array_equal(softmax(over, t).argmax(1), over.argmax(1))
+
+
+def test_underconfident_logits_get_t_below_one():
+    z, y = _sampled(seed=1)
+    assert fit_temperature(z / 2.0, y) == pytest.approx(0.5, rel=0.15)
+
+
+def test_ece_of_a_perfectly_calibrated_toy_case_is_zero():
+    # 10 predictions at confidence 0.8, 8 of them right; 5 at 0.6, 3 right
+    probs = np.array([[0.8, 0.2]] * 10 + [[0.4, 0.6]] * 5)
+    y = np.array([0] * 8 + [1] * 2 + [1] * 3 + [0] * 2)
+    assert expected_calibration_error(probs, y) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ece_by_hand_and_reliability_bins():
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7], [0.45, 0.55]])
+    y = np.array([0, 1, 1, 1])
+    bins = reliability_bins(probs, y, n_bins=10)
+    # 0.9 -> bin (0.8, 0.9]; 0.7 -> (0.6, 0.7]; 0.55 -> (0.5, 0.6]: right-closed bins
+    assert bins.count.tolist() == [0, 0, 0, 0, 0, 1, 1, 0, 2, 0]
+    assert bins.accuracy[8] == 0.5 and bins.confidence[8] == pytest.approx(0.9)
+    expected = (2 * abs(0.5 - 0.9) + abs(1 - 0.7) + abs(1 - 0.55)) / 4
+    assert bins.ece == pytest.approx(expected)
+    d = bins.to_dict()
+    assert d["accuracy"][0] is None and d["count"][8] == 2 and len(d["edges"]) == 11
+    # confidence 1.0 lands in the last bin; 0.5, on an edge, in the bin (0.4, 0.5]
+    edge = reliability_bins(np.array([[1.0, 0.0], [0.5, 0.5]]), np.array([0, 1]), n_bins=10)
+    assert edge.count[9] == 1 and edge.count[4] == 1
+
+
+def test_nll_matches_cross_entropy():
+    z, y = _sampled(n=50)
+    ref = torch.nn.functional.cross_entropy(torch.as_tensor(z) / 2, torch.as_tensor(y))
+    assert nll(z, y, 2.0) == pytest.approx(float(ref), rel=1e-5)
+
+
+@pytest.mark.parametrize("logits, labels", [
+    (np.zeros((0, 3)), np.zeros(0, dtype=np.int64)),
+    (np.zeros((4, 1)), np.zeros(4, dtype=np.int64)),
+    (np.full((2, 3), np.nan), np.zeros(2, dtype=np.int64)),
+    (np.zeros((2, 3)), np.array([0, 3])),
+    (np.zeros((2, 3)), np.array([0.5, 1.0])),
+    (np.zeros((2, 3)), np.array([0, 1, 2])),
+])
+def test_bad_inputs_are_config_errors(logits, labels):
+    with pytest.raises(ConfigError) as e:
+        fit_temperature(logits, labels)
+    assert e.value.hint or e.value.message
+
+
+def test_bad_temperature_and_probs():
+    with pytest.raises(ConfigError, match="temperature"):
+        softmax(np.zeros((2, 3)), 0.0)
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        expected_calibration_error(np.array([[2.0, -1.0]]), np.array([0]))
+    with pytest.raises(ConfigError, match="n_bins"):
+        reliability_bins(np.array([[0.5, 0.5]]), np.array([0]), n_bins=0)
+
+
+def test_constant_logits_keep_t_one():
+    assert fit_temperature(np.zeros((6, 3)), np.array([0, 1, 2, 0, 1, 2])) == 1.0
+
+
+def _save(tmp_path, tiny_arch):
+    model = create_model(tiny_arch, num_classes=3)
+    return save_checkpoint(tmp_path / "m.pt", model=model, arch=tiny_arch, arch_kwargs={},
+                           class_names=["angry", "crying", "happy"],
+                           input_spec=InputSpec(size=24, mean=(0.5,) * 3, std=(0.5,) * 3),
+                           train={}, metrics={})
+
+
+def test_checkpoint_temperature_round_trip_and_old_checkpoints(tmp_path, tiny_arch):
+    path = _save(tmp_path, tiny_arch)
+    old = load_checkpoint(path)
+    assert old.calibration is None and old.temperature == 1.0
+    cal = CalibrationResult(temperature=1.7, fitted_on="val", n=10, ece_before=0.2,
+                            ece_after=0.05, nll_before=1.0, nll_after=0.8).to_dict()
+    write_calibration(path, cal)
+    ckpt = load_checkpoint(path)
+    assert ckpt.temperature == 1.7 and ckpt.calibration == cal
+    assert torch.load(path, weights_only=True)["calibration"]["fitted_on"] == "val"
+    assert torch.equal(ckpt.state_dict["5.weight"], old.state_dict["5.weight"])
+    with pytest.raises(ConfigError, match="temperature"):
+        write_calibration(path, {"temperature": -1.0})
+    raw = torch.load(path, weights_only=True)
+    raw["calibration"]["temperature"] = float("nan")
+    torch.save(raw, path)
+    with pytest.raises(CheckpointError, match="temperature"):
+        _ = load_checkpoint(path).temperature
+
+
+def test_training_calibrates_best_and_calibrate_refits(prepared, tiny_arch, tmp_path):
+    result = train(TrainConfig(data=str(prepared), arch=tiny_arch, image_size=None, epochs=2,
+                               batch_size=8, lr=0.05, precision="fp32",
+                               out=str(tmp_path / "run")))
+    cal = load_checkpoint(result.best_checkpoint).calibration
+    n_val = len(read_manifest(prepared).rows_for("val"))
+    assert cal is not None and cal["fitted_on"] == "val" and cal["n"] == n_val
+    assert cal["temperature"] > 0 and math.isfinite(cal["ece_after"])
+    assert "calibration" not in torch.load(result.last_checkpoint, weights_only=True)
+    dry = calibrate_checkpoint(result.best_checkpoint, data=prepared, split="test",
+                               precision="fp32", write=False)
+    assert dry.checkpoint is None and dry.fitted_on == "test"
+    assert load_checkpoint(result.best_checkpoint).calibration == cal
+    again = calibrate_checkpoint(result.best_checkpoint, data=prepared, precision="fp32")
+    assert again.checkpoint == result.best_checkpoint
+    assert load_checkpoint(result.best_checkpoint).temperature == pytest.approx(
+        again.temperature)

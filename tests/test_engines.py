@@ -1,0 +1,111 @@
+"""The inference-engine seam: TorchEngine, the ONNX file lookup, the weights digest."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from babyemo.config import TrainConfig
+from babyemo.engines import (
+    BACKENDS,
+    TorchEngine,
+    available_cores,
+    create_engine,
+    find_onnx,
+    import_onnxruntime,
+    onnx_paths,
+    weights_sha256,
+)
+from babyemo.errors import ExportError, MissingDependencyError
+from babyemo.training import train
+
+
+@pytest.fixture
+def checkpoint(prepared, tiny_arch, tmp_path):
+    return train(TrainConfig(data=str(prepared), arch=tiny_arch, image_size=None, epochs=1,
+                             batch_size=8, precision="fp32", out=str(tmp_path / "run"))
+                 ).best_checkpoint
+
+
+def test_torch_engine_returns_float32_cpu_logits(checkpoint):
+    from babyemo.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    engine = create_engine(ckpt, device="cpu", precision="fp32")
+    assert isinstance(engine, TorchEngine) and engine.backend == "torch"
+    assert engine.describe() == "torch cpu fp32" and engine.channels_last
+    x = torch.randn(4, 3, 24, 24)
+    out = engine.logits(x)
+    assert out.shape == (4, 3) and out.dtype == torch.float32 and out.device.type == "cpu"
+    ref = ckpt.build_model("cpu")(x)
+    assert torch.allclose(out, ref, atol=1e-5)
+    # bf16 autocast where the CPU has it: still float32 logits, close to fp32
+    try:
+        bf16 = TorchEngine(ckpt, device="cpu", precision="bf16")
+    except Exception:  # a CPU without bf16 support
+        return
+    assert bf16.logits(x).dtype == torch.float32
+
+
+def test_predictor_and_predict_logits_use_the_engine(checkpoint, prepared):
+    from babyemo.checkpoint import load_checkpoint
+    from babyemo.data.dataset import ManifestDataset
+    from babyemo.data.manifest import read_manifest
+    from babyemo.evaluation import predict_logits
+    from babyemo.prediction import Predictor
+    from babyemo.transforms import eval_transform
+
+    predictor = Predictor(checkpoint, device="cpu", precision="fp32")
+    assert isinstance(predictor.engine, TorchEngine) and predictor.plan.name == "fp32"
+    x = torch.randn(3, 3, 24, 24)
+    probs = predictor.predict_tensor(x)
+    expected = torch.softmax(predictor.engine.logits(x) / predictor.temperature, dim=1)
+    assert torch.allclose(probs, expected) and torch.allclose(probs.sum(1), torch.ones(3))
+    ckpt = load_checkpoint(checkpoint)
+    ds = ManifestDataset(read_manifest(prepared), "val", ckpt.class_names, ckpt.input_spec,
+                         eval_transform(ckpt.input_spec))
+    calls = []
+
+    class Recording(TorchEngine):
+        def logits(self, images):
+            calls.append(images.shape[0])
+            return super().logits(images)
+
+    logits = predict_logits(ckpt, ds, batch_size=4,
+                            engine=Recording(ckpt, device="cpu", precision="fp32"))
+    assert logits.shape == (len(ds), 3) and sum(calls) == len(ds)
+    default = predict_logits(ckpt, ds, batch_size=4, device="cpu", precision="fp32")
+    assert abs(default - logits).max() < 1e-5
+
+
+def test_onnx_file_names_and_lookup(tmp_path):
+    ckpt = tmp_path / "best.pt"
+    fp32, int8 = onnx_paths(ckpt)
+    assert (fp32.name, int8.name) == ("best.onnx", "best.int8.onnx")
+    with pytest.raises(ExportError) as e:
+        find_onnx(ckpt)
+    assert "best.onnx" in e.value.message and "--onnx" in e.value.hint
+    int8.write_bytes(b"")
+    assert find_onnx(ckpt) == int8
+    fp32.write_bytes(b"")
+    assert find_onnx(ckpt) == fp32  # fp32 first: it is the exact model
+
+
+def test_weights_digest_depends_on_weights_only():
+    a = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "n": torch.tensor(3)}
+    b = {"n": torch.tensor(3), "w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
+    assert weights_sha256(a) == weights_sha256(b)
+    assert weights_sha256(a) != weights_sha256({**a, "w": a["w"].reshape(3, 2)})
+    assert weights_sha256(a) != weights_sha256({**a, "w": a["w"] + 1})
+    assert weights_sha256(a) != weights_sha256({**a, "w": a["w"].to(torch.bfloat16)})
+
+
+def test_backends_and_cores(monkeypatch):
+    assert BACKENDS == ("torch", "onnxruntime")
+    assert 1 <= available_cores() <= (__import__("os").cpu_count() or 1)
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(MissingDependencyError) as e:
+        import_onnxruntime()
+    assert "onnxruntime" in e.value.message and "babyemo[onnx]" in e.value.hint
