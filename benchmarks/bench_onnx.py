@@ -78,7 +78,7 @@ def main() -> None:
     from babyemo.engines import OnnxEngine, TorchEngine
     from babyemo.evaluation import evaluate
     from babyemo.export import export_onnx
-    from babyemo.transforms import eval_transform
+    from babyemo.transforms import eval_transform, normalize
 
     print_machine()
     checkpoint = args.checkpoint
@@ -106,7 +106,7 @@ def main() -> None:
     manifest = read_manifest(exported.calibration["manifest"])
     val = ManifestDataset(manifest, "val", ckpt.class_names, spec, eval_transform(spec),
                           crop=ckpt.crop_spec)
-    x = torch.stack([val[i][0] for i in range(min(len(val), 128))])
+    x = normalize(torch.stack([val[i][0] for i in range(min(len(val), 128))]), spec)
     if args.threads:
         torch.set_num_threads(args.threads)
     fast = TorchEngine(ckpt, device="cpu", precision="auto")

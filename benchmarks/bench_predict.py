@@ -45,7 +45,7 @@ def naive_rate(checkpoint: Path, folder: Path, out_csv: Path) -> float:
     from PIL import Image
 
     from babyemo.checkpoint import load_checkpoint
-    from babyemo.transforms import eval_transform
+    from babyemo.transforms import eval_transform, normalize
 
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.build_model("cpu")
@@ -58,7 +58,8 @@ def naive_rate(checkpoint: Path, folder: Path, out_csv: Path) -> float:
         writer = csv.writer(f)
         writer.writerow(["path", "label", "confidence", *ckpt.class_names])
         for path in files:
-            x = transform(Image.open(path).convert("RGB")).unsqueeze(0)
+            x = normalize(transform(Image.open(path).convert("RGB")).unsqueeze(0),
+                          ckpt.input_spec)
             with torch.no_grad():
                 probs = torch.softmax(model(x), dim=1)[0]
             k = int(probs.argmax())

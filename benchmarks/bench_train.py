@@ -30,7 +30,7 @@ def hand_loop(images, labels, spec, augment, arch, num_classes, *, batch_size, e
     from torch.utils.data import DataLoader, Dataset
 
     from babyemo.models.registry import create_model
-    from babyemo.transforms import train_transform
+    from babyemo.transforms import normalize, train_transform
 
     class Preloaded(Dataset):
         def __init__(self, transform):
@@ -53,6 +53,7 @@ def hand_loop(images, labels, spec, augment, arch, num_classes, *, batch_size, e
     model.train()
 
     def step(x, y):
+        x = normalize(x, spec)  # uint8 batch -> float input, as babyemo's loop does
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         optimizer.zero_grad(set_to_none=True)
@@ -83,11 +84,11 @@ def inference_rates(images, spec, arch, num_classes, *, batch_size, batches,
     import torch
 
     from babyemo.models.registry import create_model
-    from babyemo.transforms import eval_transform
+    from babyemo.transforms import eval_transform, normalize
 
     transform = eval_transform(spec)
-    x_all = torch.stack([transform(images[i % len(images)])
-                         for i in range(batch_size * batches)])
+    x_all = normalize(torch.stack([transform(images[i % len(images)])
+                                   for i in range(batch_size * batches)]), spec)
     torch.manual_seed(0)
     plain = create_model(arch, num_classes=num_classes).eval()
     fast = create_model(arch, num_classes=num_classes).eval()

@@ -42,3 +42,21 @@ def test_workers_do_not_oversubscribe_small_cpu(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     assert default_num_workers(torch.device("cpu")) == 0
     assert default_num_workers(torch.device("cuda")) == 1
+
+
+def test_set_cpu_threads_leaves_cores_for_workers_and_keeps_a_lower_user_setting(monkeypatch):
+    import torch
+
+    from babyemo.devices import set_cpu_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    try:
+        torch.set_num_threads(8)
+        assert set_cpu_threads(torch.device("cpu"), 3) == 5
+        assert set_cpu_threads(torch.device("cpu"), 0) == 5  # never raised above the user's
+        assert set_cpu_threads(torch.device("cpu"), 20) == 1
+        torch.set_num_threads(8)
+        assert set_cpu_threads(torch.device("meta"), 3) == 8  # not the CPU: untouched
+    finally:
+        torch.set_num_threads(before)

@@ -167,3 +167,35 @@ def test_yunet_faces_train_and_predict_on_real_photos(infant_dir, baby_photos_di
     assert len(face_rows) == summary.n_rows - len(no_face) >= 12
     assert all(float(r["det_score"]) >= 0.6 and r["face_index"] != "" for r in face_rows)
     assert summary.detect_seconds > 0
+
+
+TWO = "fake_two_face_detector"
+
+
+@register_detector(TWO, description="test: two faces when the corner is black")
+class _TwoFaces(_Fake):
+    name = TWO
+
+    def detect(self, image: Image.Image) -> list[Face]:
+        faces = super().detect(image)
+        if image.convert("RGB").getpixel((0, 0)) == (0, 0, 0):
+            x, y, w, h = faces[0].box
+            faces.append(Face(box=(x / 2, y / 2, w / 2, h / 2), score=0.8,
+                              landmarks=faces[0].landmarks))
+        return faces
+
+
+def test_predict_counts_files_with_several_faces(face_manifest, tiny_arch, tmp_path):
+    result = train(TrainConfig(data=str(face_manifest), arch=tiny_arch, epochs=1, batch_size=8,
+                               precision="fp32", out=str(tmp_path / "run"), faces="none"))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, corner in enumerate([(0, 0, 0), (0, 0, 0), (10, 20, 30), (255, 255, 255)]):
+        img = Image.new("RGB", (40, 40), (120, 90, 60))
+        img.putpixel((0, 0), corner)
+        img.save(photos / f"p{i}.png")
+    summary = predict_to_files([photos], Predictor(result.best_checkpoint, faces=TWO,
+                                                   precision="fp32"),
+                               csv_out=tmp_path / "out.csv")
+    assert summary.n_rows == 2 + 2 + 1 + 1
+    assert summary.n_multi_face == 2 and summary.n_no_face == 1

@@ -128,13 +128,15 @@ def default_num_workers(device: torch.device) -> int:
 def set_cpu_threads(device: torch.device, num_workers: int) -> int:
     """Give the model's intra-op threads the cores the DataLoader workers leave free.
 
-    On the CPU, ``torch.set_num_threads(max(1, cores - num_workers))`` so that workers and
-    intra-op threads together do not exceed the cores (oversubscribed threads spin and
-    wait for each other). Other devices are left alone.
+    On the CPU, the intra-op threads are capped at ``max(1, cores - num_workers)`` so that
+    workers and intra-op threads together do not exceed the cores (oversubscribed threads
+    spin and wait for each other). A lower count set by the user (``OMP_NUM_THREADS``,
+    ``torch.set_num_threads``) is kept. Other devices are left alone.
 
     Returns:
         The number of intra-op threads now in use.
     """
     if device.type == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) - num_workers))
+        cap = max(1, (os.cpu_count() or 1) - num_workers)
+        torch.set_num_threads(min(torch.get_num_threads(), cap))
     return torch.get_num_threads()

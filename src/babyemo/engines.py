@@ -37,6 +37,7 @@ from babyemo.checkpoint import Checkpoint
 from babyemo.config import InputSpec, Precision
 from babyemo.devices import PrecisionPlan, resolve_device, resolve_precision
 from babyemo.errors import ConfigError, ExportError, MissingDependencyError
+from babyemo.transforms import normalize
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,10 @@ class Engine(abc.ABC):
         """Logits of a preprocessed batch.
 
         Args:
-            images: ``(N, C, S, S) float32`` CPU tensor, made by
-                :func:`babyemo.transforms.eval_transform` of the checkpoint's input spec.
+            images: ``(N, C, S, S) uint8`` CPU tensor made by
+                :func:`babyemo.transforms.eval_transform` of the checkpoint's input spec
+                (normalised here by :func:`babyemo.transforms.normalize`), or a ``float32``
+                tensor already normalised.
 
         Returns:
             ``(N, K) float32`` CPU tensor of logits, in the checkpoint's class order.
@@ -106,6 +109,7 @@ class TorchEngine(Engine):
         self.device = resolve_device(device)
         self.plan: PrecisionPlan = resolve_precision(precision, self.device)
         self.precision = self.plan.name
+        self.spec = checkpoint.input_spec
         self.model = checkpoint.build_model(self.device)
         self.channels_last = self.device.type in ("cpu", "cuda")
         if self.channels_last:
@@ -113,7 +117,7 @@ class TorchEngine(Engine):
 
     @torch.inference_mode()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.to(self.device, non_blocking=self.device.type == "cuda")
+        x = normalize(images.to(self.device, non_blocking=self.device.type == "cuda"), self.spec)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.plan.autocast(self.device):
@@ -322,7 +326,8 @@ class OnnxEngine(Engine):
         self.precision = "int8" if self.metadata.int8 else "fp32"
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.detach().to("cpu", torch.float32).contiguous().numpy()
+        x = normalize(images.detach().cpu(), self.metadata.input_spec).to(torch.float32)
+        x = x.contiguous().numpy()
         (out,) = self.session.run(None, {self.input_name: x})
         return torch.from_numpy(out).float()
 

@@ -62,6 +62,7 @@ from babyemo.engines import (
 )
 from babyemo.errors import ConfigError, DataError, ExportError, MissingDependencyError
 from babyemo.io import atomic_write_bytes
+from babyemo.transforms import normalize
 
 log = logging.getLogger(__name__)
 
@@ -364,14 +365,16 @@ def _quiet(*logger_names: str) -> Iterator[None]:
 def _calibration_reader(dataset: Any, indices: list[int], input_name: str,
                         batch_size: int) -> Any:
     """An ``onnxruntime.quantization.CalibrationDataReader`` over ``dataset[indices]``:
-    ``{input_name: (B, C, S, S) float32}`` batches of eval-transformed training images."""
+    ``{input_name: (B, C, S, S) float32}`` batches of eval-transformed, normalised training
+    images (the model's input, as the engines feed it)."""
     from onnxruntime.quantization import CalibrationDataReader
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
             loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False,
                                 num_workers=0)
-            self._batches = (x.numpy() for x, _ in loader)
+            spec = dataset.spec
+            self._batches = (normalize(x, spec).numpy() for x, _ in loader)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             x = next(self._batches, None)

@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader
 from babyemo.checkpoint import load_checkpoint
 from babyemo.config import NoFaceFallback, Precision
 from babyemo.data.dataset import FaceMode, FileDataset, collate_files, find_images
-from babyemo.devices import default_num_workers
+from babyemo.data.prefetch import prefetch
+from babyemo.devices import default_num_workers, set_cpu_threads
 from babyemo.engines import create_engine
 from babyemo.errors import ConfigError
 from babyemo.io import atomic_open, atomic_write_bytes
@@ -189,7 +190,8 @@ class Predictor:
         """Class probabilities of a preprocessed batch.
 
         Args:
-            images: ``(N, C, S, S) float32``, preprocessed with :attr:`transform`.
+            images: ``(N, C, S, S) uint8`` from :attr:`transform` (or ``float32`` already
+                normalised, see :func:`babyemo.transforms.normalize`).
 
         Returns:
             ``(N, num_classes) float32`` probabilities ``softmax(logits / T)`` on the CPU
@@ -206,7 +208,11 @@ class Predictor:
         loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False,
                             num_workers=self.num_workers, collate_fn=collate_files,
                             pin_memory=self.device.type == "cuda")
-        for batch in loader:
+        # Read and decode the next batch while the model runs on this one: worker processes
+        # do that already; without them, a background thread does (Pillow frees the GIL).
+        set_cpu_threads(self.device, self.num_workers)
+        batches = loader if self.num_workers else prefetch(loader, depth=2)
+        for batch in batches:
             probs = self.predict_tensor(batch["images"]) if batch["images"] is not None else None
             row = 0
             for item in batch["items"]:

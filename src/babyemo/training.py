@@ -49,7 +49,7 @@ from babyemo.metrics import classification_metrics
 from babyemo.models import store
 from babyemo.models.registry import create_model, get_arch
 from babyemo.progress import progress_bar
-from babyemo.transforms import eval_transform, train_transform
+from babyemo.transforms import eval_transform, normalize, train_transform
 
 log = logging.getLogger(__name__)
 
@@ -228,14 +228,15 @@ class _Runner:
     """Runs training and evaluation passes on one device and precision."""
 
     def __init__(self, model: nn.Module, device: torch.device, plan: Any,
-                 criterion: nn.Module) -> None:
+                 criterion: nn.Module, spec: Any) -> None:
         self.model, self.device, self.plan, self.criterion = model, device, plan, criterion
+        self.spec = spec
         self.channels_last = device.type in ("cpu", "cuda")
         self.scaler = torch.amp.GradScaler("cuda") if plan.grad_scaler else None
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         nb = self.device.type == "cuda"
-        x = x.to(self.device, non_blocking=nb)
+        x = normalize(x.to(self.device, non_blocking=nb), self.spec)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y.to(self.device, non_blocking=nb)
@@ -401,7 +402,8 @@ def train(config: TrainConfig) -> TrainResult:
     criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
     optimizer = _optimizer(config, model)
     scheduler = _scheduler(config, optimizer)
-    runner = _Runner(_compiled(model) if config.compile else model, device, plan, criterion)
+    runner = _Runner(_compiled(model) if config.compile else model, device, plan, criterion,
+                     spec)
 
     history: list[dict[str, Any]] = []
     best = {"epoch": 0, "macro_f1": -math.inf, "val_loss": math.inf, "metrics": {}}

@@ -1,8 +1,11 @@
 """Train and eval transforms built from an :class:`~babyemo.config.InputSpec`.
 
 Built on ``torchvision.transforms.v2``; inputs are PIL images already upright (EXIF
-applied by :func:`babyemo.data.images.load_image`), outputs are ``(C, S, S) float32``
-tensors normalised with the spec's mean and std.
+applied by :func:`babyemo.data.images.load_image`), outputs are ``(C, S, S) uint8``
+tensors. Conversion to float and normalisation with the spec's mean and std happen once
+per batch, on the model's device, in :func:`normalize` (called by the inference engines
+and the training loop): per-image float work costs more than decoding on a small CPU,
+and a uint8 batch is a quarter of the bytes to copy to a GPU.
 """
 
 from __future__ import annotations
@@ -14,15 +17,35 @@ from babyemo.config import AugmentConfig, InputSpec
 
 
 def _to_tensor(spec: InputSpec) -> list[v2.Transform]:
-    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean=list(spec.mean), std=list(spec.std))]
+    return [v2.ToImage()]
+
+
+def normalize(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+    """Turn transformed uint8 pixels into the model's float input.
+
+    Args:
+        images: ``(N, C, S, S)`` or ``(C, S, S)`` ``uint8`` pixels (0..255) from
+            :func:`eval_transform` / :func:`train_transform`, on any device. A floating
+            tensor is taken as already normalised and returned unchanged.
+        spec: Mean and std per channel (on the 0..1 scale).
+
+    Returns:
+        ``float32`` tensor of the same shape and device: ``(x / 255 - mean) / std``.
+    """
+    if images.is_floating_point():
+        return images
+    shape = (-1, 1, 1)
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=images.device).view(shape)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=images.device).view(shape)
+    return images.float().sub_(mean * 255).div_(std * 255)
 
 
 def eval_transform(spec: InputSpec) -> v2.Compose:
     """Resize the shorter side to ``spec.size`` and centre-crop a ``size x size`` square.
 
     Returns:
-        A transform mapping a PIL image to a ``(spec.channels, size, size) float32`` tensor.
+        A transform mapping a PIL image to a ``(spec.channels, size, size) uint8`` tensor
+        (see :func:`normalize`).
     """
     return v2.Compose([v2.Resize(spec.size, antialias=True), v2.CenterCrop(spec.size),
                        *_to_tensor(spec)])
@@ -36,7 +59,8 @@ def train_transform(spec: InputSpec, augment: AugmentConfig) -> v2.Compose:
         augment: Strengths; zeros disable each step.
 
     Returns:
-        A transform mapping a PIL image to a ``(spec.channels, size, size) float32`` tensor.
+        A transform mapping a PIL image to a ``(spec.channels, size, size) uint8`` tensor
+        (see :func:`normalize`).
     """
     steps: list[v2.Transform] = [
         v2.RandomResizedCrop(spec.size, scale=augment.scale, ratio=(0.9, 1.1), antialias=True)
