@@ -42,33 +42,41 @@ def main() -> None:
           f"matmul {args.n}x{args.n}x{args.n}")
     figure("forward FLOPs per image", flops / args.batch_size / 1e9, "GFLOP", digits=3)
 
+    from babyemo.devices import cpu_has_native_bf16
+
+    native_bf16 = cpu_has_native_bf16()
     with torch.inference_mode():
         fp32_s = median_seconds(lambda: model(x), args.repeat)
         model_cl = model.to(memory_format=torch.channels_last)
         x_cl = x.contiguous(memory_format=torch.channels_last)
 
-        def fast() -> None:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+        def fast() -> None:  # what precision=auto runs: bf16 only where the CPU has it
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=native_bf16):
                 model_cl(x_cl)
 
-        bf16_s = median_seconds(fast, args.repeat)
+        fast_s = median_seconds(fast, args.repeat)
         a32, b32 = torch.randn(args.n, args.n), torch.randn(args.n, args.n)
-        a16, b16 = a32.bfloat16(), b32.bfloat16()
         mm_flops = 2 * args.n ** 3
         mm32_s = median_seconds(lambda: a32 @ b32, args.repeat)
-        mm16_s = median_seconds(lambda: a16 @ b16, args.repeat)
+        if native_bf16:
+            a16, b16 = a32.bfloat16(), b32.bfloat16()
+            mm16_s = median_seconds(lambda: a16 @ b16, args.repeat)
 
-    fwd16 = figure("forward bf16 + channels_last", flops / bf16_s / 1e9, "GFLOP/s")
+    fast_name = "forward " + ("bf16" if native_bf16 else "fp32") + " + channels_last"
+    fwd_fast = figure(fast_name, flops / fast_s / 1e9, "GFLOP/s")
     fwd32 = figure("forward fp32", flops / fp32_s / 1e9, "GFLOP/s")
-    mm16 = figure("matmul bf16", mm_flops / mm16_s / 1e9, "GFLOP/s")
     mm32 = figure("matmul fp32", mm_flops / mm32_s / 1e9, "GFLOP/s")
-    figure("forward bf16 + channels_last", args.batch_size / bf16_s, "images/s")
+    figure(fast_name, args.batch_size / fast_s, "images/s")
     figure("forward fp32", args.batch_size / fp32_s, "images/s")
-    ratio("forward bf16", "matmul bf16", fwd16, mm16)
     ratio("forward fp32", "matmul fp32", fwd32, mm32)
-    ratio("forward bf16", "forward fp32", fwd16, fwd32)
-    ratio("matmul bf16", "matmul fp32", mm16, mm32)
-
+    ratio(fast_name, "forward fp32", fwd_fast, fwd32)
+    if native_bf16:
+        mm16 = figure("matmul bf16", mm_flops / mm16_s / 1e9, "GFLOP/s")
+        ratio(fast_name, "matmul bf16", fwd_fast, mm16)
+        ratio("matmul bf16", "matmul fp32", mm16, mm32)
+    else:
+        print("bf16: skipped (this CPU has no native bf16; emulated bf16 is not a fast path)")
+        ratio(fast_name, "matmul fp32", fwd_fast, mm32)
 
 if __name__ == "__main__":
     main()

@@ -94,7 +94,7 @@ def child(args: argparse.Namespace) -> None:
     from babyemo.prediction import Predictor, predict_to_files
 
     predictor = Predictor(args.checkpoint, device="cpu", batch_size=args.batch_size,
-                          num_workers=args.workers)
+                          num_workers=args.workers, backend=args.backend, onnx=args.onnx)
     before = proc_status_mb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")
     tracemalloc.start()
@@ -106,10 +106,12 @@ def child(args: argparse.Namespace) -> None:
 
 
 def run_child(checkpoint: Path, folder: Path, batch_size: int, workers: int | None,
-              out_csv: Path) -> dict:
+              out_csv: Path, backend: str, onnx: Path | None) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(folder),
            "--checkpoint", str(checkpoint), "--batch-size", str(batch_size),
-           "--csv", str(out_csv)]
+           "--csv", str(out_csv), "--backend", backend]
+    if onnx is not None:
+        cmd += ["--onnx", str(onnx)]
     if workers is not None:
         cmd += ["--workers", str(workers)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, check=True)
@@ -126,6 +128,11 @@ def main() -> None:
                    help="Predictor DataLoader workers (default: babyemo's choice)")
     p.add_argument("--repeat", type=int, default=10,
                    help="memory run: each photo linked this many times (300 -> 3,000)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                   help="predict's engine; onnxruntime exports the checkpoint first")
+    p.add_argument("--int8", action="store_true",
+                   help="with onnxruntime: the int8 export (calibrated on the training split)")
+    p.add_argument("--onnx", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--csv", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -153,11 +160,19 @@ def main() -> None:
         checkpoint = result.best_checkpoint
         figure("setup: prepare + 1-epoch resnet18", time.perf_counter() - t0, "s")
 
+    if args.backend == "onnxruntime":
+        from babyemo.export import export_onnx
+
+        t0 = time.perf_counter()
+        exported = export_onnx(checkpoint, int8=args.int8)
+        args.onnx = exported.int8 if args.int8 else exported.onnx
+        figure(f"setup: export onnx{' + int8' if args.int8 else ''}",
+               time.perf_counter() - t0, "s")
     predictor = Predictor(checkpoint, device="cpu", batch_size=args.batch_size,
-                          num_workers=args.workers)
+                          num_workers=args.workers, backend=args.backend, onnx=args.onnx)
     size = predictor.input_spec.size
     print(f"setup: {predictor.checkpoint.arch} at {size} px, batch {args.batch_size}, "
-          f"precision {predictor.plan.name}, workers {predictor.num_workers}")
+          f"engine {predictor.engine.describe()}, workers {predictor.num_workers}")
     predictor.predict_tensor(torch.zeros(args.batch_size, 3, size, size))  # warm-up
 
     for name, folder in (("baby-photos", args.photos), ("infant-emotions", args.infant)):
@@ -180,8 +195,10 @@ def main() -> None:
         (many / f"copy{k}").mkdir(parents=True)
         for src in photos:
             (many / f"copy{k}" / src.name).symlink_to(src.resolve())
-    small = run_child(checkpoint, args.photos, args.batch_size, args.workers, tmp / "small.csv")
-    large = run_child(checkpoint, many, args.batch_size, args.workers, tmp / "large.csv")
+    small = run_child(checkpoint, args.photos, args.batch_size, args.workers, tmp / "small.csv",
+                      args.backend, args.onnx)
+    large = run_child(checkpoint, many, args.batch_size, args.workers, tmp / "large.csv",
+                      args.backend, args.onnx)
     for r in (small, large):
         figure(f"memory run {r['files']} files: RSS before predict", r["rss_before_mb"], "MiB")
         figure(f"memory run {r['files']} files: peak RSS during predict", r["peak_mb"], "MiB")
