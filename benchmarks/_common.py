@@ -92,3 +92,20 @@ def median_seconds(fn: Callable[[], object], repeat: int, warmup: int = 1) -> fl
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def quick_checkpoint(data: Path, out: Path, *, epochs: int, arch: str = "resnet18",
+                     image_size: int | None = None) -> Path:
+    """Prepare ``data`` (in the temporary home) and train ``arch`` for ``epochs`` on the CPU
+    with the default recipe otherwise; print the setup time; return ``best.pt``."""
+    from babyemo.config import TrainConfig
+    from babyemo.data.prepare import prepare
+    from babyemo.training import train
+
+    t0 = time.perf_counter()
+    prepared = prepare(data)
+    result = train(TrainConfig(data=str(prepared.manifest_path), arch=arch,
+                               image_size=image_size, epochs=epochs, device="cpu", out=str(out)))
+    figure(f"setup: prepare + {epochs}-epoch {arch}", time.perf_counter() - t0, "s")
+    return result.best_checkpoint
+

@@ -23,7 +23,7 @@ import statistics
 import time
 from pathlib import Path
 
-from _common import DATA, figure, print_machine, ratio, temp_home
+from _common import DATA, figure, print_machine, quick_checkpoint, ratio, temp_home
 
 
 class Eager:
@@ -83,17 +83,8 @@ def main() -> None:
     print_machine()
     checkpoint = args.checkpoint
     if checkpoint is None:
-        from babyemo.config import TrainConfig
-        from babyemo.data.prepare import prepare
-        from babyemo.training import train
-
-        t0 = time.perf_counter()
-        prepared = prepare(args.data)
-        result = train(TrainConfig(data=str(prepared.manifest_path), arch="resnet18",
-                                   image_size=args.image_size, epochs=args.epochs,
-                                   device="cpu", out=str(tmp / "run")))
-        checkpoint = result.best_checkpoint
-        figure(f"setup: prepare + {args.epochs}-epoch resnet18", time.perf_counter() - t0, "s")
+        checkpoint = quick_checkpoint(args.data, tmp / "run", epochs=args.epochs,
+                                      image_size=args.image_size)
 
     t0 = time.perf_counter()
     exported = export_onnx(checkpoint, out=tmp / "model.onnx", int8=True,

@@ -24,7 +24,16 @@ import sys
 import time
 from pathlib import Path
 
-from _common import DATA, decode, figure, print_machine, ratio, target, temp_home
+from _common import (
+    DATA,
+    decode,
+    figure,
+    print_machine,
+    quick_checkpoint,
+    ratio,
+    target,
+    temp_home,
+)
 
 
 def proc_status_mb(field: str) -> float:
@@ -149,16 +158,7 @@ def main() -> None:
     print_machine()
     checkpoint = args.checkpoint
     if checkpoint is None:
-        from babyemo.config import TrainConfig
-        from babyemo.data.prepare import prepare
-        from babyemo.training import train
-
-        t0 = time.perf_counter()
-        prepared = prepare(args.infant)
-        result = train(TrainConfig(data=str(prepared.manifest_path), epochs=1, device="cpu",
-                                   out=str(tmp / "run")))
-        checkpoint = result.best_checkpoint
-        figure("setup: prepare + 1-epoch resnet18", time.perf_counter() - t0, "s")
+        checkpoint = quick_checkpoint(args.infant, tmp / "run", epochs=1)
 
     if args.backend == "onnxruntime":
         from babyemo.export import export_onnx

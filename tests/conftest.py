@@ -144,3 +144,33 @@ def make_checkpoint(path: Path, arch: str, classes=("angry", "crying", "happy"),
     if temperature is not None:
         write_calibration(path, {"temperature": temperature, "fitted_on": "val"})
     return path
+
+
+@pytest.fixture
+def checkpoint(prepared: Path, tiny_arch: str, tmp_path: Path) -> Path:
+    """``best.pt`` of the tiny arch trained 1 epoch (fp32) on :func:`prepared`."""
+    from babyemo.config import TrainConfig
+    from babyemo.training import train
+
+    return train(TrainConfig(data=str(prepared), arch=tiny_arch, image_size=None, epochs=1,
+                             batch_size=8, precision="fp32", out=str(tmp_path / "run"))
+                 ).best_checkpoint
+
+
+def subset_manifest(source: Path, out: Path, keep: dict[str, int]) -> Path:
+    """Prepare a real image folder (seed 0) and keep the first ``keep[split]`` rows of each
+    class in each split; returns the new manifest's path (in ``out / "subset"``)."""
+    from collections import defaultdict
+
+    from babyemo.data.manifest import write_manifest
+    from babyemo.data.prepare import prepare
+
+    full = prepare(source, out=out / "full", seed=0).manifest
+    taken: dict[tuple[str, str], int] = defaultdict(int)
+    rows = []
+    for row in full.rows:
+        if taken[(row.split, row.label)] < keep.get(row.split, 0):
+            taken[(row.split, row.label)] += 1
+            rows.append(row)
+    return write_manifest(rows, out / "subset", info=full.info)
+

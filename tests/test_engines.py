@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from babyemo.config import TrainConfig
 from babyemo.engines import (
     BACKENDS,
     TorchEngine,
@@ -17,14 +16,6 @@ from babyemo.engines import (
     weights_sha256,
 )
 from babyemo.errors import ExportError, MissingDependencyError
-from babyemo.training import train
-
-
-@pytest.fixture
-def checkpoint(prepared, tiny_arch, tmp_path):
-    return train(TrainConfig(data=str(prepared), arch=tiny_arch, image_size=None, epochs=1,
-                             batch_size=8, precision="fp32", out=str(tmp_path / "run"))
-                 ).best_checkpoint
 
 
 def test_torch_engine_returns_float32_cpu_logits(checkpoint):

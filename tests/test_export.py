@@ -26,7 +26,7 @@ from babyemo.engines import (  # noqa: E402
 from babyemo.errors import ConfigError, ExportError, MissingDependencyError  # noqa: E402
 from babyemo.export import export_onnx, int8_path_for  # noqa: E402
 from babyemo.training import train  # noqa: E402
-from tests.conftest import _register_tiny_arch, make_imagefolder  # noqa: E402
+from tests.conftest import _register_tiny_arch, make_imagefolder, subset_manifest  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -230,26 +230,14 @@ def test_missing_onnxruntime_is_a_typed_error(exported, monkeypatch):
 @pytest.mark.slow
 def test_int8_agrees_with_fp32_on_real_infant_photos(infant_dir, tmp_path, monkeypatch):
     """Real photos: calibrate on a fixed subset's train split, compare on its val split."""
-    from collections import defaultdict
-
-    from babyemo.data.manifest import write_manifest
-
     monkeypatch.setenv("BABYEMO_HOME", str(tmp_path / "home"))
-    full = prepare(infant_dir, out=tmp_path / "full", seed=0).manifest
-    keep = {"train": 30, "val": 15, "test": 0}
-    taken: dict[tuple[str, str], int] = defaultdict(int)
-    rows = []
-    for row in full.rows:
-        if taken[(row.split, row.label)] < keep[row.split]:
-            taken[(row.split, row.label)] += 1
-            rows.append(row)
-    manifest = write_manifest(rows, tmp_path / "subset", info=full.info)
+    manifest = subset_manifest(infant_dir, tmp_path, {"train": 30, "val": 15})
     ckpt = train(TrainConfig(data=str(manifest), arch="skip_cnn", image_size=48, epochs=1,
                              lr=3e-3, batch_size=16, out=str(tmp_path / "run"), seed=0)
                  ).best_checkpoint
     result = export_onnx(ckpt, int8=True, calibration_images=60)
     assert result.calibration["n_images"] == 60 and result.calibration["split"] == "train"
-    train_paths = {r.path for r in rows if r.split == "train"}
+    train_paths = {r.path for r in read_manifest(manifest).rows if r.split == "train"}
     assert set(result.calibration["paths"]) <= train_paths
     ev = result.int8_eval
     assert ev["n"] == 45

@@ -5,18 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from babyemo.config import TrainConfig
 from babyemo.errors import RegistryError
 from babyemo.prediction import Predictor, predict_to_files
-from babyemo.training import train
 from tests.conftest import make_image
-
-
-@pytest.fixture
-def checkpoint(prepared, tiny_arch, tmp_path):
-    return train(TrainConfig(data=str(prepared), arch=tiny_arch, image_size=None, epochs=1,
-                             batch_size=8, precision="fp32", out=str(tmp_path / "run"))
-                 ).best_checkpoint
 
 
 def _photos(tmp_path):

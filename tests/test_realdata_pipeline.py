@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import csv
 import math
-from collections import defaultdict
 
 import pytest
 
 from babyemo.config import TrainConfig
-from babyemo.data.manifest import read_manifest, write_manifest
-from babyemo.data.prepare import prepare
+from babyemo.data.manifest import read_manifest
 from babyemo.evaluation import evaluate
 from babyemo.prediction import Predictor, predict_to_files
 from babyemo.training import train
+from tests.conftest import subset_manifest
 
 pytestmark = pytest.mark.realdata
 
@@ -29,15 +28,7 @@ def infant_subset(infant_dir, tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     mp = pytest.MonkeyPatch()
     mp.setenv("BABYEMO_HOME", str(home))
-    full = prepare(infant_dir, out=home / "full", seed=0).manifest
-    keep = {"train": 40, "val": 12, "test": 12}
-    taken: dict[tuple[str, str], int] = defaultdict(int)
-    rows = []
-    for row in full.rows:
-        if taken[(row.split, row.label)] < keep[row.split]:
-            taken[(row.split, row.label)] += 1
-            rows.append(row)
-    path = write_manifest(rows, home / "subset", info=full.info)
+    path = subset_manifest(infant_dir, home, {"train": 40, "val": 12, "test": 12})
     mp.undo()
     return path
 

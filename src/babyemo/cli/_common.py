@@ -12,10 +12,20 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from babyemo.config import Backend
 from babyemo.errors import BabyEmoError
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False)
+
+BACKEND_OPTION = typer.Option(Backend.torch, "--backend",
+                              help="torch (the checkpoint's model) or onnxruntime (its export "
+                              "from `babyemo export`, e.g. the int8 model; CPU).")
+"""``--backend`` of the commands that run a model (``predict``, ``evaluate``)."""
+ONNX_OPTION = typer.Option(None, "--onnx", help="The exported .onnx file for --backend "
+                           "onnxruntime (default: <checkpoint stem>.onnx beside the "
+                           "checkpoint, else <stem>.int8.onnx).")
+"""``--onnx FILE`` beside :data:`BACKEND_OPTION`."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from babyemo.cli._common import cli_errors, say, stdout
+from babyemo.cli._common import BACKEND_OPTION, ONNX_OPTION, cli_errors, say, stdout
 from babyemo.config import Backend, Precision
 
 
@@ -39,12 +39,8 @@ def evaluate_command(
                                  "column (e.g. source)."),
     metadata: Path = typer.Option(None, "--metadata", help="Metadata CSV with a path column "
                                   "(default: the manifest's metadata.csv)."),
-    backend: Backend = typer.Option(Backend.torch, "--backend",
-                                    help="torch (the checkpoint's model) or onnxruntime (its "
-                                    "export from `babyemo export`, e.g. the int8 model; CPU)."),
-    onnx: Path = typer.Option(None, "--onnx", help="The exported .onnx file for --backend "
-                              "onnxruntime (default: <checkpoint stem>.onnx beside the "
-                              "checkpoint, else <stem>.int8.onnx)."),
+    backend: Backend = BACKEND_OPTION,
+    onnx: Path = ONNX_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Evaluate a model on a split: metrics, confusion matrix, calibration (ECE), slices.

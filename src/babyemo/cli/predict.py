@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from babyemo.cli._common import cli_errors, say, stderr, stdout
+from babyemo.cli._common import BACKEND_OPTION, ONNX_OPTION, cli_errors, say, stderr, stdout
 from babyemo.config import Backend, NoFaceFallback, Precision
 
 
@@ -38,12 +38,8 @@ def predict_command(
                                          help="Label rows whose top probability is below P "
                                          "(0-1) 'uncertain'; the most probable class goes "
                                          "to a top_class column."),
-    backend: Backend = typer.Option(Backend.torch, "--backend",
-                                    help="torch (the checkpoint's model) or onnxruntime (its "
-                                    "export from `babyemo export`; CPU)."),
-    onnx: Path = typer.Option(None, "--onnx", help="The exported .onnx file for --backend "
-                              "onnxruntime (default: <checkpoint stem>.onnx beside the "
-                              "checkpoint, else <stem>.int8.onnx)."),
+    backend: Backend = BACKEND_OPTION,
+    onnx: Path = ONNX_OPTION,
 ) -> None:
     """Predict the emotion of every image in files/folders (CSV: path, label, confidence,
     prob_<class>..., error)."""
