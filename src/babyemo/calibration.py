@@ -416,18 +416,15 @@ def calibrate_checkpoint(checkpoint: str | os.PathLike[str] | None = None, *,
         DataError: Empty split, or labels not among the checkpoint's class names.
     """
     from babyemo.checkpoint import load_checkpoint
-    from babyemo.data.dataset import ManifestDataset
+    from babyemo.data.dataset import checkpoint_dataset
     from babyemo.data.manifest import read_manifest
     from babyemo.data.prepare import last_manifest
     from babyemo.models.store import resolve_checkpoint
-    from babyemo.transforms import eval_transform
 
     path = resolve_checkpoint(checkpoint, model)
     ckpt = load_checkpoint(path)
     manifest = read_manifest(Path(data) if data else last_manifest())
-    dataset = ManifestDataset(manifest, None if split == "all" else split, ckpt.class_names,
-                              ckpt.input_spec, eval_transform(ckpt.input_spec),
-                              crop=ckpt.crop_spec)
+    dataset = checkpoint_dataset(manifest, split, ckpt)
     return calibrate_on_dataset(path, dataset, fitted_on=split, device=device,
                                 precision=precision, batch_size=batch_size,
                                 num_workers=num_workers, n_bins=n_bins, write=write)

@@ -99,7 +99,7 @@ class Checkpoint:
         if not cal:
             return 1.0
         t = cal.get("temperature") if isinstance(cal, dict) else None
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < float("inf"):
+        if not _valid_temperature(t):
             raise CheckpointError(f"{self.path}: bad calibration temperature {t!r}.",
                                   "refit it with `babyemo calibrate`")
         return float(t)
@@ -204,6 +204,11 @@ def read_checkpoint_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def _valid_temperature(t: Any) -> bool:
+    """True for a finite number > 0 (not a bool)."""
+    return not isinstance(t, bool) and isinstance(t, (int, float)) and 0 < t < float("inf")
+
+
 def write_calibration(path: str | os.PathLike[str], calibration: dict[str, Any]) -> Path:
     """Store a ``calibration`` entry in an existing checkpoint file (atomically).
 
@@ -223,7 +228,7 @@ def write_calibration(path: str | os.PathLike[str], calibration: dict[str, Any])
         ConfigError: ``calibration`` has no finite ``temperature`` > 0.
     """
     t = calibration.get("temperature")
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < float("inf"):
+    if not _valid_temperature(t):
         raise ConfigError(f"A calibration needs a finite temperature > 0, got {t!r}.")
     data = read_checkpoint_dict(path)
     data["calibration"] = dict(calibration)

@@ -31,10 +31,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from babyemo import reports
-from babyemo.calibration import DEFAULT_BINS, nll, reliability_bins
+from babyemo.calibration import DEFAULT_BINS, nll, reliability_bins, softmax
 from babyemo.checkpoint import Checkpoint, load_checkpoint
 from babyemo.config import Precision
-from babyemo.data.dataset import ManifestDataset
+from babyemo.data.dataset import ManifestDataset, checkpoint_dataset
 from babyemo.data.manifest import Manifest, read_manifest
 from babyemo.data.prepare import last_manifest
 from babyemo.devices import default_num_workers
@@ -43,7 +43,6 @@ from babyemo.errors import ConfigError, DataError
 from babyemo.metrics import bootstrap_ci, classification_metrics
 from babyemo.models.store import resolve_checkpoint
 from babyemo.progress import progress_bar
-from babyemo.transforms import eval_transform
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ def predict_logits(ckpt: Checkpoint, dataset: ManifestDataset, *, device: str = 
 
     Args:
         ckpt: The checkpoint.
-        dataset: Its images, eval-transformed (``(C, S, S) float32`` items).
+        dataset: Its images, eval-transformed (``(C, S, S) uint8`` items).
         device: ``auto|cpu|cuda|cuda:N|mps`` (ignored when ``engine`` is given).
         precision: ``auto|fp32|bf16|fp16`` (ignored when ``engine`` is given).
         batch_size: Images per forward pass.
@@ -215,9 +214,7 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
     mapping = None
     if label_map is not None:
         manifest, mapping = apply_label_map(manifest, split, ckpt.class_names, label_map)
-    dataset = ManifestDataset(manifest, None if split == "all" else split, ckpt.class_names,
-                              ckpt.input_spec, eval_transform(ckpt.input_spec),
-                              crop=ckpt.crop_spec)
+    dataset = checkpoint_dataset(manifest, split, ckpt)
     engine = create_engine(ckpt, backend=backend, onnx=onnx, device=device, precision=precision)
     logits = predict_logits(ckpt, dataset, batch_size=batch_size, num_workers=num_workers,
                             engine=engine)
@@ -303,9 +300,8 @@ def calibration_report(ckpt: Checkpoint, logits: np.ndarray, y_true: np.ndarray,
         The ``calibration`` entry of :class:`EvalReport` (JSON-safe).
     """
     t = ckpt.temperature
-    z = torch.from_numpy(np.asarray(logits, dtype=np.float32))
-    before = reliability_bins(torch.softmax(z, dim=1).numpy(), y_true, n_bins)
-    after = reliability_bins(torch.softmax(z / t, dim=1).numpy(), y_true, n_bins)
+    before = reliability_bins(softmax(logits), y_true, n_bins)
+    after = reliability_bins(softmax(logits, t), y_true, n_bins)
     stored = ckpt.calibration or {}
     return {"temperature": t, "calibrated": bool(stored), "fitted_on": stored.get("fitted_on"),
             "n_bins": n_bins, "ece_before": before.ece, "ece_after": after.ece,

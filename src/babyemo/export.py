@@ -301,12 +301,9 @@ def _export_int8(onnx: ModuleType, ckpt: Checkpoint, proto: Any, meta: OnnxMetad
         quantize_static,
     )
 
-    from babyemo.data.dataset import ManifestDataset
-    from babyemo.transforms import eval_transform
+    from babyemo.data.dataset import checkpoint_dataset
 
-    spec = ckpt.input_spec
-    train_ds = ManifestDataset(manifest, "train", ckpt.class_names, spec, eval_transform(spec),
-                               crop=ckpt.crop_spec)
+    train_ds = checkpoint_dataset(manifest, "train", ckpt)
     k = min(n_images, len(train_ds))
     if k < n_images:
         log.warning("Calibrating int8 on all %d training images (fewer than %d).", k, n_images)
@@ -386,14 +383,11 @@ def _calibration_reader(dataset: Any, indices: list[int], input_name: str,
 def _compare(ckpt: Checkpoint, manifest: Any, split: str, int8: OnnxEngine,
              batch_size: int) -> dict[str, Any] | None:
     """Accuracy / macro-F1 of fp32 torch vs int8 onnxruntime on ``split`` (one pass)."""
-    from babyemo.data.dataset import ManifestDataset
+    from babyemo.data.dataset import checkpoint_dataset
     from babyemo.metrics import classification_metrics
-    from babyemo.transforms import eval_transform
 
-    spec = ckpt.input_spec
     try:
-        dataset = ManifestDataset(manifest, split, ckpt.class_names, spec,
-                                  eval_transform(spec), crop=ckpt.crop_spec)
+        dataset = checkpoint_dataset(manifest, split, ckpt)
     except DataError as e:
         log.warning("int8 not compared with fp32: %s", e.message)
         return None

@@ -122,6 +122,25 @@ class ManifestDataset(Dataset):
         return self.transform(self.load(i)), self.targets[i]
 
 
+def checkpoint_dataset(manifest: Manifest, split: str | None, ckpt: Any) -> ManifestDataset:
+    """A split as a checkpoint's model sees it at evaluation: the checkpoint's class names,
+    input spec, evaluation transform and face crops.
+
+    Args:
+        manifest: The dataset.
+        split: ``"train"``, ``"val"``, ``"test"``; ``"all"`` or ``None`` for every row.
+        ckpt: A :class:`babyemo.checkpoint.Checkpoint`.
+
+    Raises:
+        DataError: See :class:`ManifestDataset`.
+    """
+    from babyemo.transforms import eval_transform
+
+    return ManifestDataset(manifest, None if split in (None, "all") else split,
+                           ckpt.class_names, ckpt.input_spec, eval_transform(ckpt.input_spec),
+                           crop=ckpt.crop_spec)
+
+
 def load_face_crop(path: Path, face: dict[str, Any] | None, crop: Any,
                    spec: InputSpec, size: int) -> Any:
     """Decode ``path`` at full resolution and crop it to ``face`` (whole image if ``None``).
