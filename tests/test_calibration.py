@@ -154,3 +154,19 @@ def test_training_calibrates_best_and_calibrate_refits(prepared, tiny_arch, tmp_
     assert again.checkpoint == result.best_checkpoint
     assert load_checkpoint(result.best_checkpoint).temperature == pytest.approx(
         again.temperature)
+
+
+def test_copy_calibration_for_a_train_val_model(tiny_arch, tmp_path):
+    from babyemo.calibration import copy_calibration
+    from babyemo.checkpoint import load_checkpoint
+    from babyemo.errors import CheckpointError
+    from tests.conftest import make_checkpoint
+
+    source = make_checkpoint(tmp_path / "a.pt", tiny_arch, temperature=1.7)
+    target = make_checkpoint(tmp_path / "b.pt", tiny_arch)
+    entry = copy_calibration(source, target)
+    ckpt = load_checkpoint(target)
+    assert ckpt.temperature == 1.7 and entry["copied_from"] == str(source.resolve())
+    assert ckpt.calibration["fitted_on"] == "val"
+    with pytest.raises(CheckpointError, match="no calibration"):
+        copy_calibration(make_checkpoint(tmp_path / "c.pt", tiny_arch), target)

@@ -7,6 +7,8 @@ import torch
 
 from babyemo.engines import (
     BACKENDS,
+    Engine,
+    FlipTTA,
     TorchEngine,
     available_cores,
     create_engine,
@@ -100,3 +102,44 @@ def test_backends_and_cores(monkeypatch):
     with pytest.raises(MissingDependencyError) as e:
         import_onnxruntime()
     assert "onnxruntime" in e.value.message and "babyemo[onnx]" in e.value.hint
+
+
+class _LeftRight(Engine):
+    """Logits that tell a left-bright image from a right-bright one."""
+
+    backend, device, precision = "torch", torch.device("cpu"), "fp32"
+
+    def __init__(self):
+        self.calls = []
+
+    def logits(self, images):
+        self.calls.append(images.shape[0])
+        x = images.float()
+        half = x.shape[-1] // 2
+        left, right = x[..., :half].mean((1, 2, 3)), x[..., half:].mean((1, 2, 3))
+        return torch.stack([left, right, left - right], dim=1)
+
+
+def test_flip_tta_averages_image_and_mirror_in_one_pass():
+    inner = _LeftRight()
+    tta = FlipTTA(inner)
+    x = torch.zeros(3, 3, 8, 8, dtype=torch.uint8)
+    x[..., :4] = 200  # bright on the left
+    out = tta.logits(x)
+    assert inner.calls == [6]  # the batch and its mirror, in one call
+    plain, mirrored = _LeftRight().logits(x), _LeftRight().logits(x.flip(-1))
+    assert torch.allclose(out, (plain + mirrored) / 2)
+    assert torch.allclose(out[:, 2], torch.zeros(3))  # left-right difference cancels out
+    assert tta.describe().endswith("+flip TTA") and tta.backend == "torch"
+
+
+def test_create_engine_wraps_in_tta_on_request(checkpoint):
+    from babyemo.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    engine = create_engine(ckpt, device="cpu", precision="fp32", tta=True)
+    assert isinstance(engine, FlipTTA) and isinstance(engine.inner, TorchEngine)
+    assert engine.plan is engine.inner.plan
+    x = torch.randint(0, 255, (2, 3, 24, 24), dtype=torch.uint8)
+    expected = (engine.inner.logits(x) + engine.inner.logits(x.flip(-1))) / 2
+    assert torch.allclose(engine.logits(x), expected, atol=1e-5)

@@ -110,7 +110,8 @@ def test_slices_from_metadata_csv_and_from_the_manifest(prepared, tiny_arch, tmp
     idx = [i for i, p in enumerate(report.paths) if p in {r.path for r in rows[0:-2:3]}]
     ref = classification_metrics(report.y_true[idx], report.y_pred[idx], report.class_names)
     assert groups["other"]["macro_f1"] == pytest.approx(ref["macro_f1"])
-    assert set(groups["stock"]["ci95"]) == {"accuracy", "balanced_accuracy", "macro_f1"}
+    assert set(groups["stock"]["ci95"]) == {"accuracy", "balanced_accuracy", "macro_f1",
+                                            "per_class"}
     table = list(csv.DictReader((tmp_path / "ev" / "slices.csv").open()))
     assert [t["value"] for t in table] == ["(missing)", "other", "stock"]
     assert {"column", "n", "macro_f1", "ece", "macro_f1_ci_low"} <= table[0].keys()
@@ -179,3 +180,55 @@ def test_label_map_model_with_more_classes(prepared, tiny_arch, tmp_path):
     assert report.metrics["macro_f1"] == pytest.approx(
         f1_score(report.y_true, report.y_pred, labels=labels, average="macro", zero_division=0))
     assert report.confusion.shape == (5, 5)
+
+
+def test_where_restricts_rows_and_record_stores_a_summary_in_the_checkpoint(prepared, tiny_arch,
+                                                                           tmp_path):
+    from babyemo.checkpoint import load_checkpoint
+    from babyemo.data.manifest import read_manifest
+    from babyemo.errors import ConfigError
+    from babyemo.evaluation import parse_where
+
+    ckpt = _untrained(tmp_path, tiny_arch, ("angry", "crying", "happy"))
+    rows = read_manifest(prepared).rows
+    meta = tmp_path / "meta.csv"
+    meta.write_text("path,subset,dup\n" + "".join(
+        f"{r.path},{'A' if i % 2 else 'B'},{'yes' if i % 3 == 0 else 'no'}\n"
+        for i, r in enumerate(rows)))
+    want = {r.path for i, r in enumerate(rows) if i % 2 and i % 3}
+    report = evaluate(ckpt, num_workers=0, data=prepared, split="all", precision="fp32",
+                      metadata=meta, where=["subset=A", "dup=no"], bootstrap=100, record=True)
+    assert set(report.paths) == want and report.metrics["n"] == len(want)
+    assert report.where == {"subset": "A", "dup": "no"}
+    assert report.to_dict()["where"] == {"subset": "A", "dup": "no"}
+    whole = evaluate(ckpt, num_workers=0, data=prepared, split="all", precision="fp32",
+                     record=True)
+    again = evaluate(ckpt, num_workers=0, data=prepared, split="all", precision="fp32",
+                     record=True)  # same key: replaces, does not pile up
+    stored = load_checkpoint(ckpt).evaluations
+    assert [e["n"] for e in stored] == [len(want), whole.metrics["n"]]
+    assert stored[1]["macro_f1"] == pytest.approx(again.metrics["macro_f1"])
+    first = stored[0]
+    assert first["where"] == {"subset": "A", "dup": "no"} and first["split"] == "all"
+    assert first["ci95"]["per_class"]["angry"]["f1"][0] <= first["ci95"]["per_class"][
+        "angry"]["f1"][1]
+    assert first["calibration"]["ece_before"] == pytest.approx(report.calibration["ece_before"])
+    with pytest.raises(DataError, match="No 'all' row"):
+        evaluate(ckpt, num_workers=0, data=prepared, split="all", metadata=meta,
+                 where="subset=C")
+    with pytest.raises(DataError, match="no column"):
+        evaluate(ckpt, num_workers=0, data=prepared, split="all", metadata=meta,
+                 where="age=3")
+    with pytest.raises(ConfigError, match="COLUMN=VALUE"):
+        parse_where(["subset"])
+    assert parse_where({"a": 1}) == {"a": "1"} and parse_where(None) == {}
+
+
+def test_tta_is_recorded_and_changes_predictions_only_through_the_mirror(prepared, tiny_arch,
+                                                                         tmp_path):
+    ckpt = _untrained(tmp_path, tiny_arch, ("angry", "crying", "happy"))
+    plain = evaluate(ckpt, num_workers=0, data=prepared, split="all", precision="fp32")
+    tta = evaluate(ckpt, num_workers=0, data=prepared, split="all", precision="fp32", tta=True)
+    assert tta.engine["tta"] is True and plain.engine["tta"] is False
+    assert tta.paths == plain.paths and tta.probs.shape == plain.probs.shape
+    assert np.allclose(tta.probs.sum(1), 1.0, atol=1e-5)

@@ -32,7 +32,7 @@ def test_train_writes_run_and_registers_model(prepared, tiny_arch, tmp_path):
     assert ckpt.train["manifest_sha256"] and ckpt.train["config"]["epochs"] == 2
     assert "resume" not in ckpt.raw and "resume" in read_checkpoint_dict(result.last_checkpoint)
     assert store.get_trained("tiny")["checkpoint"] == str(result.best_checkpoint.resolve())
-    assert store.default_model() == "tiny"
+    assert store.default_model() in ("tiny", store.PACKAGED_MODEL)
     assert json.loads((run / "config.json").read_text())["n_train"] > 0
 
 
@@ -155,3 +155,30 @@ def test_compile_wraps_the_model_but_checkpoints_keep_plain_names(prepared, tiny
     assert len(compiled) == 1
     keys = read_checkpoint_dict(result.best_checkpoint)["state_dict"].keys()
     assert keys and not any(k.startswith("_orig_mod.") for k in keys)
+
+
+def test_train_on_train_and_val_has_no_validation_and_keeps_the_last_epoch(prepared, tiny_arch,
+                                                                          tmp_path):
+    from babyemo.data.manifest import read_manifest
+
+    manifest = read_manifest(prepared)
+    n_train_val = len(manifest.rows_for("train")) + len(manifest.rows_for("val"))
+    result = train(_config(prepared, tiny_arch, tmp_path / "run", epochs=3,
+                           train_splits=("train", "val")))
+    info = json.loads((result.run_dir / "config.json").read_text())
+    assert info["n_train"] == n_train_val and info["n_val"] == 0
+    rows = list(csv.DictReader((result.run_dir / "metrics.csv").open()))
+    assert all(not r.get("val_macro_f1") for r in rows)
+    assert result.best_epoch == 3  # no val: best.pt is the last epoch, not the best train acc
+    ckpt = load_checkpoint(result.best_checkpoint)
+    assert ckpt.train["config"]["train_splits"] == ["train", "val"]
+    assert ckpt.calibration is None  # nothing held out to fit a temperature on
+
+
+def test_train_splits_must_include_train_and_nothing_but_train_and_val(prepared, tiny_arch,
+                                                                      tmp_path):
+    from babyemo.errors import ConfigError
+
+    for bad in (("val",), ("train", "test"), ()):
+        with pytest.raises(ConfigError, match="train_splits"):
+            _config(prepared, tiny_arch, tmp_path / "run", train_splits=bad)

@@ -428,3 +428,33 @@ def calibrate_checkpoint(checkpoint: str | os.PathLike[str] | None = None, *,
     return calibrate_on_dataset(path, dataset, fitted_on=split, device=device,
                                 precision=precision, batch_size=batch_size,
                                 num_workers=num_workers, n_bins=n_bins, write=write)
+
+
+def copy_calibration(source: str | os.PathLike[str], target: str | os.PathLike[str]
+                     ) -> dict[str, Any]:
+    """Give ``target`` the temperature fitted for ``source`` (atomically rewritten).
+
+    For a final model trained on train+val, no held-out data is left to fit on; the
+    temperature fitted on val for the same recipe trained on train only is the closest
+    honest estimate. The entry records where it came from (``copied_from``).
+
+    Args:
+        source: A calibrated checkpoint (same recipe, trained on train only).
+        target: The checkpoint to calibrate.
+
+    Returns:
+        The calibration entry written.
+
+    Raises:
+        CheckpointError: Unusable files, or ``source`` has no calibration.
+    """
+    from babyemo.checkpoint import load_checkpoint, write_calibration
+    from babyemo.errors import CheckpointError
+
+    src = load_checkpoint(source)
+    if not src.calibration:
+        raise CheckpointError(f"{source} has no calibration to copy.",
+                              "calibrate it first with `babyemo calibrate`")
+    entry = {**src.calibration, "copied_from": str(Path(source).resolve())}
+    write_calibration(target, entry)
+    return entry

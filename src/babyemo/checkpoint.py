@@ -21,6 +21,11 @@ A checkpoint is a dict of plain types and tensors::
                       "ece_before", "ece_after": float (15 bins), "nll_before",
                       "nll_after": float (nats), "n_bins": int}; prediction and
                       evaluation use softmax(logits / temperature)
+    evaluations       optional list of evaluation summaries recorded by `babyemo evaluate
+                      --record` (dataset, split, metrics with CIs, slices, calibration),
+                      one per dataset/split/conditions; the model card reports them
+    card              optional dict of model-card text (intended use, training data,
+                      known biases), written by whoever publishes the model
 
 Evaluation and prediction rebuild everything from it, never from the data folder.
 """
@@ -103,6 +108,12 @@ class Checkpoint:
             raise CheckpointError(f"{self.path}: bad calibration temperature {t!r}.",
                                   "refit it with `babyemo calibrate`")
         return float(t)
+
+    @property
+    def evaluations(self) -> list[dict[str, Any]]:
+        """Evaluation summaries recorded with ``evaluate --record`` (oldest first)."""
+        ev = self.raw.get("evaluations")
+        return list(ev) if isinstance(ev, list) else []
 
     @property
     def num_classes(self) -> int:
@@ -232,6 +243,34 @@ def write_calibration(path: str | os.PathLike[str], calibration: dict[str, Any])
         raise ConfigError(f"A calibration needs a finite temperature > 0, got {t!r}.")
     data = read_checkpoint_dict(path)
     data["calibration"] = dict(calibration)
+    with atomic_open(path, "wb") as f:
+        torch.save(data, f)
+    return Path(path)
+
+
+def record_evaluation(path: str | os.PathLike[str], summary: dict[str, Any]) -> Path:
+    """Add an evaluation summary to a checkpoint's ``evaluations`` list (atomically).
+
+    An earlier summary with the same ``key`` (dataset, split, conditions, engine) is
+    replaced, so re-running an evaluation does not pile up entries.
+
+    Args:
+        path: The ``.pt`` file.
+        summary: Plain-type dict with a ``key`` string (see
+            :meth:`babyemo.evaluation.EvalReport.summary`).
+
+    Returns:
+        The path written.
+
+    Raises:
+        CheckpointError: See :func:`read_checkpoint_dict`.
+        ConfigError: ``summary`` has no ``key``.
+    """
+    if not isinstance(summary.get("key"), str):
+        raise ConfigError("An evaluation summary needs a 'key' string.")
+    data = read_checkpoint_dict(path)
+    kept = [e for e in data.get("evaluations") or [] if e.get("key") != summary["key"]]
+    data["evaluations"] = [*kept, dict(summary)]
     with atomic_open(path, "wb") as f:
         torch.save(data, f)
     return Path(path)

@@ -211,9 +211,11 @@ class TrainConfig:
     faces: str = "auto"
     face_margin: float = 0.25
     face_align: bool = True
+    train_splits: tuple[str, ...] = ("train",)
 
     def __post_init__(self) -> None:
         self.optimizer = OptimizerName(self.optimizer)
+        self.train_splits = tuple(self.train_splits)
         self.scheduler = SchedulerName(self.scheduler)
         self.precision = Precision(self.precision)
         self.cache = CacheMode(self.cache)
@@ -231,6 +233,10 @@ class TrainConfig:
             ("face_margin", self.face_margin, 0 <= self.face_margin <= 2, "a float in [0, 2]"),
             ("early_stopping", self.early_stopping,
              self.early_stopping is None or self.early_stopping >= 1, "an int >= 1 or None"),
+            ("train_splits", self.train_splits,
+             bool(self.train_splits) and "train" in self.train_splits
+             and set(self.train_splits) <= {"train", "val"},
+             "('train',) or ('train', 'val')"),
         ]
         for name, value, ok, what in checks:
             if not ok:
@@ -244,6 +250,7 @@ class TrainConfig:
         d["precision"] = self.precision.value
         d["cache"] = self.cache.value
         d["augment"] = self.augment.to_dict()
+        d["train_splits"] = list(self.train_splits)
         return d
 
     @classmethod

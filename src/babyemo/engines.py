@@ -124,6 +124,35 @@ class TorchEngine(Engine):
             return self.model(x).float().cpu()
 
 
+class FlipTTA(Engine):
+    """Test-time augmentation: the mean of the logits of each image and its mirror image.
+
+    Runs the wrapped engine once on a batch of ``2N`` images (the batch and its horizontal
+    flip), so it costs about twice the compute of one pass. Averaging the predictions of
+    flipped copies is the standard test-time augmentation of image classifiers (Krizhevsky
+    et al. 2012; Simonyan & Zisserman 2015); a face's expression is left-right symmetric
+    enough for the flip to be a valid view.
+
+    Args:
+        engine: The engine to wrap.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.inner = engine
+        self.backend, self.device, self.precision = engine.backend, engine.device, engine.precision
+        self.metadata = getattr(engine, "metadata", None)
+        self.path = getattr(engine, "path", None)
+        self.plan = getattr(engine, "plan", None)
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        n = images.shape[0]
+        both = self.inner.logits(torch.cat([images, images.flip(-1)]))
+        return (both[:n] + both[n:]) / 2
+
+    def describe(self) -> str:
+        return f"{self.inner.describe()} +flip TTA"
+
+
 def import_onnxruntime() -> ModuleType:
     """Import ``onnxruntime``.
 
@@ -360,7 +389,7 @@ def find_onnx(checkpoint_path: str | os.PathLike[str]) -> Path:
 def create_engine(checkpoint: Checkpoint, *, backend: str = "torch",
                   onnx: str | os.PathLike[str] | None = None, device: str = "auto",
                   precision: Precision | str = Precision.auto,
-                  threads: int | None = None) -> Engine:
+                  threads: int | None = None, tta: bool = False) -> Engine:
     """The engine of a checkpoint for a backend.
 
     Args:
@@ -371,9 +400,11 @@ def create_engine(checkpoint: Checkpoint, *, backend: str = "torch",
         precision: ``auto|fp32|bf16|fp16`` for torch; ONNX Runtime accepts ``auto`` or
             ``fp32`` (an int8 model is chosen by its file).
         threads: ONNX Runtime intra-op threads (default: all cores).
+        tta: Wrap the engine in :class:`FlipTTA` (mean of image and mirror logits).
 
     Returns:
-        A :class:`TorchEngine` or an :class:`OnnxEngine`.
+        A :class:`TorchEngine` or an :class:`OnnxEngine` (in a :class:`FlipTTA` with
+        ``tta``).
 
     Raises:
         ConfigError: Unknown backend; ``onnx`` given for torch; a device or precision
@@ -388,7 +419,8 @@ def create_engine(checkpoint: Checkpoint, *, backend: str = "torch",
         if onnx is not None:
             raise ConfigError("An ONNX file was given with the torch backend.",
                               "add --backend onnxruntime, or leave out --onnx")
-        return TorchEngine(checkpoint, device=device, precision=precision)
+        engine: Engine = TorchEngine(checkpoint, device=device, precision=precision)
+        return FlipTTA(engine) if tta else engine
     import_onnxruntime()  # a missing package first: it is what the user must fix first
     if str(device).lower() not in ("auto", "cpu"):
         raise ConfigError(f"The onnxruntime backend runs on the CPU only, not '{device}'.",
@@ -398,7 +430,7 @@ def create_engine(checkpoint: Checkpoint, *, backend: str = "torch",
                           "backend only.", "leave it out: an exported model runs in its own "
                           "precision (fp32, or int8 for a .int8.onnx file)")
     path = Path(onnx) if onnx is not None else find_onnx(checkpoint.path)
-    engine = OnnxEngine(path, threads=threads)
-    check_matches(engine.metadata, checkpoint, path)
-    log.debug("Using %s", engine.describe())
-    return engine
+    onnx_engine = OnnxEngine(path, threads=threads)
+    check_matches(onnx_engine.metadata, checkpoint, path)
+    log.debug("Using %s", onnx_engine.describe())
+    return FlipTTA(onnx_engine) if tta else onnx_engine

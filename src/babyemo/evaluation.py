@@ -19,6 +19,7 @@ prediction of a class that no dataset label maps to is wrong, and is counted in
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -38,7 +39,7 @@ from babyemo.data.dataset import ManifestDataset, checkpoint_dataset
 from babyemo.data.manifest import Manifest, read_manifest
 from babyemo.data.prepare import last_manifest
 from babyemo.devices import default_num_workers
-from babyemo.engines import Engine, TorchEngine, create_engine
+from babyemo.engines import Engine, FlipTTA, TorchEngine, create_engine
 from babyemo.errors import ConfigError, DataError
 from babyemo.metrics import bootstrap_ci, classification_metrics
 from babyemo.models.store import resolve_checkpoint
@@ -78,7 +79,10 @@ class EvalReport:
         engine: What computed the logits: ``backend`` (``torch`` / ``onnxruntime``),
             ``precision`` (``fp32``, ``bf16``, ``fp16`` or ``int8``), ``device`` and, for
             onnxruntime, ``onnx`` (the file) and, for an int8 file, ``int8_eval`` (its
-            comparison with fp32 at export, see :class:`babyemo.export.ExportResult`).
+            comparison with fp32 at export, see :class:`babyemo.export.ExportResult`),
+            and ``tta`` (flip test-time augmentation).
+        where: The metadata conditions the evaluated rows met (``{column: value}``; empty:
+            the whole split).
     """
 
     checkpoint: Path
@@ -95,17 +99,54 @@ class EvalReport:
     slices: dict[str, Any] | None = None
     label_map: dict[str, Any] | None = None
     engine: dict[str, Any] = field(default_factory=dict)
+    where: dict[str, str] = field(default_factory=dict)
 
     @property
     def confusion(self) -> np.ndarray:
         """Confusion matrix ``(K, K) int64``; rows = true class, columns = predicted."""
         return np.asarray(self.metrics["confusion_matrix"], dtype=np.int64)
 
+    def summary(self, dataset: str) -> dict[str, Any]:
+        """A compact, plain-type record of this evaluation for the checkpoint's
+        ``evaluations`` list (:func:`babyemo.checkpoint.record_evaluation`) and the model
+        card: metrics with CIs, per class and per slice, calibration, what was evaluated.
+
+        Args:
+            dataset: The dataset's name (e.g. ``infant-emotions``).
+        """
+        m = self.metrics
+        where = ",".join(f"{c}={v}" for c, v in sorted(self.where.items()))
+        pairs = ",".join(f"{a}={b}" for a, b in sorted(
+            (self.label_map or {}).get("pairs", {}).items()))
+        engine = f"{self.engine.get('backend', 'torch')}-{self.engine.get('precision', '')}"
+        tta = "+tta" if self.engine.get("tta") else ""
+        key = f"{dataset}|{self.split}|{where}|{pairs}|{engine}{tta}"
+        cal = self.calibration
+        out: dict[str, Any] = {
+            "key": key, "dataset": dataset, "manifest": str(self.manifest), "split": self.split,
+            "where": dict(self.where), "label_map": pairs, "engine": dict(self.engine),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "n": m["n"], "accuracy": m["accuracy"],
+            "balanced_accuracy": m["balanced_accuracy"], "macro_f1": m["macro_f1"],
+            "per_class": m["per_class"], "ci95": m.get("ci95"),
+            "bootstrap_resamples": m.get("bootstrap_resamples", 0),
+            "confusion_matrix": m["confusion_matrix"],
+            "calibration": {k: cal.get(k) for k in ("temperature", "fitted_on", "n_bins",
+                                                     "ece_before", "ece_after")},
+        }
+        if self.slices is not None:
+            out["slices"] = {"column": self.slices["column"],
+                             "groups": [{k: g.get(k) for k in (*SLICE_COLUMNS, "value", "ci95")}
+                                        for g in self.slices["groups"]]}
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary (what ``report.json`` holds)."""
         out = {"checkpoint": str(self.checkpoint), "manifest": str(self.manifest),
                "split": self.split, "class_names": self.class_names, **self.metrics,
                "calibration": self.calibration, "engine": self.engine}
+        if self.where:
+            out["where"] = self.where
         if self.label_map is not None:
             out["label_map"] = self.label_map
         if self.slices is not None:
@@ -146,7 +187,7 @@ def predict_logits(ckpt: Checkpoint, dataset: ManifestDataset, *, device: str = 
 def engine_info(engine: Engine) -> dict[str, Any]:
     """The ``engine`` entry of :class:`EvalReport` for ``engine`` (JSON-safe)."""
     info: dict[str, Any] = {"backend": engine.backend, "precision": engine.precision,
-                            "device": str(engine.device)}
+                            "device": str(engine.device), "tta": isinstance(engine, FlipTTA)}
     meta = getattr(engine, "metadata", None)
     if meta is not None:
         info["onnx"] = str(engine.path)
@@ -163,7 +204,9 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
              label_map: str | Sequence[str] | Mapping[str, str] | None = None,
              slice_by: str | None = None, metadata: str | os.PathLike[str] | None = None,
              n_bins: int = DEFAULT_BINS, backend: str = "torch",
-             onnx: str | os.PathLike[str] | None = None) -> EvalReport:
+             onnx: str | os.PathLike[str] | None = None, tta: bool = False,
+             where: Mapping[str, str] | Sequence[str] | str | None = None,
+             record: bool = False) -> EvalReport:
     """Evaluate a trained model on one split of a prepared dataset.
 
     Class names and preprocessing come from the checkpoint; the manifest's labels are
@@ -194,6 +237,13 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
             int8 model; see :func:`babyemo.engines.create_engine`).
         onnx: With ``onnxruntime``: the exported file (default: ``<checkpoint stem>.onnx``
             beside the checkpoint, else ``<stem>.int8.onnx``).
+        tta: Test-time augmentation: average the logits of each image and its horizontal
+            flip (:class:`babyemo.engines.FlipTTA`; twice the compute).
+        where: Evaluate only the rows whose metadata matches: ``{"column": "value"}`` or
+            ``"column=value"`` strings, all of which must hold (e.g. FER-2013's PrivateTest
+            half: ``fer_subset=PrivateTest``; see :func:`filter_rows`).
+        record: Also store :meth:`EvalReport.summary` in the checkpoint's ``evaluations``
+            (:func:`babyemo.checkpoint.record_evaluation`), for its model card.
 
     Returns:
         The :class:`EvalReport`.
@@ -205,17 +255,21 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
         MissingDependencyError: onnxruntime is not installed (backend ``onnxruntime``).
         ConfigError: A label-map entry that names no model class / dataset label.
         DataError: Empty split, labels not among the checkpoint's class names (without
-            ``label_map``), no row left after mapping, or no metadata / column for
-            ``slice_by``.
+            ``label_map``), no row left after mapping or ``where``, or no metadata / column
+            for ``slice_by`` or ``where``.
     """
     ckpt_path = resolve_checkpoint(checkpoint, model)
     ckpt = load_checkpoint(ckpt_path)
     manifest = read_manifest(Path(data) if data else last_manifest())
+    conditions = parse_where(where)
+    if conditions:
+        manifest = filter_rows(manifest, split, conditions, metadata=metadata)
     mapping = None
     if label_map is not None:
         manifest, mapping = apply_label_map(manifest, split, ckpt.class_names, label_map)
     dataset = checkpoint_dataset(manifest, split, ckpt)
-    engine = create_engine(ckpt, backend=backend, onnx=onnx, device=device, precision=precision)
+    engine = create_engine(ckpt, backend=backend, onnx=onnx, device=device, precision=precision,
+                           tta=tta)
     logits = predict_logits(ckpt, dataset, batch_size=batch_size, num_workers=num_workers,
                             engine=engine)
     probs = torch.softmax(torch.from_numpy(logits) / ckpt.temperature, dim=1).numpy()
@@ -232,6 +286,8 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
                         y_true=y_true, y_pred=y_pred, probs=probs,
                         calibration=calibration_report(ckpt, logits, y_true, n_bins),
                         engine=engine_info(engine))
+    if conditions:
+        report.where = conditions
     if mapping is not None:
         mapping["n_pred_outside"] = int((~np.isin(y_pred, macro)).sum())
         report.label_map = mapping
@@ -240,6 +296,10 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
                                       bootstrap=bootstrap, macro_labels=macro, n_bins=n_bins)
     if out is not None:
         report.files = write_eval_reports(report, Path(out), dataset)
+    if record:
+        from babyemo.checkpoint import record_evaluation
+
+        record_evaluation(ckpt_path, report.summary(manifest.name))
     return report
 
 
@@ -436,6 +496,55 @@ def apply_label_map(manifest: Manifest, split: str, class_names: Sequence[str],
 
 
 # --------------------------------------------------------------------------- slices
+
+
+def parse_where(where: Mapping[str, str] | Sequence[str] | str | None) -> dict[str, str]:
+    """``{column: value}`` from ``"column=value"`` strings (or a mapping, returned as a dict).
+
+    Raises:
+        ConfigError: An entry without ``=`` or with an empty column.
+    """
+    if where is None:
+        return {}
+    if isinstance(where, Mapping):
+        return {str(k): str(v) for k, v in where.items()}
+    items = [where] if isinstance(where, str) else list(where)
+    out: dict[str, str] = {}
+    for item in items:
+        column, sep, value = item.partition("=")
+        if not sep or not column.strip():
+            raise ConfigError(f"Bad --where '{item}'.", "use COLUMN=VALUE, e.g. "
+                              "fer_subset=PrivateTest")
+        out[column.strip()] = value.strip()
+    return out
+
+
+def filter_rows(manifest: Manifest, split: str, conditions: Mapping[str, str], *,
+                metadata: str | os.PathLike[str] | None = None) -> Manifest:
+    """The manifest with only the ``split`` rows whose metadata matches every condition.
+
+    Args:
+        manifest: The dataset.
+        split: The split to evaluate (``all``: every row).
+        conditions: ``{column: value}``; a row matches when each column's value equals it
+            (:data:`MISSING_VALUE` matches images without a value).
+        metadata: A metadata CSV (default: the manifest's, see :func:`slice_values`).
+
+    Raises:
+        DataError: No metadata or column, or no row left.
+    """
+    rows = manifest.rows if split == "all" else manifest.rows_for(split)
+    keep = [True] * len(rows)
+    for column, value in conditions.items():
+        values, _ = slice_values(manifest, [r.path for r in rows], column, metadata)
+        keep = [k and v == value for k, v in zip(keep, values, strict=True)]
+    kept = [r for r, k in zip(rows, keep, strict=True) if k]
+    if not kept:
+        wanted = ", ".join(f"{c}={v}" for c, v in conditions.items())
+        raise DataError(f"No '{split}' row of {manifest.path} has {wanted}.",
+                        "check the column values in the metadata CSV")
+    return replace(manifest, rows=kept)
+
 
 MISSING_VALUE = "(missing)"
 """Slice value of images without a metadata row or with an empty cell."""

@@ -184,7 +184,7 @@ BOOTSTRAP_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 
 def bootstrap_ci(y_true: Any, y_pred: Any, class_names: Sequence[str], *, n: int = 1000,
                  seed: int = 0, level: float = 0.95,
-                 macro_labels: Sequence[int] | None = None) -> dict[str, list[float]]:
+                 macro_labels: Sequence[int] | None = None) -> dict[str, Any]:
     """Percentile bootstrap confidence intervals of accuracy, balanced accuracy, macro-F1.
 
     The evaluated images are resampled with replacement ``n`` times (Efron & Tibshirani,
@@ -202,7 +202,9 @@ def bootstrap_ci(y_true: Any, y_pred: Any, class_names: Sequence[str], *, n: int
         macro_labels: As in :func:`classification_metrics`.
 
     Returns:
-        ``{metric: [low, high]}`` for the metrics of :data:`BOOTSTRAP_METRICS`.
+        ``{metric: [low, high]}`` for the metrics of :data:`BOOTSTRAP_METRICS`, plus
+        ``"per_class": {class: {"recall": [low, high], "f1": [low, high]}}`` (from the
+        same resamples).
 
     Raises:
         ConfigError: Bad inputs, ``n < 100`` or ``level`` outside (0, 1).
@@ -213,10 +215,12 @@ def bootstrap_ci(y_true: Any, y_pred: Any, class_names: Sequence[str], *, n: int
     if not 0 < level < 1:
         raise ConfigError(f"The confidence level must be in (0, 1). Got {level!r}.")
     rng = np.random.default_rng(seed)
+    k = len(class_names)
     values: dict[str, list[float]] = {m: [] for m in BOOTSTRAP_METRICS}
+    recall, f1 = np.zeros((n, k)), np.zeros((n, k))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for _ in range(n):
+        for i in range(n):
             idx = rng.integers(0, len(t), len(t))
             bt, bp = t[idx], p[idx]
             values["accuracy"].append(float(np.mean(bt == bp)))
@@ -224,5 +228,12 @@ def bootstrap_ci(y_true: Any, y_pred: Any, class_names: Sequence[str], *, n: int
             values["macro_f1"].append(float(f1_score(bt, bp, labels=_macro_set(bt, bp,
                                                                                 macro_labels),
                                                      average="macro", zero_division=0)))
+            _, recall[i], f1[i], _ = precision_recall_fscore_support(
+                bt, bp, labels=list(range(k)), zero_division=0)
     q = [(1 - level) / 2, (1 + level) / 2]
-    return {m: [float(v) for v in np.quantile(vals, q)] for m, vals in values.items()}
+    out: dict[str, Any] = {m: [float(v) for v in np.quantile(vals, q)]
+                           for m, vals in values.items()}
+    out["per_class"] = {c: {"recall": [float(v) for v in np.quantile(recall[:, j], q)],
+                            "f1": [float(v) for v in np.quantile(f1[:, j], q)]}
+                        for j, c in enumerate(class_names)}
+    return out

@@ -128,6 +128,8 @@ class Predictor:
             see :func:`babyemo.engines.create_engine`).
         onnx: With ``onnxruntime``: the exported file (default: ``<checkpoint stem>.onnx``
             beside the checkpoint, else ``<stem>.int8.onnx``).
+        tta: Average the logits of each image and its horizontal flip
+            (:class:`babyemo.engines.FlipTTA`; twice the compute).
 
     Attributes:
         engine: The :class:`babyemo.engines.Engine` that computes the logits.
@@ -150,7 +152,7 @@ class Predictor:
                  no_face_fallback: str = "error",
                  save_crops: str | os.PathLike[str] | None = None,
                  min_confidence: float | None = None, backend: str = "torch",
-                 onnx: str | os.PathLike[str] | None = None) -> None:
+                 onnx: str | os.PathLike[str] | None = None, tta: bool = False) -> None:
         self.checkpoint_path = resolve_checkpoint(checkpoint, model)
         self.checkpoint = load_checkpoint(self.checkpoint_path)
         self.class_names = self.checkpoint.class_names
@@ -158,7 +160,7 @@ class Predictor:
         self.min_confidence = _check_min_confidence(min_confidence, self.class_names)
         self.input_spec = self.checkpoint.input_spec
         self.engine = create_engine(self.checkpoint, backend=backend, onnx=onnx, device=device,
-                                    precision=precision)
+                                    precision=precision, tta=tta)
         self.device = self.engine.device
         self.plan = getattr(self.engine, "plan", None)
         self.batch_size = batch_size

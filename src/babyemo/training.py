@@ -382,13 +382,15 @@ def train(config: TrainConfig) -> TrainResult:
         crop = CropSpec(margin=faces["margin"], align=faces["align"])
     cache_mode = resolve_cache_mode(config.cache, workers)
     set_cpu_threads(device, workers)
-    train_ds = ManifestDataset(manifest, "train", class_names, spec,
+    train_ds = ManifestDataset(manifest, config.train_splits, class_names, spec,
                                train_transform(spec, config.augment),
                                cache=make_cache(cache_mode), crop=crop, augment=True)
-    has_val = bool(manifest.rows_for("val"))
+    has_val = "val" not in config.train_splits and bool(manifest.rows_for("val"))
     val_ds = (ManifestDataset(manifest, "val", class_names, spec, eval_transform(spec),
                               cache=make_cache(cache_mode), crop=crop) if has_val else None)
-    if not has_val:
+    if "val" in config.train_splits:
+        log.info("Training on train+val: no validation; best.pt is the last epoch.")
+    elif not has_val:
         log.warning("The manifest has no 'val' split: best.pt will be the last epoch.")
 
     weight = None
@@ -458,13 +460,13 @@ def train(config: TrainConfig) -> TrainResult:
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
 
-        score = row.get("val_macro_f1", row["train_acc"])
+        score = row.get("val_macro_f1", epoch)  # without val: the last epoch is best
         loss_key = row.get("val_loss", row["train_loss"])
         improved = score > best["macro_f1"] or (score == best["macro_f1"]
                                                 and loss_key < best["val_loss"])
         if scheduler is not None:
             if config.scheduler is SchedulerName.plateau:
-                scheduler.step(score)
+                scheduler.step(row.get("val_macro_f1", row["train_acc"]))
             else:
                 scheduler.step()
         train_info = {**provenance, "epoch": epoch, "history_len": len(history)}

@@ -58,7 +58,11 @@ def test_train_evaluate_predict_end_to_end(prepared, tiny_arch, tmp_path):
     assert "cli-tiny" in result.stdout and (run / "best.pt").is_file()
     result = runner.invoke(app, ["models", "list", "--json"])
     listing = json.loads(result.stdout)
-    assert listing["default"] == "cli-tiny" and "cli-tiny" in listing["trained"]
+    assert "cli-tiny" in listing["trained"]
+    result = runner.invoke(app, ["models", "default", "cli-tiny"])
+    assert result.exit_code == 0 and result.stdout.strip() == "cli-tiny"
+    assert json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)["default"] == \
+        "cli-tiny"
     assert "cli-tiny" in runner.invoke(app, ["models", "list"]).stdout
     result = runner.invoke(app, ["evaluate", "--model", "cli-tiny", "--data", str(prepared),
                                  "--out", str(tmp_path / "ev")])
@@ -109,3 +113,42 @@ def test_cli_reference_is_current():
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == docs.read_text().strip(), "run scripts/gen_cli_docs.sh"
+
+
+def test_train_on_train_val_evaluate_where_record_tta_and_model_card(prepared, tiny_arch,
+                                                                     tmp_path):
+    from babyemo.checkpoint import load_checkpoint
+    from babyemo.data.manifest import read_manifest
+
+    base = ["--data", str(prepared), "--arch", tiny_arch, "--epochs", "1", "--batch-size", "8",
+            "--precision", "fp32", "--image-size", "24"]
+    assert runner.invoke(app, ["train", *base, "--out", str(tmp_path / "a")]).exit_code == 0
+    result = runner.invoke(app, ["train", *base, "--out", str(tmp_path / "b"),
+                                 "--train-on", "train,val"])
+    assert result.exit_code == 0, result.output
+    final = tmp_path / "b" / "best.pt"
+    assert load_checkpoint(final).train["n_val"] == 0
+    result = runner.invoke(app, ["calibrate", "--checkpoint", str(final), "--copy-from",
+                                 str(tmp_path / "a" / "best.pt")])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(final).calibration["copied_from"].endswith("best.pt")
+    rows = read_manifest(prepared).rows_for("test")
+    meta = tmp_path / "meta.csv"
+    meta.write_text("path,source\n" + "".join(
+        f"{r.path},{'stock' if i % 2 else 'other'}\n" for i, r in enumerate(rows)))
+    n_stock = len(rows) // 2
+    result = runner.invoke(app, ["evaluate", "--checkpoint", str(final), "--data",
+                                 str(prepared), "--metadata", str(meta), "--where",
+                                 "source=stock", "--tta", "--record", "--bootstrap", "100"])
+    assert result.exit_code == 0, result.output
+    assert f"source=stock, n={n_stock}" in result.stdout and "mirror image" in result.stdout
+    assert "F1 95% CI" in result.stdout
+    result = runner.invoke(app, ["models", "card", str(final), "--out", str(tmp_path / "c.md")])
+    assert result.exit_code == 0, result.output
+    card = (tmp_path / "c.md").read_text()
+    assert "(source=stock)" in card and "flip TTA" in card and "train+val" in card
+    printed = runner.invoke(app, ["models", "card", str(final)])
+    assert printed.exit_code == 0 and printed.stdout == card
+    bad = runner.invoke(app, ["evaluate", "--checkpoint", str(final), "--data", str(prepared),
+                              "--metadata", str(meta), "--where", "source"])
+    assert bad.exit_code == 1 and "Error:" in bad.output

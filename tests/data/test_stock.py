@@ -52,10 +52,10 @@ def test_metadata_for_a_folder_and_a_manifest(prepared, tmp_path):
     assert summary.n == 37 and summary.n_stock == 1 and summary.by_site == {"gettyimages": 1}
     assert summary.by_label["happy"] == {"n": 13, "stock": 1}
     columns, rows = read_metadata(tmp_path / "meta.csv")
-    assert columns == ["source", "stock_site"]
-    assert rows["happy/gettyimages-1-612x612.png"] == {"source": "stock",
-                                                     "stock_site": "gettyimages"}
-    assert rows["angry/angry_000.png"] == {"source": "other", "stock_site": ""}
+    assert columns == ["source", "stock_site", "fer_subset", "train_duplicate"]
+    assert rows["happy/gettyimages-1-612x612.png"] == {
+        "source": "stock", "stock_site": "gettyimages", "fer_subset": "", "train_duplicate": ""}
+    assert rows["angry/angry_000.png"]["source"] == "other"
     by_manifest = write_stock_metadata(prepared, tmp_path / "m.csv")  # paths as in manifest
     assert by_manifest.n == 36 and by_manifest.n_stock == 0
     with pytest.raises(DataError):
@@ -74,3 +74,42 @@ def test_real_infant_set_stock_share(infant_dir, tmp_path):
     with (tmp_path / "meta.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 1020 and all((infant_dir / r["path"]).is_file() for r in rows)
+
+
+def test_fer_subset_from_fer2013_file_names():
+    from babyemo.data.stock import fer_subset
+
+    assert fer_subset("test/angry/PrivateTest_10131363.jpg") == "PrivateTest"
+    assert fer_subset("PublicTest_1.jpg") == "PublicTest"
+    assert fer_subset("train/happy/Training_99.jpg") == "Training"
+    assert fer_subset("PrivateTest_copy.jpg") == "" and fer_subset("baby.jpg") == ""
+
+
+def test_train_duplicates_marks_val_and_test_copies_of_train_images(tmp_path):
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from babyemo.data.manifest import read_manifest, write_manifest
+    from babyemo.data.prepare import prepare
+    from babyemo.data.stock import train_duplicates
+
+    root = tmp_path / "images"
+    for label, hue in (("angry", 0), ("happy", 1)):
+        for i in range(6):
+            img = Image.effect_noise((32, 32), 40 + 10 * i).convert("RGB")
+            img.putpixel((hue, i), (255, 0, 0))
+            (root / label).mkdir(parents=True, exist_ok=True)
+            img.save(root / label / f"{label}_{i}.png")
+    manifest = prepare(root, out=tmp_path / "p", split=(0.5, 0.25, 0.25), seed=0).manifest
+    # plant a leak: a test row whose file is byte-identical to a train file
+    train_row = manifest.rows_for("train")[0]
+    victim = manifest.rows_for("test")[0]
+    rows = [r if r is not victim else replace(r, sha256=train_row.sha256, dhash=train_row.dhash)
+            for r in manifest.rows]
+    leaky = read_manifest(write_manifest(rows, tmp_path / "leaky", info=manifest.info))
+    marks = train_duplicates(leaky)
+    assert marks[victim.path] == "yes"
+    assert all(marks[r.path] == "" for r in leaky.rows_for("train"))
+    others = [r for r in leaky.rows if r.split != "train" and r.path != victim.path]
+    assert others and all(marks[r.path] == "no" for r in others)

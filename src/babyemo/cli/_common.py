@@ -26,6 +26,9 @@ ONNX_OPTION = typer.Option(None, "--onnx", help="The exported .onnx file for --b
                            "onnxruntime (default: <checkpoint stem>.onnx beside the "
                            "checkpoint, else <stem>.int8.onnx).")
 """``--onnx FILE`` beside :data:`BACKEND_OPTION`."""
+TTA_OPTION = typer.Option(False, "--tta/--no-tta", help="Test-time augmentation: average "
+                          "each image's logits with its mirror image's (2x compute).")
+"""``--tta`` of the commands that run a model (``predict``, ``evaluate``)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -23,6 +23,9 @@ def calibrate_command(
     precision: Precision = typer.Option(Precision.auto, "--precision"),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     dry_run: bool = typer.Option(False, "--dry-run", help="Fit and report, do not write."),
+    copy_from: Path = typer.Option(None, "--copy-from", help="Copy the temperature of this "
+                                   "calibrated checkpoint instead of fitting (e.g. from the "
+                                   "same recipe trained on train only, for a train+val model)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Fit temperature scaling on a held-out split and store it in the checkpoint.
@@ -32,6 +35,15 @@ def calibrate_command(
     """
     from babyemo.calibration import calibrate_checkpoint
 
+    if copy_from is not None:
+        from babyemo.calibration import copy_calibration
+        from babyemo.models.store import resolve_checkpoint
+
+        target = resolve_checkpoint(checkpoint, model)
+        entry = copy_calibration(copy_from, target)
+        say(f"temperature {entry['temperature']:.4f} (fitted on {entry.get('fitted_on')} of "
+            f"{copy_from}) written to {target}")
+        return
     result = calibrate_checkpoint(checkpoint, model=model, data=data, split=split,
                                   device=device, precision=precision, batch_size=batch_size,
                                   write=not dry_run)

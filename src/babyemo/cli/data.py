@@ -291,12 +291,16 @@ def metadata_command(
         help="manifest.csv or its folder, an image folder, an archive, a URL or a catalogue "
              "name (e.g. infant-emotions).")],
     out: Annotated[Path, typer.Option(
-        "--out", help="Metadata CSV to write (path, source, stock_site).")],
+        "--out", help="Metadata CSV to write (path, source, stock_site, fer_subset, "
+                      "train_duplicate).")],
 ) -> None:
-    """Write a metadata CSV marking images whose file names come from stock-photo sites.
+    """Write a metadata CSV: stock-photo origin, FER-2013 subset, copies of train images.
 
-    The source column is stock or other, stock_site names the site. Use it with
-    `evaluate --slice-by source --metadata CSV` or `data prepare --metadata CSV`.
+    source is stock or other and stock_site names the site (from file names); fer_subset
+    is FER-2013's Training/PublicTest/PrivateTest; train_duplicate (for a prepared
+    manifest) is yes for val/test images that copy a train image. Use it with `evaluate
+    --slice-by source --metadata CSV`, `evaluate --where fer_subset=PrivateTest`, or `data
+    prepare --metadata CSV`.
     """
     from babyemo.data.stock import write_stock_metadata
 
@@ -305,6 +309,9 @@ def metadata_command(
                  f"{escape(str(summary.root))})")
     stdout.print(f"stock: {summary.n_stock} ({summary.stock_share:.0%}), other: "
                  f"{summary.n - summary.n_stock}")
+    if summary.n_train_duplicates:
+        stdout.print(f"train_duplicate: {summary.n_train_duplicates} val/test images copy a "
+                     "train image (evaluate --where train_duplicate=no leaves them out)")
     if summary.by_site:
         table = Table(title="Stock-photo sites (from file names)")
         table.add_column("site")

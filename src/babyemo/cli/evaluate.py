@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from babyemo.cli._common import BACKEND_OPTION, ONNX_OPTION, cli_errors, say, stdout
+from babyemo.cli._common import BACKEND_OPTION, ONNX_OPTION, TTA_OPTION, cli_errors, say, stdout
 from babyemo.config import Backend, Precision
 
 
@@ -39,8 +39,14 @@ def evaluate_command(
                                  "column (e.g. source)."),
     metadata: Path = typer.Option(None, "--metadata", help="Metadata CSV with a path column "
                                   "(default: the manifest's metadata.csv)."),
+    where: list[str] = typer.Option(None, "--where", metavar="COLUMN=VALUE",
+                                    help="Evaluate only rows whose metadata column has this "
+                                    "value (repeatable; e.g. fer_subset=PrivateTest)."),
     backend: Backend = BACKEND_OPTION,
     onnx: Path = ONNX_OPTION,
+    tta: bool = TTA_OPTION,
+    record: bool = typer.Option(False, "--record", help="Store a summary of this evaluation "
+                                "in the checkpoint (for `babyemo models card`)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Evaluate a model on a split: metrics, confusion matrix, calibration (ECE), slices.
@@ -51,18 +57,23 @@ def evaluate_command(
     labels.
     """
     from babyemo.evaluation import evaluate
+    from babyemo.metrics import BOOTSTRAP_METRICS
 
     report = evaluate(checkpoint, model=model, data=data, split=split, out=out, device=device,
                       precision=precision, batch_size=batch_size, bootstrap=bootstrap,
                       label_map=label_map or None, slice_by=slice_by, metadata=metadata,
-                      backend=backend.value, onnx=onnx)
+                      backend=backend.value, onnx=onnx,
+                      tta=tta, where=where or None, record=record)
     if as_json:
         import json
 
         stdout.print_json(json.dumps(report.to_dict()))
         return
     m = report.metrics
-    say(f"{report.checkpoint} on {report.manifest}, split {split}, n={m['n']}")
+    only = "".join(f", {c}={v}" for c, v in report.where.items())
+    say(f"{report.checkpoint} on {report.manifest}, split {split}{only}, n={m['n']}")
+    if report.engine.get("tta"):
+        say("test-time augmentation: mean of each image's and its mirror image's logits")
     if report.engine.get("backend", "torch") != "torch":
         _print_engine(report.engine)
     if report.label_map is not None:
@@ -72,14 +83,21 @@ def evaluate_command(
     ci = m.get("ci95")
     if ci:
         say("95% CI (bootstrap, " + str(m["bootstrap_resamples"]) + " resamples): " + "  ".join(
-            f"{k.replace('_', ' ')} {lo:.3f}-{hi:.3f}" for k, (lo, hi) in ci.items()))
+            f"{k.replace('_', ' ')} {ci[k][0]:.3f}-{ci[k][1]:.3f}" for k in BOOTSTRAP_METRICS))
+    per_class_ci = (ci or {}).get("per_class")
     table = Table(title="per class")
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="right")
+    if per_class_ci:
+        table.add_column("F1 95% CI", justify="right")
     for c in report.class_names:
         pc = m["per_class"][c]
-        table.add_row(c, f"{pc['precision']:.3f}", f"{pc['recall']:.3f}", f"{pc['f1']:.3f}",
-                      str(pc["support"]))
+        cells = [c, f"{pc['precision']:.3f}", f"{pc['recall']:.3f}", f"{pc['f1']:.3f}",
+                 str(pc["support"])]
+        if per_class_ci:
+            lo, hi = per_class_ci[c]["f1"]
+            cells.append(f"{lo:.3f}-{hi:.3f}")
+        table.add_row(*cells)
     stdout.print(table)
     cm = Table(title="confusion matrix (rows = true, columns = predicted)")
     cm.add_column("true \\ pred")

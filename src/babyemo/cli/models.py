@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 from rich.markup import escape
@@ -10,7 +11,7 @@ from rich.table import Table
 
 from babyemo.cli._common import cli_errors, say, stdout
 
-app = typer.Typer(help="The model registry: architectures and trained models.",
+app = typer.Typer(help="The model registry: architectures, trained models, model cards.",
                   no_args_is_help=True)
 
 
@@ -52,7 +53,8 @@ def list_command(
         table.add_column(col, overflow="fold")
     for name, rec in reversed(trained.items()):
         f1 = rec.get("val_macro_f1")
-        cells = [name + (" (default)" if name == default else ""), rec.get("arch", ""),
+        label = name + (" (packaged)" if rec.get("packaged") else "")
+        cells = [label + (" (default)" if name == default else ""), rec.get("arch", ""),
                  ",".join(rec.get("class_names", [])), "" if f1 is None else f"{f1:.3f}",
                  rec.get("created", ""), rec["checkpoint"]]
         table.add_row(*[escape(c) for c in cells])
@@ -71,8 +73,6 @@ def info_command(
     name: str = typer.Argument(..., help="Architecture name, trained model name, or .pt file."),
 ) -> None:
     """Show one architecture, trained model or checkpoint in detail."""
-    from pathlib import Path
-
     from babyemo.errors import RegistryError
 
     if name.endswith(".pt") or Path(name).is_file():
@@ -113,3 +113,43 @@ def _show_checkpoint(path, title: str | None = None) -> None:
         say(f"val: accuracy {val['accuracy']:.3f}, balanced accuracy "
             f"{val['balanced_accuracy']:.3f}, macro-F1 {val['macro_f1']:.3f}")
     say(f"created: {ckpt.raw.get('created')}  babyemo {ckpt.raw.get('babyemo_version')}")
+    for ev in ckpt.evaluations:
+        where = "".join(f", {c}={v}" for c, v in (ev.get("where") or {}).items())
+        say(f"evaluated on {ev['dataset']} {ev['split']}{where} (n={ev['n']}): accuracy "
+            f"{ev['accuracy']:.3f}, macro-F1 {ev['macro_f1']:.3f}")
+
+
+@app.command("card")
+@cli_errors
+def card_command(
+    name: str = typer.Argument(None, help="Trained model name or .pt file (default: the "
+                               "default model)."),
+    out: Path = typer.Option(None, "--out", help="Markdown file to write (default: print "
+                             "to stdout)."),
+) -> None:
+    """Write a model card (Markdown): intended and out-of-scope use, training data and its
+    biases, metrics with CIs per class and per slice, calibration."""
+    from babyemo.card import write_model_card
+
+    is_file = name is not None and (name.endswith(".pt") or Path(name).is_file())
+    text, written = write_model_card(Path(name) if is_file else None,
+                                     model=None if is_file else name, out=out)
+    if written is None:
+        stdout.out(text, end="")
+    else:
+        say(f"model card: {written}")
+
+
+@app.command("default")
+@cli_errors
+def default_command(
+    name: str = typer.Argument(None, help="Trained model to use when predict/evaluate get no "
+                               "--model or --checkpoint."),
+    reset: bool = typer.Option(False, "--reset", help="Go back to the packaged model."),
+) -> None:
+    """Show or set the default model."""
+    from babyemo.models.store import default_model, set_default
+
+    if reset or name is not None:
+        set_default(None if reset else name)
+    stdout.print(default_model() or "none (no trained model; train one with babyemo train)")

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from babyemo.cli._common import BACKEND_OPTION, ONNX_OPTION, cli_errors, say, stderr, stdout
+from babyemo.cli._common import (
+    BACKEND_OPTION,
+    ONNX_OPTION,
+    TTA_OPTION,
+    cli_errors,
+    say,
+    stderr,
+    stdout,
+)
 from babyemo.config import Backend, NoFaceFallback, Precision
 
 
@@ -40,6 +48,7 @@ def predict_command(
                                          "to a top_class column."),
     backend: Backend = BACKEND_OPTION,
     onnx: Path = ONNX_OPTION,
+    tta: bool = TTA_OPTION,
 ) -> None:
     """Predict the emotion of every image in files/folders (CSV: path, label, confidence,
     prob_<class>..., error)."""
@@ -50,7 +59,8 @@ def predict_command(
     predictor = Predictor(checkpoint, model=model, device=device, precision=precision,
                           batch_size=batch_size, num_workers=workers, faces=faces,
                           no_face_fallback=no_face_fallback.value, save_crops=save_crops,
-                          min_confidence=min_confidence, backend=backend.value, onnx=onnx)
+                          min_confidence=min_confidence, backend=backend.value, onnx=onnx,
+                          tta=tta)
     to_stdout = csv_out == "-" or (csv_out is None and json_out is None)
     summary = predict_to_files(inputs, predictor,
                                csv_out=sys.stdout if to_stdout else csv_out,

@@ -33,6 +33,9 @@ def train_command(
                                        help="Weight the loss by inverse class frequency."),
     early_stopping: int = typer.Option(None, "--early-stopping", min=1, metavar="PATIENCE",
                                        help="Stop after PATIENCE epochs without val gain."),
+    train_on: str = typer.Option("train", "--train-on", help="Splits to train on: train, or "
+                                 "train,val for a final model once the recipe is chosen on val "
+                                 "(no validation then: best.pt is the last epoch)."),
     seed: int = typer.Option(_D.seed, "--seed"),
     precision: Precision = typer.Option(_D.precision, "--precision"),
     pretrained: bool = typer.Option(False, "--pretrained", help="Start from ImageNet weights."),
@@ -71,7 +74,8 @@ def train_command(
         precision=precision, num_workers=workers, cache=cache, compile=compile_model,
         out=str(out) if out else None,
         overwrite=overwrite, resume=resume, init=str(init) if init else None, name=name,
-        faces=faces, face_margin=face_margin, face_align=face_align)
+        faces=faces, face_margin=face_margin, face_align=face_align,
+        train_splits=tuple(s.strip() for s in train_on.split(",") if s.strip()))
     result = train(config)
     m = result.best_metrics
     nan = float("nan")

@@ -44,7 +44,8 @@ class ManifestDataset(Dataset):
 
     Args:
         manifest: The prepared dataset.
-        split: ``"train"``, ``"val"`` or ``"test"`` (``None``: every row).
+        split: ``"train"``, ``"val"`` or ``"test"``, several of them (e.g.
+            ``("train", "val")``), or ``None`` for every row.
         class_names: Logit order; every label of the split must be in it.
         spec: Input spec (channels and decode size).
         transform: PIL image → tensor.
@@ -63,10 +64,15 @@ class ManifestDataset(Dataset):
             given but the manifest has no face boxes.
     """
 
-    def __init__(self, manifest: Manifest, split: str | None, class_names: Sequence[str],
+    def __init__(self, manifest: Manifest, split: str | Sequence[str] | None,
+                 class_names: Sequence[str],
                  spec: InputSpec, transform: Transform, cache: ImageCache | None = None,
                  crop: Any = None, augment: bool = False) -> None:
-        rows = manifest.rows if split is None else manifest.rows_for(split)
+        if isinstance(split, str):
+            split = (split,)
+        rows = (manifest.rows if split is None
+                else [r for r in manifest.rows if r.split in split])
+        split = None if split is None else "+".join(split)
         if not rows:
             raise DataError(f"The manifest {manifest.path} has no '{split}' rows.",
                             "re-split it with `babyemo data split`")

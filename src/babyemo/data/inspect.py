@@ -179,7 +179,9 @@ def _summary(values: list[int]) -> dict[str, float]:
     return {"min": min(values), "median": float(statistics.median(values)), "max": max(values)}
 
 
-def _catalogue_notes(name: str) -> dict[str, str] | None:
+def catalogue_notes(name: str) -> dict[str, str] | None:
+    """Title, terms, citation, demographics, description and size note of catalogue
+    dataset ``name`` (``None`` when it is not in the catalogue)."""
     from babyemo.data import catalog
 
     try:
@@ -372,7 +374,7 @@ def inspect_dataset(path: str | os.PathLike[str],
     mismatches = _extension_mismatches(items)
     unreadable = [{"path": f["path"], "reason": f.get("reason", "")}
                   for f in ctx["skipped_files"] if f.get("category") == "unreadable"]
-    catalogue = _catalogue_notes(ctx["name"])
+    catalogue = catalogue_notes(ctx["name"])
     metadata = None
     meta_path = ctx["metadata"]
     if meta_path is not None:

@@ -42,9 +42,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from babyemo.data.images import is_candidate
 from babyemo.errors import DataError
+
+if TYPE_CHECKING:
+    from babyemo.data.manifest import Manifest
 
 STOCK_PATTERNS: tuple[tuple[str, str], ...] = (
     ("shutterstock", r"shutterstock|(?:^|[-_])\d{3,4}nw-\d{5,}(?:$|\D)"),
@@ -83,8 +87,21 @@ _COPY = re.compile(r"\s*\(\d+\)$")
 STOCK, OTHER = "stock", "other"
 """Values of the ``source`` column."""
 
-METADATA_HEADER = ("path", "source", "stock_site")
+METADATA_HEADER = ("path", "source", "stock_site", "fer_subset", "train_duplicate")
 """Columns of the written metadata CSV."""
+
+_FER_SUBSET = re.compile(r"^(Training|PublicTest|PrivateTest)_\d+$")
+
+
+def fer_subset(name: str) -> str:
+    """FER-2013's subset of a file named as in its release (``PrivateTest_12345.jpg``).
+
+    FER-2013 (Goodfellow et al. 2013) was published with three subsets: ``Training``
+    (28,709 images), ``PublicTest`` (3,589) and ``PrivateTest`` (3,589, the challenge's
+    final test; the half published work reports). Returns ``""`` for other names.
+    """
+    m = _FER_SUBSET.match(Path(name).stem)
+    return m.group(1) if m else ""
 
 
 def clean_stem(name: str) -> str:
@@ -125,6 +142,7 @@ class StockSummary:
         n: Images listed.
         n_stock: Images whose name comes from a stock site.
         by_site: Site -> images, most frequent first.
+        n_train_duplicates: Non-train images that copy a train image (manifests only).
         by_label: Label (class) -> ``{"n", "stock"}`` images.
     """
 
@@ -134,6 +152,7 @@ class StockSummary:
     n_stock: int
     by_site: dict[str, int] = field(default_factory=dict)
     by_label: dict[str, dict[str, int]] = field(default_factory=dict)
+    n_train_duplicates: int = 0
 
     @property
     def stock_share(self) -> float:
@@ -141,15 +160,17 @@ class StockSummary:
         return self.n_stock / self.n if self.n else 0.0
 
 
-def _list_images(source: str | os.PathLike[str]) -> tuple[Path, list[tuple[str, str]]]:
-    """``(root, [(relative path, label)])`` of a manifest, a prepared folder or any source
-    :func:`babyemo.data.sources.resolve_source` accepts (label = parent folder name)."""
+def _list_images(source: str | os.PathLike[str]
+                 ) -> tuple[Path, list[tuple[str, str]], Manifest | None]:
+    """``(root, [(relative path, label)], manifest or None)`` of a manifest, a prepared
+    folder or any source :func:`babyemo.data.sources.resolve_source` accepts (label =
+    parent folder name)."""
     from babyemo.data.manifest import MANIFEST_FILE, read_manifest
 
     path = Path(source).expanduser()
     if (path.is_file() and path.suffix.lower() == ".csv") or (path / MANIFEST_FILE).is_file():
         manifest = read_manifest(path)
-        return manifest.root, [(r.path, r.label) for r in manifest.rows]
+        return manifest.root, [(r.path, r.label) for r in manifest.rows], manifest
     from babyemo.data.sources import resolve_source
 
     folder, _, _ = resolve_source(source)
@@ -162,25 +183,57 @@ def _list_images(source: str | os.PathLike[str]) -> tuple[Path, list[tuple[str, 
             if is_candidate(file):
                 rel = file.relative_to(root).as_posix()
                 items.append((rel, file.parent.name if file.parent != root else ""))
-    return root, items
+    return root, items, None
 
 
-def stock_rows(paths: Iterable[str]) -> list[tuple[str, str, str]]:
-    """``(path, source, stock_site)`` rows for image paths (``stock_site`` empty for
-    ``other``)."""
+def train_duplicates(manifest: Manifest) -> dict[str, str]:
+    """``yes`` / ``no`` per non-train image: is it a copy of a train image?
+
+    A copy is a byte-identical file or a near-duplicate (dHash within the distance
+    ``prepare`` recorded), grouped as :func:`babyemo.data.split.duplicate_ids` does. Test
+    images that copy train images inflate a test score (FER-2013 has 531 such groups);
+    ``evaluate --where train_duplicate=no`` leaves them out. Train images get ``""``.
+
+    Raises:
+        ManifestError: A dHash that is not hexadecimal.
+    """
+    from babyemo.data.split import duplicate_ids
+    from babyemo.errors import ManifestError
+
+    try:
+        dhashes = [int(r.dhash or "0", 16) for r in manifest.rows]
+    except ValueError:
+        raise ManifestError(f"{manifest.path} has a dHash that is not hexadecimal.",
+                            "prepare the dataset again") from None
+    ids, _ = duplicate_ids([r.sha256 for r in manifest.rows], dhashes,
+                           max_distance=manifest.info.get("near_duplicate_distance"))
+    train_groups = {g for g, r in zip(ids, manifest.rows, strict=True) if r.split == "train"}
+    return {r.path: "" if r.split == "train" else ("yes" if g in train_groups else "no")
+            for g, r in zip(ids, manifest.rows, strict=True)}
+
+
+def stock_rows(paths: Iterable[str], duplicates: dict[str, str] | None = None
+               ) -> list[tuple[str, ...]]:
+    """Metadata rows (:data:`METADATA_HEADER`) for image paths: ``stock_site`` is empty for
+    ``other``, ``fer_subset`` for names outside FER-2013's, ``train_duplicate`` without
+    ``duplicates`` (see :func:`train_duplicates`)."""
     rows = []
     for p in paths:
         site = stock_site(p)
-        rows.append((p, STOCK if site else OTHER, site or ""))
+        rows.append((p, STOCK if site else OTHER, site or "", fer_subset(p),
+                     (duplicates or {}).get(p, "")))
     return rows
 
 
 def write_stock_metadata(source: str | os.PathLike[str],
                          out: str | os.PathLike[str]) -> StockSummary:
-    """Write a metadata CSV (``path, source, stock_site``) for every image of a dataset.
+    """Write a metadata CSV (:data:`METADATA_HEADER`) for every image of a dataset.
 
     ``path`` is relative to the dataset root, as in ``manifest.csv``, so the CSV can be
     given to ``babyemo data prepare --metadata`` or ``babyemo evaluate --metadata``.
+    ``source``/``stock_site`` come from stock-photo file names, ``fer_subset`` from
+    FER-2013's file names (:func:`fer_subset`); ``train_duplicate`` is filled when
+    ``source`` is a prepared manifest (:func:`train_duplicates`).
 
     Args:
         source: ``manifest.csv`` or its folder, an image folder, an archive, a URL or a
@@ -199,26 +252,28 @@ def write_stock_metadata(source: str | os.PathLike[str],
 
     from babyemo.io import atomic_open
 
-    root, items = _list_images(source)
+    root, items, manifest = _list_images(source)
     if not items:
         raise DataError(f"No image files found in {root}.",
                         "give a dataset folder, a manifest or a catalogue name")
-    rows = stock_rows(p for p, _ in items)
+    duplicates = train_duplicates(manifest) if manifest is not None else None
+    rows = stock_rows((p for p, _ in items), duplicates)
     out = Path(out).expanduser()
     with atomic_open(out, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(METADATA_HEADER)
         writer.writerows(rows)
-    sites = Counter(site for _, _, site in rows if site)
+    sites = Counter(row[2] for row in rows if row[2])
     by_label: dict[str, dict[str, int]] = {}
-    for (_, label), (_, src, _) in zip(items, rows, strict=True):
+    for (_, label), (_, src, *_) in zip(items, rows, strict=True):
         entry = by_label.setdefault(label, {"n": 0, "stock": 0})
         entry["n"] += 1
         entry["stock"] += src == STOCK
     return StockSummary(out=out, root=root, n=len(rows), n_stock=sum(sites.values()),
                         by_site=dict(sites.most_common()),
+                        n_train_duplicates=sum(r[4] == "yes" for r in rows),
                         by_label=dict(sorted(by_label.items())))
 
 
 __all__ = ["METADATA_HEADER", "OTHER", "STOCK", "STOCK_PATTERNS", "StockSummary", "clean_stem",
-           "stock_rows", "stock_site", "write_stock_metadata"]
+           "fer_subset", "stock_rows", "stock_site", "train_duplicates", "write_stock_metadata"]

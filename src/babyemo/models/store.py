@@ -1,8 +1,9 @@
 """The trained-model registry: names of trained checkpoints, kept in ``models.json``.
 
 ``babyemo train`` records every run (``--name`` or the run folder's name); ``--model NAME``
-works wherever ``--checkpoint PATH`` does. Without either, the default model is used:
-the most recently trained one.
+works wherever ``--checkpoint PATH`` does. Without either, the default model is used: the
+one chosen with ``babyemo models default NAME``, else the model packaged with babyemo
+(:data:`PACKAGED_MODEL`, see ``docs/model-card.md``), else the most recently trained one.
 """
 
 from __future__ import annotations
@@ -17,21 +18,44 @@ from babyemo import paths
 from babyemo.errors import RegistryError, unknown_name
 from babyemo.io import atomic_write_text
 
+PACKAGED_MODEL = "babyemo-infant"
+"""Name of the model shipped inside the package (``babyemo/models/weights/<name>.pt``)."""
+
+
+def packaged_models() -> dict[str, dict[str, Any]]:
+    """Models shipped inside the installed package, by name (``{"checkpoint", "packaged"}``).
+
+    Empty when the weights file is absent (e.g. a source tree built without it).
+    """
+    path = Path(__file__).resolve().parent / "weights" / f"{PACKAGED_MODEL}.pt"
+    if not path.is_file():
+        return {}
+    return {PACKAGED_MODEL: {"checkpoint": str(path), "packaged": True, "created": ""}}
+
 
 def _file() -> Path:
     return paths.home() / "models.json"
 
 
-def _read() -> dict[str, dict[str, Any]]:
+def _read_all() -> dict[str, Any]:
     try:
         data = json.loads(_file().read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return data.get("models", {}) if isinstance(data, dict) else {}
+    return data if isinstance(data, dict) else {}
 
 
-def _write(models: dict[str, dict[str, Any]]) -> None:
-    atomic_write_text(_file(), json.dumps({"models": models}, indent=2))
+def _read() -> dict[str, dict[str, Any]]:
+    models = _read_all().get("models", {})
+    return models if isinstance(models, dict) else {}
+
+
+def _write(models: dict[str, dict[str, Any]], default: str | None = None) -> None:
+    data: dict[str, Any] = {"models": models}
+    default = default if default is not None else _read_all().get("default")
+    if default:
+        data["default"] = default
+    atomic_write_text(_file(), json.dumps(data, indent=2))
 
 
 def check_name_free(name: str, checkpoint: str | os.PathLike[str]) -> None:
@@ -42,6 +66,9 @@ def check_name_free(name: str, checkpoint: str | os.PathLike[str]) -> None:
     """
     models = _read()
     path = str(Path(checkpoint).resolve())
+    if name in packaged_models():
+        raise RegistryError(f"'{name}' is the name of the model packaged with babyemo.",
+                            "choose another --name")
     if name in models and models[name]["checkpoint"] != path:
         raise RegistryError(f"A trained model named '{name}' already exists "
                             f"({models[name]['checkpoint']}).", "choose another --name")
@@ -67,26 +94,51 @@ def register_trained(name: str, checkpoint: str | os.PathLike[str], **info: Any)
 
 
 def list_trained() -> dict[str, dict[str, Any]]:
-    """Trained models by name, oldest first."""
-    return dict(sorted(_read().items(), key=lambda kv: kv[1].get("created", "")))
+    """Trained models by name: the packaged model first, then the user's, oldest first."""
+    user = dict(sorted(_read().items(), key=lambda kv: kv[1].get("created", "")))
+    return {**packaged_models(), **user}
 
 
 def get_trained(name: str) -> dict[str, Any]:
-    """The record of trained model ``name``.
+    """The record of trained model ``name`` (the packaged model included).
 
     Raises:
         RegistryError: Unknown name (with close matches).
     """
-    models = _read()
+    models = list_trained()
     if name not in models:
         raise unknown_name("trained model", name, models)
     return models[name]
 
 
+def set_default(name: str | None) -> None:
+    """Make trained model ``name`` the default (``None``: back to the packaged model).
+
+    Raises:
+        RegistryError: Unknown name.
+    """
+    if name is not None:
+        get_trained(name)
+    data = _read_all()
+    data["default"] = name
+    atomic_write_text(_file(), json.dumps({k: v for k, v in data.items() if v is not None},
+                                          indent=2))
+
+
 def default_model() -> str | None:
-    """Name of the default model (the most recently trained), or ``None``."""
+    """Name of the default model, or ``None`` when there is none.
+
+    The one set with :func:`set_default` (if it still exists), else the packaged model,
+    else the most recently trained one.
+    """
     models = list_trained()
-    return next(reversed(models)) if models else None
+    chosen = _read_all().get("default")
+    if isinstance(chosen, str) and chosen in models:
+        return chosen
+    if PACKAGED_MODEL in models:
+        return PACKAGED_MODEL
+    user = [n for n, r in models.items() if not r.get("packaged")]
+    return user[-1] if user else None
 
 
 def resolve_checkpoint(checkpoint: str | os.PathLike[str] | None = None,
