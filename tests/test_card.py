@@ -1,13 +1,10 @@
-"""Model cards written from a checkpoint, and the packaged default model in the registry."""
+"""Model cards written from a checkpoint."""
 
 from __future__ import annotations
-
-import pytest
 
 from babyemo.card import OUT_OF_SCOPE, model_card, write_model_card
 from babyemo.checkpoint import load_checkpoint
 from babyemo.evaluation import evaluate
-from babyemo.models import store
 
 
 def test_card_reports_training_and_recorded_evaluations(checkpoint, prepared, tmp_path):
@@ -49,44 +46,3 @@ def test_card_text_and_no_evaluation(checkpoint):
         torch.save(data, f)
     text = model_card(load_checkpoint(checkpoint))
     assert "Only a test." in text and "Synthetic colours only." in text
-
-
-def test_packaged_model_is_the_default_unless_the_user_chooses(checkpoint, monkeypatch):
-    from babyemo.errors import RegistryError
-
-    packaged = {store.PACKAGED_MODEL: {"checkpoint": str(checkpoint), "packaged": True,
-                                       "created": ""}}
-    monkeypatch.setattr(store, "packaged_models", lambda: {})
-    store.register_trained("mine", checkpoint)
-    assert store.default_model() == "mine"  # no packaged model: the latest trained
-    monkeypatch.setattr(store, "packaged_models", lambda: packaged)
-    assert store.default_model() == store.PACKAGED_MODEL
-    assert list(store.list_trained()) == [store.PACKAGED_MODEL, "run", "mine"]
-    assert store.resolve_checkpoint() == checkpoint
-    store.set_default("mine")
-    assert store.default_model() == "mine"
-    store.register_trained("other", checkpoint.parent / "last.pt")
-    assert store.default_model() == "mine"  # the choice survives new trainings
-    store.set_default(None)
-    assert store.default_model() == store.PACKAGED_MODEL
-    with pytest.raises(RegistryError):
-        store.set_default("nope")
-    with pytest.raises(RegistryError, match="packaged"):
-        store.register_trained(store.PACKAGED_MODEL, checkpoint.parent / "last.pt")
-
-
-def test_the_packaged_model_file_if_present_is_small_and_self_describing():
-    models = store.packaged_models()
-    if not models:
-        pytest.skip("no packaged model in this tree")
-    path = models[store.PACKAGED_MODEL]["checkpoint"]
-    from pathlib import Path
-
-    assert Path(path).stat().st_size <= 15 * 1024 * 1024
-    ckpt = load_checkpoint(path)
-    assert ckpt.class_names == ["angry", "crying", "happy"]
-    assert ckpt.train["dataset"] == "infant-emotions"
-    assert ckpt.train["config"]["train_splits"] == ["train", "val"]
-    test = [e for e in ckpt.evaluations if e["split"] == "test" and not e["where"]]
-    assert test and test[0]["ci95"] and test[0]["n"] == 154
-    assert ckpt.calibration and ckpt.temperature > 0

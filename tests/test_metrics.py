@@ -152,7 +152,7 @@ def test_bootstrap_ci_brackets_the_point_estimate_and_is_deterministic():
         lo, hi = ci[metric]
         assert lo < point[metric] < hi and hi - lo < 0.2
     assert bootstrap_ci(y, pred, names, n=500, seed=3) == ci
-    for j, c in enumerate(names):  # per-class intervals from the same resamples
+    for c in names:  # per-class intervals from the same resamples
         for key in ("recall", "f1"):
             lo, hi = ci["per_class"][c][key]
             assert lo <= point["per_class"][c][key] <= hi

@@ -110,8 +110,16 @@ def test_init_loads_backbone_and_replaces_head_when_classes_differ(prepared, tin
     assert torch.equal(other.state_dict()["5.weight"][0], src["5.weight"][2])  # happy
     assert torch.equal(other.state_dict()["5.weight"][1], fresh[1])  # sleepy: fresh
     same = create_model(tiny_arch, num_classes=3)
-    _init_from(same, str(first.best_checkpoint), ["angry", "crying", "happy"])
+    info = _init_from(same, str(first.best_checkpoint), ["angry", "crying", "happy"])
     assert torch.equal(same.state_dict()["5.weight"], src["5.weight"])
+    assert info["head_classes"] == ["angry", "crying", "happy"] and info["epoch"] == 1
+    assert info["tensors_loaded"] == info["tensors"]  # the head merged by class name
+    # a fine-tuned model records what it was initialised from
+    tuned = train(_config(prepared, tiny_arch, tmp_path / "b", epochs=1,
+                          init=str(first.best_checkpoint)))
+    init = load_checkpoint(tuned.best_checkpoint).train["init"]
+    assert init["checkpoint"] == str(first.best_checkpoint.resolve())
+    assert init["arch"] == tiny_arch and init["n_train"] > 0
 
 
 def test_train_without_manifest_is_a_clear_error(tiny_arch, tmp_path):

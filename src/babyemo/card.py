@@ -149,6 +149,15 @@ def model_card(ckpt: Checkpoint, name: str | None = None) -> str:
                      f"{cfg.get('seed')}"
                      + (f", initialised from `{Path(cfg['init']).name}`" if cfg.get("init")
                         else "") + ".")
+    init = train.get("init") or {}
+    if init:
+        lines.append(f"- Initialised from a `{init.get('arch')}` trained on "
+                     f"`{init.get('dataset')}` ({init.get('n_train')} images, "
+                     f"{init.get('epoch')} epochs, "
+                     f"{init.get('input_size')} px; val macro-F1 "
+                     f"{_pct(init.get('val_macro_f1'))}): {init.get('tensors_loaded')} of "
+                     f"{init.get('tensors')} tensors loaded, classifier rows copied for "
+                     f"{', '.join(init.get('head_classes') or []) or 'no class'}.")
     if card.get("training_data"):
         lines.append(f"- {card['training_data']}")
     notes = catalogue_notes(dataset) if dataset else None

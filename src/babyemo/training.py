@@ -116,13 +116,18 @@ def _arch_kwargs(config: TrainConfig, size: int) -> dict[str, Any]:
     return kwargs
 
 
-def _init_from(model: nn.Module, path: str, class_names: list[str]) -> None:
+def _init_from(model: nn.Module, path: str, class_names: list[str]) -> dict[str, Any]:
     """Load the weights of another babyemo checkpoint into ``model`` (fine-tuning).
 
     Every tensor whose name and shape match is loaded. The classifier head is loaded only
     for the classes both models share, matched by name (e.g. a FER-2013 model's ``angry``
     and ``happy`` rows initialise an infant model's); the other rows keep their fresh
     initialisation.
+
+    Returns:
+        Provenance of the initialisation (stored in the checkpoint's ``train["init"]``):
+        the file, its arch, dataset, training images, epoch, input size, and what was
+        loaded.
 
     Raises:
         CheckpointError: The checkpoint cannot be read.
@@ -143,6 +148,11 @@ def _init_from(model: nn.Module, path: str, class_names: list[str]) -> None:
     log.info("Initialised from %s: %d of %d tensors loaded; head rows copied for %d of %d "
              "classes (%s)", path, len(loadable), len(own), len(shared), len(class_names),
              ", ".join(shared) or "none")
+    return {"checkpoint": str(Path(path).resolve()), "arch": ckpt.arch,
+            "dataset": ckpt.train.get("dataset"), "n_train": ckpt.train.get("n_train"),
+            "epoch": ckpt.train.get("epoch"), "input_size": ckpt.input_spec.size,
+            "val_macro_f1": (ckpt.metrics.get("val") or {}).get("macro_f1"),
+            "tensors_loaded": len(loadable), "tensors": len(own), "head_classes": shared}
 
 
 def _head_keys(model: nn.Module) -> set[str]:
@@ -335,7 +345,8 @@ def train(config: TrainConfig) -> TrainResult:
         DataError: No manifest, an empty train split, or labels unusable for training.
         ConfigError: A bad option, a non-empty run folder, or a diverging loss.
         DeviceError: The device or precision is unavailable.
-        RegistryError: Unknown arch, or ``config.name`` names another model.
+        RegistryError: Unknown arch, ``config.name`` names another model, or ``config.init``
+            is neither a file nor a trained model's name.
         CheckpointError: ``--init`` or ``--resume`` file unusable.
     """
     start = time.perf_counter()
@@ -366,8 +377,11 @@ def train(config: TrainConfig) -> TrainResult:
 
     model = create_model(config.arch, num_classes=len(class_names), pretrained=config.pretrained,
                          **arch_kwargs)
+    init_info = None
     if config.init and resume_state is None:
-        _init_from(model, config.init, class_names)
+        init_info = _init_from(model, str(store.checkpoint_or_model(config.init)), class_names)
+    elif resume_state is not None:
+        init_info = resume_state.get("train", {}).get("init")
     run_dir.mkdir(parents=True, exist_ok=True)
     model = model.to(device)
     if device.type in ("cpu", "cuda"):
@@ -427,7 +441,7 @@ def train(config: TrainConfig) -> TrainResult:
                   "dataset": manifest.name, "n_train": len(train_ds),
                   "n_val": len(val_ds) if val_ds else 0, "precision": plan.name,
                   "device": str(device), "faces": faces, "cache": cache_mode,
-                  "n_train_without_face": train_ds.n_without_face}
+                  "n_train_without_face": train_ds.n_without_face, "init": init_info}
     atomic_write_text(run_dir / "config.json", json.dumps(provenance, indent=2))
     log.info("Training %s on %s (%d train / %d val images, %d classes) on %s, %s, %d px, %s",
              config.arch, manifest.name, len(train_ds), provenance["n_val"], len(class_names),

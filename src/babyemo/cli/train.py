@@ -39,7 +39,9 @@ def train_command(
     seed: int = typer.Option(_D.seed, "--seed"),
     precision: Precision = typer.Option(_D.precision, "--precision"),
     pretrained: bool = typer.Option(False, "--pretrained", help="Start from ImageNet weights."),
-    init: Path = typer.Option(None, "--init", help="Fine-tune from a babyemo checkpoint."),
+    init: str = typer.Option(None, "--init", help="Fine-tune from a babyemo checkpoint: a .pt "
+                             "file or a trained model's name (e.g. the packaged "
+                             "babyemo-fer2013)."),
     out: Path = typer.Option(None, "--out", help="Run folder (default runs/<time>-<arch>)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Reuse a non-empty --out."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
@@ -73,7 +75,7 @@ def train_command(
         class_weights=class_weights, early_stopping=early_stopping, seed=seed, device=device,
         precision=precision, num_workers=workers, cache=cache, compile=compile_model,
         out=str(out) if out else None,
-        overwrite=overwrite, resume=resume, init=str(init) if init else None, name=name,
+        overwrite=overwrite, resume=resume, init=init or None, name=name,
         faces=faces, face_margin=face_margin, face_align=face_align,
         train_splits=tuple(s.strip() for s in train_on.split(",") if s.strip()))
     result = train(config)

@@ -19,18 +19,19 @@ from babyemo.errors import RegistryError, unknown_name
 from babyemo.io import atomic_write_text
 
 PACKAGED_MODEL = "babyemo-infant"
-"""Name of the model shipped inside the package (``babyemo/models/weights/<name>.pt``)."""
+"""Name of the packaged default model (``babyemo/models/weights/<name>.pt``)."""
 
 
 def packaged_models() -> dict[str, dict[str, Any]]:
     """Models shipped inside the installed package, by name (``{"checkpoint", "packaged"}``).
 
-    Empty when the weights file is absent (e.g. a source tree built without it).
+    Every ``babyemo/models/weights/<name>.pt``: the default infant model
+    (:data:`PACKAGED_MODEL`) and the FER-2013 model it was fine-tuned from
+    (``babyemo-fer2013``). Empty when the files are absent.
     """
-    path = Path(__file__).resolve().parent / "weights" / f"{PACKAGED_MODEL}.pt"
-    if not path.is_file():
-        return {}
-    return {PACKAGED_MODEL: {"checkpoint": str(path), "packaged": True, "created": ""}}
+    folder = Path(__file__).resolve().parent / "weights"
+    return {p.stem: {"checkpoint": str(p), "packaged": True, "created": ""}
+            for p in sorted(folder.glob("*.pt"))}
 
 
 def _file() -> Path:
@@ -139,6 +140,25 @@ def default_model() -> str | None:
         return PACKAGED_MODEL
     user = [n for n, r in models.items() if not r.get("packaged")]
     return user[-1] if user else None
+
+
+def checkpoint_or_model(value: str | os.PathLike[str]) -> Path:
+    """A checkpoint path from a value that is either a file or a trained model's name.
+
+    An existing file wins; otherwise a registered name (the packaged models included) is
+    looked up.
+
+    Raises:
+        RegistryError: Neither an existing file nor a known model name.
+    """
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    models = list_trained()
+    if str(value) in models:
+        return Path(models[str(value)]["checkpoint"])
+    raise RegistryError(f"'{value}' is neither a checkpoint file nor a trained model's name.",
+                        f"trained models: {', '.join(models) or 'none'}")
 
 
 def resolve_checkpoint(checkpoint: str | os.PathLike[str] | None = None,
