@@ -71,3 +71,61 @@ def test_weights_of_other_arch_give_checkpoint_error(tmp_path, tiny_arch):
     torch.save(data, tmp_path / "y.pt")
     with pytest.raises(CheckpointError, match="do not match"):
         load_checkpoint(tmp_path / "y.pt").build_model()
+
+
+def test_corrupt_checkpoints_give_checkpoint_error(tmp_path, tiny_arch):
+    """Truncated or bit-flipped files: a CheckpointError (or a loadable dict when only
+    tensor bytes changed), never another exception type (hypothesis)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    _, path = _save(tmp_path, tiny_arch)
+    good = path.read_bytes()
+    target = tmp_path / "fuzz.pt"
+
+    @settings(max_examples=150, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(cut=st.integers(0, len(good)), flips=st.lists(
+        st.tuples(st.integers(0, len(good) - 1), st.integers(0, 255)), max_size=6),
+        junk=st.binary(max_size=32))
+    def check(cut, flips, junk):
+        data = bytearray(good)
+        for at, value in flips:
+            data[at] = value
+        data = bytes(data[:cut]) + junk if flips or junk else bytes(data[:cut])
+        target.write_bytes(data)
+        try:
+            raw = read_checkpoint_dict(target)
+        except CheckpointError as e:
+            assert str(target) in e.message
+        else:
+            assert raw["format"] == FORMAT
+
+    check()
+
+
+def test_refusal_message_names_what_was_refused_without_unsafe_advice(tmp_path):
+    import builtins
+
+    class Evil:
+        def __reduce__(self):
+            return (builtins.eval, ("1",))
+
+    torch.save({"format": FORMAT, "x": Evil()}, tmp_path / "e.pt")
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint_dict(tmp_path / "e.pt")
+    assert "refused to load" in info.value.message and "eval" in info.value.message
+    assert "weights_only=False" not in str(info.value) and "\x1b" not in str(info.value)
+
+
+@pytest.mark.parametrize("opcode", [b"s", b".", b"h", b"("])
+def test_torn_pickle_stream_gives_checkpoint_error(tmp_path, tiny_arch, opcode):
+    """torch's weights-only unpickler raises IndexError / KeyError on some corrupt
+    streams (found by the fuzz test above); they are CheckpointErrors too."""
+    _, path = _save(tmp_path, tiny_arch)
+    data = bytearray(path.read_bytes())
+    start = data.find(b"\x80\x02")  # the pickle protocol header of data.pkl (stored as is)
+    data[start + 2] = opcode[0]
+    (tmp_path / "torn.pt").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        read_checkpoint_dict(tmp_path / "torn.pt")

@@ -61,7 +61,10 @@ def test_prediction_does_not_depend_on_batch_neighbours(checkpoint, tmp_path):
             assert a[k].probs == pytest.approx(b[k].probs, abs=1e-5)
 
 
-def test_no_model_at_all_is_a_clear_error():
+def test_no_model_at_all_is_a_clear_error(monkeypatch):
+    from babyemo.models import store
+
+    monkeypatch.setattr(store, "packaged_models", lambda: {})  # a tree without weights
     with pytest.raises(RegistryError, match="no trained model"):
         Predictor()
 

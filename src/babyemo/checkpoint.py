@@ -35,6 +35,8 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import pickle
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,22 +188,29 @@ def read_checkpoint_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint file as a dict with ``torch.load(weights_only=True)``.
 
     Raises:
-        CheckpointError: Missing or unreadable file, a pickled object that is not plain
-            data (refused, never executed), or not a babyemo checkpoint.
+        CheckpointError: Missing, truncated or corrupt file, a pickled object that is not
+            plain data (refused, never executed: the message says "refused to load"), or
+            not a babyemo checkpoint.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint not found: {path}",
                               "pass a .pt file written by `babyemo train`")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4" of foreign files
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
-            f"{path}: refused to load: it contains objects other than plain data and tensors.",
+            f"{path}: refused to load: it contains objects other than plain data and tensors "
+            f"({_unpickling_detail(e)}); nothing in it was run.",
             "only checkpoints written by babyemo are accepted (loaded with weights_only=True)",
         ) from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({e}).") from e
+    except MemoryError:
+        raise
+    except Exception as e:  # a corrupt file makes the unpickler fail in many ways
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_first_line(e)}).",
+                              "the file is truncated or corrupt; use another copy") from e
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a babyemo checkpoint.",
                               "pass a .pt file written by `babyemo train`")
@@ -213,6 +222,22 @@ def read_checkpoint_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks key(s) {missing}.")
     return data
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an exception's message (torch's are long), or its type name."""
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__
+
+
+def _unpickling_detail(error: BaseException) -> str:
+    """What torch's weights-only unpickler refused, without its advice to load unsafely."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return f"it refers to {found.group(1)}"
+    found = re.search(r"WeightsUnpickler error: ([^\n]+?)(?:\.\s|$)", text)
+    return found.group(1)[:300] if found else _first_line(error)
 
 
 def _valid_temperature(t: Any) -> bool:

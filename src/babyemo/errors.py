@@ -45,6 +45,14 @@ class ManifestError(DataError):
 class ImageError(DataError):
     """One image file cannot be decoded (corrupt, not an image, too large, unreadable)."""
 
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        # torch's DataLoader re-raises an error of a worker process as ``ImageError(text)``
+        # with text "Caught ImageError in DataLoader worker process N.\nOriginal
+        # Traceback ...": keep its last line, the original message, so errors stay one line.
+        if message.startswith("Caught ImageError") and "Original Traceback" in message:
+            message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+        super().__init__(message, hint)
+
 
 class DownloadError(BabyEmoError):
     """A download failed, or its checksum or archive was rejected."""
@@ -77,12 +85,14 @@ class ExportError(BabyEmoError):
 
 
 class MissingDependencyError(BabyEmoError):
-    """An optional package is needed; the hint gives the pip command."""
+    """A package is missing (an optional one, or a broken install); the hint gives the pip
+    command (the extra that brings it, else the package itself)."""
 
-    def __init__(self, package: str, extra: str, purpose: str) -> None:
+    def __init__(self, package: str, extra: str | None, purpose: str) -> None:
+        kind = "optional package" if extra else "package"
         super().__init__(
-            f"{purpose} needs the optional package '{package}', which is not installed.",
-            f"pip install 'babyemo[{extra}]'",
+            f"{purpose} needs the {kind} '{package}', which is not installed.",
+            f"pip install 'babyemo[{extra}]'" if extra else f"pip install {package}",
         )
         self.package = package
         self.extra = extra

@@ -6,12 +6,43 @@ A crash or Ctrl-C therefore never leaves a truncated file under the final name.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
+"""Names of :func:`atomic_open`'s temporary files: ``.<final name>.<8 random>.tmp``."""
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process umask (read from ``/proc`` on Linux, else set and restored once)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _new_file_mode(path: Path) -> int:
+    """Permission bits for ``path``: those of the file it replaces, else ``0o666 & ~umask``.
+
+    :func:`tempfile.mkstemp` creates files readable by their owner only (``0o600``); a file
+    written by babyemo gets the permissions :func:`open` would have given it.
+    """
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 @contextlib.contextmanager
@@ -24,8 +55,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Iter
         **kwargs: Passed to :func:`open` (e.g. ``encoding``, ``newline``).
 
     Yields:
-        The open temporary file. If the block raises, the temporary file is removed and
-        ``path`` is left as it was.
+        The open temporary file (named ``.<name>.<random>.tmp``, with the permissions the
+        final file gets: those of the file it replaces, else ``0o666 & ~umask``). When
+        the block ends, the file is flushed, fsynced and renamed to ``path``. If the block
+        raises (also ``KeyboardInterrupt``), the temporary file is removed and ``path`` is
+        left as it was; a process killed outright (``SIGKILL``) may leave the temporary
+        file behind, never a partial ``path`` (see :func:`remove_stale_temps`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,6 +68,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Iter
         kwargs.setdefault("encoding", "utf-8")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, _new_file_mode(path))
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()
@@ -63,3 +100,26 @@ def sha256_file(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str
         while chunk := f.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that killed writers left in ``folder`` (not recursive).
+
+    Only names of :func:`atomic_open`'s form (``.<final name>.<8 random>.tmp``) are
+    removed. Call it only on a folder no other process is writing into (e.g. a training
+    run folder being resumed).
+
+    Args:
+        folder: The folder to clean; a missing folder is fine.
+
+    Returns:
+        The files removed.
+    """
+    removed: list[Path] = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if _TEMP_NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed

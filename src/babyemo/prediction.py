@@ -15,6 +15,7 @@ With ``min_confidence`` a row whose top probability is below it is labelled
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import time
@@ -30,11 +31,12 @@ from torch.utils.data import DataLoader
 
 from babyemo.checkpoint import load_checkpoint
 from babyemo.config import NoFaceFallback, Precision
-from babyemo.data.dataset import FaceMode, FileDataset, collate_files, find_images
+from babyemo.data.dataset import FaceMode, FileDataset, collate_files
+from babyemo.data.folders import find_input_files, printable_name
 from babyemo.data.prefetch import prefetch
 from babyemo.devices import default_num_workers, set_cpu_threads
 from babyemo.engines import create_engine
-from babyemo.errors import ConfigError
+from babyemo.errors import ConfigError, DataError
 from babyemo.io import atomic_open, atomic_write_bytes
 from babyemo.models.store import resolve_checkpoint
 from babyemo.progress import progress_bar
@@ -275,9 +277,10 @@ def _csv_row(pred: Prediction, n_classes: int, with_faces: bool,
         faces = ["" if pred.face_index is None else str(pred.face_index), *box,
                  "" if pred.det_score is None else f"{pred.det_score:.4f}"]
     top = [pred.top_class or ""] if with_top else []
+    path = printable_name(pred.path)
     if pred.error is not None:
-        return [pred.path, "", "", *top, *([""] * n_classes), *faces, pred.error]
-    return [pred.path, pred.label, f"{pred.confidence:.4f}", *top,
+        return [path, "", "", *top, *([""] * n_classes), *faces, pred.error]
+    return [path, pred.label, f"{pred.confidence:.4f}", *top,
             *[f"{v:.4f}" for v in pred.probs], *faces, ""]
 
 
@@ -298,18 +301,33 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]], predictor: Predic
         The :class:`PredictSummary`. Files are complete only when this returns: they are
         written under temporary names and renamed at the end.
 
+    Every file found is a row: special files (FIFOs, devices), broken links, symlink loops
+    and folders that cannot be listed are error rows after the predicted ones (see
+    :func:`~babyemo.data.folders.find_input_files`).
+
     Raises:
-        DataError: An input path does not exist.
+        DataError: An input path does not exist, or the inputs hold no file at all (an
+            empty folder); nothing is written then.
     """
     start = time.perf_counter()
-    files, hidden = find_images(inputs, recursive=recursive)
+    inputs = list(inputs)
+    try:
+        found = find_input_files(inputs, recursive=recursive)
+    except FileNotFoundError as e:
+        raise DataError(f"No such file or folder: {e.filename}", "check the path") from None
+    files, hidden = found.files, found.hidden
+    if not files and not found.skipped:
+        where = ", ".join(printable_name(str(p)) for p in inputs) or "(no input)"
+        raise DataError(f"No files to predict on in {where}"
+                        + (f" ({hidden} hidden entries skipped)." if hidden else "."),
+                        "give image files or folders that hold some")
     names = predictor.class_names
     with_faces = predictor.face_mode is not None
     with_top = predictor.min_confidence is not None
     header = ["path", "label", "confidence", *(["top_class"] if with_top else []),
               *[f"prob_{c}" for c in names],
               *(FACE_COLUMNS if with_faces else []), "error"]
-    summary = PredictSummary(n_files=len(files), n_hidden_skipped=hidden)
+    summary = PredictSummary(n_files=len(files) + len(found.skipped), n_hidden_skipped=hidden)
     labels: Counter[str] = Counter()
     faces_in_file = 0  # faces of the current file (its rows are consecutive): no per-file state
     with ExitStack() as stack:
@@ -322,9 +340,12 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]], predictor: Predic
         jstream = stack.enter_context(atomic_open(json_out, "w")) if json_out else None
         if jstream:
             jstream.write("[")
-        bar = stack.enter_context(progress_bar("predicting", total=len(files), unit="img"))
+        bar = stack.enter_context(progress_bar("predicting", total=summary.n_files, unit="img"))
         last_path = None
-        for i, pred in enumerate(predictor.predict_files(files)):
+        skipped_rows = (Prediction(str(path), "", float("nan"), (), reason)
+                        for path, reason in found.skipped)
+        rows = itertools.chain(predictor.predict_files(files), skipped_rows)
+        for i, pred in enumerate(rows):
             summary.n_rows += 1
             if pred.path != last_path:
                 bar.advance()
@@ -342,7 +363,8 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]], predictor: Predic
             if writer is not None:
                 writer.writerow(_csv_row(pred, len(names), with_faces, with_top))
             if jstream:
-                obj: dict[str, Any] = {"path": pred.path, "label": pred.label or None,
+                obj: dict[str, Any] = {"path": printable_name(pred.path),
+                                       "label": pred.label or None,
                                        "confidence": None if pred.error else pred.confidence,
                                        "probs": dict(zip(names, pred.probs, strict=False)),
                                        "error": pred.error}

@@ -139,3 +139,47 @@ def test_write_refuses_bad_input(tmp_path):
     with pytest.raises(ManifestError, match="empty"):
         write_manifest(Manifest(tmp_path / "m.csv", tmp_path, "x", [], [], {}), tmp_path)
     assert not (tmp_path / "manifest.csv").exists()
+
+
+def test_missing_files_are_listed_per_split(tmp_path):
+    path, root = _write(tmp_path)
+    make_image(root / "happy" / "a b (1).jpg")
+    make_image(root / "angry" / "sub" / "y.jpg")
+    outside = make_image(tmp_path / "secret.png")
+    (root / "angry" / "x.png").symlink_to(outside)  # escapes the root: counts as missing
+    m = read_manifest(path)
+    assert m.missing_files() == ["angry/x.png", "crying/z,comma.jpg"]
+    assert m.missing_files("train") == ["angry/x.png"]
+    assert m.missing_files(("val", "test")) == ["crying/z,comma.jpg"]
+
+
+def test_paths_are_kept_verbatim_and_unstorable_rows_refused(tmp_path):
+    """Found by tests/data/test_manifest_fuzz.py: the reader stripped a path's surrounding
+    whitespace (a class folder ' happy' gave paths that did not exist), and a carriage
+    return in a path was written unquoted and split the row."""
+    rows = _rows()
+    rows[0].path = " happy/a.jpg"
+    rows[1].path = "angry/trailing space.jpg\u2028"
+    path, _ = _write(tmp_path, rows)
+    assert read_manifest(path).rows == rows
+    for change, match in [(dict(path="angry/x\ry.jpg"), "carriage return"),
+                          (dict(label=" angry"), "cannot be stored"),
+                          (dict(label="angry\r"), "cannot be stored"),
+                          (dict(label=""), "empty label")]:
+        bad = _rows()
+        for k, v in change.items():
+            setattr(bad[2], k, v)
+        out = tmp_path / "bad"
+        with pytest.raises(ManifestError, match=match):
+            write_manifest(bad, out, {"name": "x"})
+        assert not out.exists()
+
+
+def test_dataset_json_root_must_be_a_path(tmp_path):
+    path, _ = _write(tmp_path)
+    info_path = path.parent / "dataset.json"
+    info = json.loads(info_path.read_text())
+    for bad in (5, ["a"], {"x": 1}):
+        info_path.write_text(json.dumps({**info, "root": bad}))
+        with pytest.raises(ManifestError, match="must be a folder path"):
+            read_manifest(path)

@@ -116,13 +116,30 @@ def _print_warnings(warnings: list[str]) -> None:
         stdout.print(f"[yellow]Warning:[/yellow] {escape(w)}")
 
 
-def _print_skipped(skipped: dict[str, int], skipped_files: list[dict[str, str]]) -> None:
+_MAX_LISTED = 10
+
+
+def _one_line(path: str) -> str:
+    """A file name on one line (newlines shown as ``\\n``)."""
+    return path.replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _print_skipped(skipped: dict[str, int], skipped_files: list[dict[str, str]],
+                   where: str = "dataset.json") -> None:
+    """The skip counts, then up to ten skipped files with their reasons."""
     if not skipped:
         stdout.print("Skipped: none")
         return
-    stdout.print("Skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
-    for f in [f for f in skipped_files if f.get("category") == "unreadable"][:10]:
-        stdout.print(f"  [dim]{escape(f['path'])}: {escape(f.get('reason', ''))}[/dim]")
+    total = sum(skipped.values())
+    stdout.print(f"Skipped: {total} (" + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
+                 + ")")
+    listed = [f for f in skipped_files if f.get("category") != "hidden"]
+    for f in listed[:_MAX_LISTED]:
+        stdout.print(f"  [dim]{escape(_one_line(f['path']))}: "
+                     f"{escape(f.get('reason', ''))}[/dim]")
+    more = total - skipped.get("hidden", 0) - min(len(listed), _MAX_LISTED)
+    if more > 0:
+        stdout.print(f"  [dim]... and {more} more (see {escape(where)})[/dim]")
 
 
 @app.command("prepare")
@@ -215,6 +232,11 @@ def _print_report(report: Any) -> None:
     if d["near_blank"] is not None:
         table.add_row("near-blank", str(len(d["near_blank"])))
     stdout.print(table)
+    if d["skipped"]:
+        _print_skipped(d["skipped"], d["skipped_files"],
+                       "--json" if d["kind"] == "folder" else "dataset.json")
+    for path in d["missing_files"][:_MAX_LISTED]:
+        stdout.print(f"  [dim]{escape(_one_line(path))}: missing[/dim]")
 
     table = Table(title=f"Duplicates (near: dHash within {d['near_duplicate_distance']} bits)")
     for col in ("kind", "groups", "images", "span splits", "conflicting labels"):

@@ -6,7 +6,9 @@ fetching itself is done by :mod:`babyemo.data.download`.
 
 Notes on checksums: GitHub ``/archive/<commit>.zip`` files are generated on the fly and are
 not guaranteed byte-stable (compression settings change over time), so the GitHub entries
-carry ``sha256=None``; the pinned commit id in the URL is what fixes their content.
+carry ``sha256=None``; the pinned commit id in the URL is what fixes their content. Every
+archive URL is ``https`` (checked before downloading) and every download has a size limit
+(:attr:`DatasetEntry.max_bytes`); an entry with a ``sha256`` is verified before use.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from babyemo.errors import unknown_name
+
+DEFAULT_ENTRY_MAX_BYTES = 2 * 2**30
+"""Download size limit of a catalogue archive (2 GiB): the images of the catalogue's GitHub
+archives take tens of megabytes (about 70 MB for the 1,200 infant images, 60 MB for
+FER-2013's 35,887), so anything near this limit is not the dataset."""
 
 KINDS = ("github-archive", "kaggle", "gdrive")
 """How a dataset is fetched: a zip of a GitHub commit, a Kaggle dataset (kagglehub) or a
@@ -42,6 +49,8 @@ class DatasetEntry:
         demographics: What is documented about the people in the images.
         description: Content and layout.
         size_note: Size in words, e.g. ``"1,200 images"``.
+        max_bytes: Largest archive download accepted, in bytes (a bigger or longer
+            download is refused and deleted); default :data:`DEFAULT_ENTRY_MAX_BYTES`.
     """
 
     name: str
@@ -58,6 +67,7 @@ class DatasetEntry:
     demographics: str
     description: str
     size_note: str
+    max_bytes: int = DEFAULT_ENTRY_MAX_BYTES
 
 
 _INFANT_COMMIT = "c50836c43f3c3403a0b62a13e544b31acbd40a24"

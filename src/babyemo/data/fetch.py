@@ -82,7 +82,7 @@ def _download_entry_archive(entry: DatasetEntry) -> Path:
     _require_https(entry.url)
     base = PurePosixPath(urllib.parse.unquote(urllib.parse.urlparse(entry.url).path)).name
     archive = paths.downloads_dir() / _safe_filename(f"{entry.name}-{base}")
-    return download_url(entry.url, archive, sha256=entry.sha256)
+    return download_url(entry.url, archive, sha256=entry.sha256, max_bytes=entry.max_bytes)
 
 
 def _install_archive(entry: DatasetEntry, archive: Path, final: Path) -> Path:

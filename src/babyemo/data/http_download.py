@@ -7,6 +7,7 @@ never leaves a truncated file under the final name.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import os
@@ -14,6 +15,7 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +128,52 @@ def _stream_to_part(url: str, part: Path, scheme: str, max_bytes: int, timeout: 
         raise DownloadError(f"Download of {url} failed: {e!r}.", _OFFLINE_HINT) from e
 
 
+@contextlib.contextmanager
+def _exclusive(dest: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<dest>.lock`` while downloading ``dest`` (POSIX only).
+
+    Two processes (or threads) fetching the same file, e.g. two ``babyemo predict --faces``
+    runs downloading the face detector on first use, would otherwise both append to one
+    ``.part`` file. The second waits, then finds ``dest`` complete. The lock file is
+    removed when released; a waiter that locked a removed file tries again.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock (concurrent downloads fail their checksum)
+        yield
+        return
+    lock = dest.with_name(dest.name + ".lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                logger.info("Waiting for another download of %s to finish", dest.name)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if current:
+            break
+        os.close(fd)  # the holder removed this lock file meanwhile: lock the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
+
+
+def _reusable(dest: Path, expected: str | None) -> bool:
+    """``dest`` exists and matches ``expected`` (any content when ``None``)."""
+    return dest.is_file() and (expected is None or sha256_file(dest) == expected)
+
+
 def download_url(
     url: str,
     dest: Path,
@@ -139,7 +187,8 @@ def download_url(
     The bytes stream into ``<dest>.part``. An existing ``.part`` is resumed with an HTTP
     ``Range`` request when the server answers ``206 Partial Content`` with the matching
     ``Content-Range``; otherwise the download restarts from the beginning. The ``.part``
-    is renamed to ``dest`` only when complete and verified.
+    is renamed to ``dest`` only when complete and verified. Concurrent downloads of the
+    same ``dest`` (processes or threads) take turns on a ``<dest>.lock`` file (POSIX).
 
     Args:
         url: ``https://``, ``http://`` or ``file://`` URL.
@@ -164,26 +213,30 @@ def download_url(
     if expected is not None and not re.fullmatch(r"[0-9a-f]{64}", expected):
         raise ConfigError(f"Invalid sha256 {sha256!r}.", "give 64 hexadecimal digits")
     if dest.is_file():
-        if expected is None or sha256_file(dest) == expected:
+        if _reusable(dest, expected):
             logger.info("Using already downloaded %s", dest)
             return dest
         logger.warning("%s does not match the expected SHA-256; downloading it again", dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    _stream_to_part(url, part, scheme, max_bytes, timeout, f"Downloading {dest.name}")
-    if expected is not None:
-        got = sha256_file(part)
-        if got != expected:
-            part.unlink(missing_ok=True)
-            raise DownloadError(
-                f"Checksum mismatch for {url}: expected sha256 {expected}, got {got}.",
-                "the file is corrupt or changed upstream; nothing was kept, try again",
-            )
-    try:
-        os.replace(part, dest)
-    except OSError as e:
-        raise DownloadError(f"Cannot move the download to {dest}: {e}.",
-                            "check that the path is a writable file name") from e
+    with _exclusive(dest):
+        if _reusable(dest, expected):  # another process finished it while we waited
+            logger.info("Using %s, downloaded meanwhile by another process", dest)
+            return dest
+        part = dest.with_name(dest.name + ".part")
+        _stream_to_part(url, part, scheme, max_bytes, timeout, f"Downloading {dest.name}")
+        if expected is not None:
+            got = sha256_file(part)
+            if got != expected:
+                part.unlink(missing_ok=True)
+                raise DownloadError(
+                    f"Checksum mismatch for {url}: expected sha256 {expected}, got {got}.",
+                    "the file is corrupt or changed upstream; nothing was kept, try again",
+                )
+        try:
+            os.replace(part, dest)
+        except OSError as e:
+            raise DownloadError(f"Cannot move the download to {dest}: {e}.",
+                                "check that the path is a writable file name") from e
     logger.info("Downloaded %s", dest)
     return dest
 

@@ -86,6 +86,11 @@ class DatasetReport:
         extension_mismatches: Files whose name ending does not match their format.
         extension_mismatch_examples: ``{"path", "format"}`` examples.
         unreadable: ``{"path", "reason"}`` of files that could not be decoded.
+        skipped_files: ``{"path", "reason", "category"}`` of every skipped file that is not
+            hidden (as recorded by the scan; capped at
+            :data:`~babyemo.data.scan.MAX_SKIPPED_FILES`).
+        missing_files: Manifest rows whose file no longer exists (a manifest only;
+            training and evaluation stop at them).
         skipped: Skip category → count (hidden, not_image, unreadable, ...).
         exact_duplicates: Byte-identical groups (same SHA-256).
         near_duplicates: Groups of images within ``near_duplicate_distance`` dHash bits
@@ -125,6 +130,8 @@ class DatasetReport:
     metadata: dict[str, Any] | None
     warnings: list[str]
     faces: dict[str, Any] | None = None
+    skipped_files: list[dict[str, str]] = field(default_factory=list)
+    missing_files: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-safe types (non-finite numbers become ``None``)."""
@@ -312,6 +319,7 @@ def _load(path: Path) -> tuple[list[_Item], dict[str, Any]]:
             "distance": info.get("near_duplicate_distance"),
             "metadata": manifest.path.parent / meta if meta else None,
             "class_names": manifest.class_names, "faces": _face_report(manifest),
+            "missing": manifest.missing_files(), "warnings": [],
         }
     if not path.is_dir():
         raise DataError(f"Nothing to inspect at {path}.",
@@ -327,6 +335,7 @@ def _load(path: Path) -> tuple[list[_Item], dict[str, Any]]:
         "modes": dict(sorted(Counter(im.mode for im in scan.images).items())),
         "near_blank": [im.path for im in scan.images if im.std < NEAR_BLANK_STD],
         "distance": None, "metadata": None, "class_names": scan.class_names, "faces": None,
+        "missing": [], "warnings": scan.warnings(),
     }
 
 
@@ -362,7 +371,12 @@ def inspect_dataset(path: str | os.PathLike[str],
     imbalance: dict[str, float | None] = {"all": _imbalance(overall)}
     if splits != ["all"]:
         imbalance.update({s: _imbalance(counts[s]) for s in splits})
-    warnings: list[str] = []
+    warnings: list[str] = list(ctx["warnings"])
+    missing_files: list[str] = ctx["missing"]
+    if missing_files:
+        warnings.append(f"{len(missing_files)} file(s) of the manifest are missing (e.g. "
+                        f"{', '.join(missing_files[:3])}): training and evaluation stop at "
+                        "them; prepare the dataset again")
 
     exact = _duplicate_stats(exact_duplicate_groups([it.sha256 for it in items]), items)
     distance = (near_duplicate_distance if near_duplicate_distance is not None
@@ -431,4 +445,6 @@ def inspect_dataset(path: str | os.PathLike[str],
         unreadable=unreadable, skipped=dict(ctx["skipped"]), exact_duplicates=exact,
         near_duplicates=near, near_duplicate_distance=distance, near_blank=near_blank,
         catalogue=catalogue, metadata=metadata, warnings=warnings, faces=faces,
+        skipped_files=[f for f in ctx["skipped_files"] if f.get("category") != "hidden"],
+        missing_files=missing_files,
     )

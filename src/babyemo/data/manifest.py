@@ -148,6 +148,30 @@ class Manifest:
         rel = row_or_relpath.path if isinstance(row_or_relpath, ManifestRow) else row_or_relpath
         return resolve_under(self.root, rel, self.path)
 
+    def missing_files(self, splits: str | Sequence[str] | None = None) -> list[str]:
+        """Row paths whose file is gone (or unreachable) under :attr:`root`, in row order.
+
+        One ``stat`` per row, nothing decoded: a cheap check before a long run (training
+        and evaluation stop at the first missing file). Paths that escape the root count
+        as missing.
+
+        Args:
+            splits: Only rows of this split or these splits (default: every row).
+        """
+        if isinstance(splits, str):
+            splits = (splits,)
+        missing = []
+        for row in self.rows:
+            if splits is not None and row.split not in splits:
+                continue
+            try:
+                ok = self.resolve(row).is_file()
+            except (ManifestError, OSError):
+                ok = False
+            if not ok:
+                missing.append(row.path)
+        return missing
+
     @property
     def has_faces(self) -> bool:
         """True when the manifest carries face-detection columns."""
@@ -253,6 +277,7 @@ def _read_info(folder: Path) -> dict[str, Any]:
 
 def _parse_row(raw: dict[str, str], line: int, where: Path) -> ManifestRow:
     values = {k: (raw.get(k) or "").strip() for k in COLUMNS + FACE_COLUMNS}
+    values["path"] = raw.get("path") or ""  # verbatim: a file name may end in a space
     if values["split"] not in SPLITS:
         raise ManifestError(f"{where}, line {line}: split {values['split']!r} is not one of "
                             f"{', '.join(SPLITS)}.", "re-split with `babyemo data split`")
@@ -301,6 +326,9 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     if not rows:
         raise ManifestError(f"{csv_path} has no rows.", _PREPARE_HINT)
     root_text = info.get("root")
+    if root_text is not None and not isinstance(root_text, str):
+        raise ManifestError(f"{csv_path.parent / INFO_FILE}: \"root\" must be a folder path, "
+                            f"got {root_text!r}.", "delete it and prepare the dataset again")
     root = Path(root_text) if root_text else csv_path.parent
     if not root.is_absolute():
         root = csv_path.parent / root
@@ -311,6 +339,31 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     name = str(info.get("name") or csv_path.parent.name)
     return Manifest(path=csv_path, root=root.resolve(), name=name, class_names=class_names,
                     rows=rows, info=info)
+
+
+def _check_writable(row: ManifestRow) -> None:
+    """Refuse a row that :func:`read_manifest` would refuse or read back differently.
+
+    Raises:
+        ManifestError: A bad split or path, an empty label, a text value with surrounding
+            whitespace (the reader strips it; the path is kept verbatim), or a carriage
+            return (the CSV writer does not quote it, so the reader would split the line).
+    """
+    if row.split not in SPLITS:
+        raise ManifestError(f"Row {row.path!r} has split {row.split!r}, not one of "
+                            f"{', '.join(SPLITS)}.")
+    check_relpath(row.path)
+    if "\r" in row.path:
+        raise ManifestError(f"Row path {row.path!r} contains a carriage return.",
+                            "rename the file; manifest paths are one CSV field each")
+    if not isinstance(row.label, str) or not row.label:
+        raise ManifestError(f"Row {row.path!r} has an empty label.")
+    for name in ("label", "sha256", "format", "dhash"):
+        value = getattr(row, name)
+        if isinstance(value, str) and (value != value.strip() or "\r" in value):
+            raise ManifestError(f"Row {row.path!r}: {name} {value!r} cannot be stored as is "
+                                "(surrounding whitespace or a carriage return).",
+                                "rename the class folder (or fix the value) without them")
 
 
 def write_manifest(manifest: Manifest | Sequence[ManifestRow], out_dir: str | os.PathLike[str],
@@ -327,7 +380,9 @@ def write_manifest(manifest: Manifest | Sequence[ManifestRow], out_dir: str | os
         The written ``manifest.csv`` path.
 
     Raises:
-        ManifestError: No rows, no info, or a row with a bad split or path.
+        ManifestError: No rows, no info, or a row that would not read back as written (a
+            bad split or path, an empty label, surrounding whitespace in a text value, or
+            a carriage return); nothing is written then.
     """
     if isinstance(manifest, Manifest):
         rows, info = manifest.rows, dict(info if info is not None else manifest.info)
@@ -339,10 +394,7 @@ def write_manifest(manifest: Manifest | Sequence[ManifestRow], out_dir: str | os
     if not rows:
         raise ManifestError("Refusing to write an empty manifest.")
     for row in rows:
-        if row.split not in SPLITS:
-            raise ManifestError(f"Row {row.path!r} has split {row.split!r}, not one of "
-                                f"{', '.join(SPLITS)}.")
-        check_relpath(row.path)
+        _check_writable(row)
     info["class_names"] = sorted({r.label for r in rows})
     info.setdefault("format", FORMAT_NAME)
     info.setdefault("format_version", FORMAT_VERSION)

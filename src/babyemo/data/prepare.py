@@ -159,7 +159,7 @@ def prepare(
         DataError: Source not found, bad layout, no images, one class, bad metadata.
         DownloadError: Fetching or extracting the source (or the detector's model) failed.
         RegistryError: Unknown face detector.
-        MissingDependencyError: The face detector needs ``babyemo[faces]``.
+        MissingDependencyError: OpenCV (the face detector) is not installed.
     """
     ratios = validate_ratios(split)
     if faces != "none":
@@ -175,7 +175,7 @@ def prepare(
     extra_groups: list[list[int]] = []
     meta_columns: list[str] = []
     meta_bytes: bytes | None = None
-    warnings: list[str] = []
+    warnings: list[str] = scan.warnings()
     if metadata is not None:
         meta_path = Path(metadata).expanduser()
         meta_columns, meta_rows = read_metadata(meta_path)

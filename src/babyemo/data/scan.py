@@ -21,7 +21,15 @@ from typing import Any
 
 from PIL import Image, ImageStat
 
-from babyemo.data.folders import SPLIT_ALIASES, is_hidden, visible_subdirs
+from babyemo.data.folders import (
+    SPLIT_ALIASES,
+    entry_problem,
+    is_hidden,
+    is_utf8,
+    os_error_reason,
+    printable_name,
+    visible_subdirs,
+)
 from babyemo.data.hashing import dhash
 from babyemo.data.images import IMAGE_SUFFIXES, load_image
 from babyemo.data.manifest import SPLITS
@@ -88,6 +96,8 @@ class ScanResult:
         skipped_files: ``{"path", "reason", "category"}`` of skipped files (not hidden
             ones), capped at :data:`MAX_SKIPPED_FILES`.
         ignored_folders: Top-level folders that are neither splits nor used.
+        empty_class_folders: Class folders (relative paths) without any readable image;
+            their name is not a class unless another split has images of it.
     """
 
     root: Path
@@ -98,6 +108,12 @@ class ScanResult:
     skipped: dict[str, int]
     skipped_files: list[dict[str, str]]
     ignored_folders: list[str] = field(default_factory=list)
+    empty_class_folders: list[str] = field(default_factory=list)
+
+    def warnings(self) -> list[str]:
+        """Problems of the folder worth telling the user (empty class folders)."""
+        return [f"class folder '{rel}' has no readable image (its files, if any, are "
+                "listed as skipped)" for rel in self.empty_class_folders]
 
 
 def _visible_subdirs(folder: Path) -> list[Path]:
@@ -147,8 +163,8 @@ class _Walker:
     def skip(self, rel: str, category: str, reason: str | None = None) -> None:
         self.skipped[category] += 1
         if category != "hidden" and len(self.skipped_files) < MAX_SKIPPED_FILES:
-            self.skipped_files.append({"path": rel, "reason": reason or category,
-                                       "category": category})
+            self.skipped_files.append({"path": printable_name(rel),
+                                       "reason": reason or category, "category": category})
 
     def inside(self, path: str) -> bool:
         real = os.path.realpath(path)
@@ -163,24 +179,40 @@ class _Walker:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
-            self.skip(rel, "unreadable", f"cannot list folder ({e.strerror or e})")
+            self.skip(rel, "unreadable", f"cannot list folder ({os_error_reason(e)})")
             return
         for entry in entries:
             child = f"{rel}/{entry.name}"
-            if is_hidden(entry.name):
-                self.skip(child, "hidden")
-            elif "\\" in entry.name or "\n" in entry.name or "\r" in entry.name:
-                self.skip(child, "unsupported_name", "file name has a backslash or newline")
-            elif entry.is_symlink() and not self.inside(entry.path):
-                self.skip(child, "outside_root", "symlink to a place outside the dataset")
-            elif entry.is_dir():
-                self.walk(entry.path, child, label, split)
-            elif not entry.is_file():
-                self.skip(child, "not_a_file", "not a regular file (broken link?)")
-            elif os.path.splitext(entry.name)[1].lower() not in IMAGE_SUFFIXES:
-                self.skip(child, "not_image", "file name does not end like an image")
-            else:
-                self.files.append((child, label, split, entry.path))
+            try:
+                self._classify(entry, child, label, split)
+            except OSError as e:  # a symlink loop, or the entry vanished or is unreadable
+                self.skip(child, "not_a_file", os_error_reason(e))
+
+    def _classify(self, entry: os.DirEntry[str], child: str, label: str,
+                  split: str | None) -> None:
+        """Queue ``entry`` (an image file), walk it (a folder) or skip it with a reason.
+
+        Raises:
+            OSError: ``entry`` cannot be examined (symlink loop, vanished, no permission).
+        """
+        if is_hidden(entry.name):
+            self.skip(child, "hidden")
+        elif ("\\" in entry.name or "\n" in entry.name or "\r" in entry.name
+              or entry.name != entry.name.strip()):
+            self.skip(child, "unsupported_name",
+                      "name has a backslash, a newline or leading/trailing spaces")
+        elif not is_utf8(child):
+            self.skip(child, "unsupported_name", "file or folder name is not valid UTF-8")
+        elif entry.is_symlink() and not self.inside(entry.path):
+            self.skip(child, "outside_root", "symlink to a place outside the dataset")
+        elif entry.is_dir():
+            self.walk(entry.path, child, label, split)
+        elif not entry.is_file():
+            self.skip(child, "not_a_file", entry_problem(entry.path) or "not a regular file")
+        elif os.path.splitext(entry.name)[1].lower() not in IMAGE_SUFFIXES:
+            self.skip(child, "not_image", "file name does not end like an image")
+        else:
+            self.files.append((child, label, split, entry.path))
 
 
 def probe_image(path: str | os.PathLike[str]) -> tuple[str, int, int, str, str, int, float]:
@@ -199,7 +231,7 @@ def probe_image(path: str | os.PathLike[str]) -> tuple[str, int, int, str, str, 
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise ImageError(f"{path}: cannot read file ({e.strerror or e}).") from e
+        raise ImageError(f"{path}: {os_error_reason(e)}.") from e
     sha = hashlib.sha256(data).hexdigest()
     gray = load_image(path, channels=1, draft_size=HASH_DECODE_SIZE)
     try:
@@ -297,23 +329,34 @@ def scan_folder(folder: str | os.PathLike[str], *, workers: int | None = None) -
     root = folder.resolve()
     layout, split_dirs, ignored = _layout(root)
     walker = _Walker(root)
+    class_dirs: list[tuple[str, str, str | None]] = []  # (rel, label, split)
     for split, split_dir in split_dirs:
         prefix = split_dir.relative_to(root).as_posix()
         if not walker.inside(str(split_dir)):
             raise DataError(f"{split_dir} is a link to a folder outside {root}.",
                             "prepare the linked folder itself, or copy it inside the dataset")
         classes = 0
-        for entry in sorted(split_dir.iterdir(), key=lambda p: p.name):
+        try:
+            entries = sorted(split_dir.iterdir(), key=lambda p: p.name)
+        except OSError as e:
+            raise DataError(f"Cannot list {split_dir} ({os_error_reason(e)}).",
+                            "check that the folder exists and is readable") from e
+        for entry in entries:
             rel = entry.name if prefix == "." else f"{prefix}/{entry.name}"
             if is_hidden(entry.name):
                 walker.skip(rel, "hidden")
+            elif not is_utf8(entry.name):
+                walker.skip(rel, "unsupported_name", "folder or file name is not valid UTF-8")
             elif entry.is_symlink() and not walker.inside(str(entry)):
                 walker.skip(rel, "outside_root", "symlink to a folder outside the dataset")
             elif entry.is_dir():
                 classes += 1
+                class_dirs.append((rel, entry.name, split))
                 walker.walk(str(entry), rel, entry.name, split)
             elif entry.is_file():
                 walker.skip(rel, "outside_class_folder", "not inside a class folder")
+            else:
+                walker.skip(rel, "not_a_file", entry_problem(entry) or "not a regular file")
         if classes == 0:
             where = split_dir if split is None else f"{split_dir} ({split} split)"
             raise DataError(f"{where} has no class folders.", _LAYOUT_HINT)
@@ -326,6 +369,8 @@ def scan_folder(folder: str | os.PathLike[str], *, workers: int | None = None) -
         else:
             images.append(ImageRecord(rel, label, split, *result))
     class_names = sorted({im.label for im in images})
+    found = {(im.split, im.label) for im in images}
+    empty = [rel for rel, label, split in class_dirs if (split, label) not in found]
     if not images:
         raise DataError(f"No readable images in {root} ({len(walker.files)} candidate "
                         f"file(s), skipped: {dict(walker.skipped) or 'none'}).", _LAYOUT_HINT)
@@ -337,7 +382,8 @@ def scan_folder(folder: str | os.PathLike[str], *, workers: int | None = None) -
                 len(class_names), dict(walker.skipped) or "none")
     return ScanResult(root=root, layout=layout, given_splits=given, images=images,
                       class_names=class_names, skipped=dict(walker.skipped),
-                      skipped_files=walker.skipped_files, ignored_folders=ignored)
+                      skipped_files=walker.skipped_files, ignored_folders=ignored,
+                      empty_class_folders=empty)
 
 
 __all__ = ["HASH_DECODE_SIZE", "ImageRecord", "ScanResult", "probe_image", "scan_folder"]
