@@ -94,7 +94,7 @@ def median_seconds(fn: Callable[[], object], repeat: int, warmup: int = 1) -> fl
     return statistics.median(times)
 
 
-def quick_checkpoint(data: Path, out: Path, *, epochs: int, arch: str = "resnet18",
+def quick_checkpoint(data: Path, out: Path, *, epochs: int, arch: str = "custom_resnet",
                      image_size: int | None = None) -> Path:
     """Prepare ``data`` (in the temporary home) and train ``arch`` for ``epochs`` on the CPU
     with the default recipe otherwise; print the setup time; return ``best.pt``."""

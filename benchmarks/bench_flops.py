@@ -1,7 +1,7 @@
 """Achieved GFLOP/s of the default model's forward pass vs a square matmul, in bf16 and
 fp32, measured in the same run.
 
-    .venv/bin/python benchmarks/bench_flops.py [--arch resnet18] [--batch-size 64] [--n 2048]
+    .venv/bin/python benchmarks/bench_flops.py [--arch custom_resnet] [--batch-size 64] [--n 2048]
 
 FLOPs of the forward are counted once with ``torch.utils.flop_counter.FlopCounterMode``
 (convolutions and matmuls, 2 FLOPs per multiply-add); a ``n x n x n`` matmul is
@@ -18,7 +18,7 @@ from _common import figure, median_seconds, print_machine, ratio
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--arch", default="custom_resnet")
     p.add_argument("--image-size", type=int, default=None, help="default: the arch's own")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--n", type=int, default=2048, help="matmul side")

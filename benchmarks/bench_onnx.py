@@ -5,7 +5,8 @@ fp32 torch's on the val and test splits.
 
     .venv/bin/python benchmarks/bench_onnx.py [--checkpoint best.pt] [--epochs 5] [--threads N]
 
-Without ``--checkpoint`` a resnet18 at 112 px is trained briefly on a fresh prepare of
+Without ``--checkpoint`` a custom_resnet (the default arch) at 112 px is trained briefly on
+a fresh prepare of
 infant-emotions (``--epochs``, default recipe otherwise). ``babyemo.export.export_onnx``
 then writes ``best.onnx`` and ``best.int8.onnx`` (calibrated on 200 images of the train
 split; it compares int8 with fp32 on val itself). The timed inputs are eval-transformed

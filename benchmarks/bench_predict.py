@@ -4,7 +4,8 @@ memory of prediction over 300 vs 3,000 files.
 
     .venv/bin/python benchmarks/bench_predict.py [--checkpoint best.pt] [--batch-size 32]
 
-Without ``--checkpoint`` a resnet18 is trained for one epoch on infant-emotions first
+Without ``--checkpoint`` a custom_resnet (the default arch) is trained for one epoch on
+infant-emotions first
 (the weights do not matter for speed). The model is warmed up with one batch before the
 timed runs. The naive loop opens each file with Pillow (full decode), applies the eval
 transform and runs the fp32 model on one image at a time under ``torch.no_grad``,

@@ -2,7 +2,7 @@
 (bf16 autocast + channels_last when the CPU has native bf16) vs plain fp32, for training
 and for inference.
 
-    .venv/bin/python benchmarks/bench_train.py [--epochs 6] [--arch resnet18] [--data DIR]
+    .venv/bin/python benchmarks/bench_train.py [--epochs 6] [--arch custom_resnet] [--data DIR]
 
 Both loops train on the same decoded images (the train split of a fresh `babyemo data
 prepare` of ``--data``), with the same arch, input size, batch size, train transform,
@@ -119,7 +119,7 @@ def inference_rates(images, spec, arch, num_classes, *, batch_size, batches,
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=DATA / "infant-emotions")
-    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--arch", default="custom_resnet")
     p.add_argument("--image-size", type=int, default=None, help="default: the arch's own")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=6, help="babyemo epochs (>= 2; 1 is skipped)")

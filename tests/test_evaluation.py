@@ -42,7 +42,10 @@ def test_evaluate_writes_reports(trained, prepared, tmp_path):
 
 
 def test_evaluate_by_model_name_and_default(trained, prepared):
+    from babyemo.models import store
+
     by_name = evaluate(model="tiny-eval", data=prepared, split="val", precision="fp32")
+    store.set_default("tiny-eval")  # else the packaged model (face crops) is the default
     default = evaluate(data=prepared, split="val", precision="fp32")
     assert by_name.metrics == default.metrics
     with pytest.raises(RegistryError, match="Unknown trained model"):

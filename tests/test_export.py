@@ -158,7 +158,7 @@ def test_predictions_of_onnxruntime_match_torch(exported):
     assert reports["onnxruntime"].engine["backend"] == "onnxruntime"
     assert reports["onnxruntime"].engine["onnx"].endswith("best.onnx")
     assert reports["torch"].engine == {"backend": "torch", "precision": "fp32",
-                                       "device": "cpu"}
+                                       "device": "cpu", "tta": False, "whole_images": False}
     int8 = evaluate(exported["ckpt"], data=exported["manifest"], split="val",
                     backend="onnxruntime", onnx=exported["result"].int8)
     assert int8.engine["precision"] == "int8" and "int8_eval" in int8.engine

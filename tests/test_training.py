@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from babyemo.checkpoint import load_checkpoint, read_checkpoint_dict
-from babyemo.config import TrainConfig
+from babyemo.config import InputSpec, TrainConfig
 from babyemo.errors import ConfigError, DataError
 from babyemo.models import store
 from babyemo.training import train
@@ -190,3 +190,29 @@ def test_train_splits_must_include_train_and_nothing_but_train_and_val(prepared,
     for bad in (("val",), ("train", "test"), ()):
         with pytest.raises(ConfigError, match="train_splits"):
             _config(prepared, tiny_arch, tmp_path / "run", train_splits=bad)
+
+
+def test_init_auto_uses_the_packaged_pretrained_model_when_the_arch_matches(prepared, tiny_arch,
+                                                                           tmp_path,
+                                                                           monkeypatch):
+    from babyemo.training import _resolve_init
+
+    donor = train(_config(prepared, tiny_arch, tmp_path / "donor", epochs=1, init="none"))
+    packaged = {store.PACKAGED_PRETRAINED: {"checkpoint": str(donor.best_checkpoint),
+                                            "packaged": True, "created": ""}}
+    spec = load_checkpoint(donor.best_checkpoint).input_spec
+    monkeypatch.setattr(store, "packaged_models", lambda: {})
+    assert _resolve_init(_config(prepared, tiny_arch, tmp_path / "x"), spec) is None
+    monkeypatch.setattr(store, "packaged_models", lambda: packaged)
+    assert TrainConfig().init == "auto" and TrainConfig().arch == "custom_resnet"
+    auto = _config(prepared, tiny_arch, tmp_path / "x", init="auto")
+    assert _resolve_init(auto, spec) == str(donor.best_checkpoint)
+    assert _resolve_init(_config(prepared, tiny_arch, tmp_path / "x", init="none"), spec) is None
+    other_arch = _config(prepared, tiny_arch, tmp_path / "x", init="auto")
+    other_arch.arch = "custom_resnet"
+    assert _resolve_init(other_arch, spec) is None  # the packaged model is another arch
+    gray = InputSpec(size=spec.size, channels=1, mean=(0.5,), std=(0.5,))
+    assert _resolve_init(auto, gray) is None  # a grayscale model cannot take RGB weights
+    tuned = train(_config(prepared, tiny_arch, tmp_path / "tuned", epochs=1, init="auto"))
+    assert load_checkpoint(tuned.best_checkpoint).train["init"]["checkpoint"] == \
+        str(donor.best_checkpoint.resolve())

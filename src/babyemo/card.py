@@ -48,7 +48,8 @@ def _evaluation_section(ev: dict[str, Any]) -> list[str]:
     title = f"### {ev['dataset']}, split `{ev['split']}`" + (f" ({where})" if where else "")
     lines = [title, ""]
     facts = [f"n = {ev['n']}", f"engine {engine.get('backend', 'torch')} "
-             f"{engine.get('precision', '')}" + (" + flip TTA" if engine.get("tta") else "")]
+             f"{engine.get('precision', '')}" + (" + flip TTA" if engine.get("tta") else "")
+             + (", whole images (no face crop)" if engine.get("whole_images") else "")]
     if ev.get("label_map"):
         facts.append(f"label map {ev['label_map']}")
     lines += [", ".join(facts) + f"; evaluated {ev.get('created', '')}.", ""]
@@ -129,7 +130,10 @@ def model_card(ckpt: Checkpoint, name: str | None = None) -> str:
                                  if faces else "no (whole images)") + ".",
              f"- Calibration: temperature {ckpt.temperature:.3f}"
              + (f" (fitted on {ckpt.calibration.get('fitted_on')}, n = "
-                f"{ckpt.calibration.get('n')})" if ckpt.calibration else " (uncalibrated)")
+                f"{ckpt.calibration.get('n')}"
+                + (", of the same recipe trained on train only"
+                   if ckpt.calibration.get("copied_from") else "") + ")"
+                if ckpt.calibration else " (uncalibrated)")
              + ".",
              f"- babyemo {ckpt.raw.get('babyemo_version')}, created {ckpt.raw.get('created')}.",
              "", "## Intended use", "", card.get("intended_use", INTENDED_USE), "",

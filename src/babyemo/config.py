@@ -183,7 +183,7 @@ class TrainConfig:
     """
 
     data: str | None = None
-    arch: str = "resnet18"
+    arch: str = "custom_resnet"
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     pretrained: bool = False
     image_size: int | None = None
@@ -206,7 +206,7 @@ class TrainConfig:
     out: str | None = None
     overwrite: bool = False
     resume: bool = False
-    init: str | None = None
+    init: str | None = "auto"
     name: str | None = None
     faces: str = "auto"
     face_margin: float = 0.25

@@ -80,7 +80,8 @@ class EvalReport:
             ``precision`` (``fp32``, ``bf16``, ``fp16`` or ``int8``), ``device`` and, for
             onnxruntime, ``onnx`` (the file) and, for an int8 file, ``int8_eval`` (its
             comparison with fp32 at export, see :class:`babyemo.export.ExportResult`),
-            and ``tta`` (flip test-time augmentation).
+            ``tta`` (flip test-time augmentation) and ``whole_images`` (a face-crop model
+            given whole images, ``faces="none"``).
         where: The metadata conditions the evaluated rows met (``{column: value}``; empty:
             the whole split).
     """
@@ -119,7 +120,8 @@ class EvalReport:
         pairs = ",".join(f"{a}={b}" for a, b in sorted(
             (self.label_map or {}).get("pairs", {}).items()))
         engine = f"{self.engine.get('backend', 'torch')}-{self.engine.get('precision', '')}"
-        tta = "+tta" if self.engine.get("tta") else ""
+        tta = ("+tta" if self.engine.get("tta") else "") + (
+            "+whole" if self.engine.get("whole_images") else "")
         key = f"{dataset}|{self.split}|{where}|{pairs}|{engine}{tta}"
         cal = self.calibration
         out: dict[str, Any] = {
@@ -206,7 +208,7 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
              n_bins: int = DEFAULT_BINS, backend: str = "torch",
              onnx: str | os.PathLike[str] | None = None, tta: bool = False,
              where: Mapping[str, str] | Sequence[str] | str | None = None,
-             record: bool = False) -> EvalReport:
+             record: bool = False, faces: str = "auto") -> EvalReport:
     """Evaluate a trained model on one split of a prepared dataset.
 
     Class names and preprocessing come from the checkpoint; the manifest's labels are
@@ -244,6 +246,8 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
             half: ``fer_subset=PrivateTest``; see :func:`filter_rows`).
         record: Also store :meth:`EvalReport.summary` in the checkpoint's ``evaluations``
             (:func:`babyemo.checkpoint.record_evaluation`), for its model card.
+        faces: ``"auto"``: crop faces as the model was trained (from the manifest's boxes);
+            ``"none"``: whole images (for datasets of face crops such as FER-2013).
 
     Returns:
         The :class:`EvalReport`.
@@ -253,7 +257,8 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
         CheckpointError: Unusable checkpoint.
         ExportError: No exported ONNX file, or one that does not match the checkpoint.
         MissingDependencyError: onnxruntime is not installed (backend ``onnxruntime``).
-        ConfigError: A label-map entry that names no model class / dataset label.
+        ConfigError: A label-map entry that names no model class / dataset label, or an
+            unknown ``faces``.
         DataError: Empty split, labels not among the checkpoint's class names (without
             ``label_map``), no row left after mapping or ``where``, or no metadata / column
             for ``slice_by`` or ``where``.
@@ -267,7 +272,9 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
     mapping = None
     if label_map is not None:
         manifest, mapping = apply_label_map(manifest, split, ckpt.class_names, label_map)
-    dataset = checkpoint_dataset(manifest, split, ckpt)
+    if faces not in ("auto", "none"):
+        raise ConfigError(f"Unknown --faces '{faces}'.", "use auto or none")
+    dataset = checkpoint_dataset(manifest, split, ckpt, whole_images=faces == "none")
     engine = create_engine(ckpt, backend=backend, onnx=onnx, device=device, precision=precision,
                            tta=tta)
     logits = predict_logits(ckpt, dataset, batch_size=batch_size, num_workers=num_workers,
@@ -285,7 +292,8 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
                         class_names=ckpt.class_names, metrics=metrics, paths=dataset.rel_paths,
                         y_true=y_true, y_pred=y_pred, probs=probs,
                         calibration=calibration_report(ckpt, logits, y_true, n_bins),
-                        engine=engine_info(engine))
+                        engine={**engine_info(engine),
+                                "whole_images": faces == "none" and ckpt.faces is not None})
     if conditions:
         report.where = conditions
     if mapping is not None:

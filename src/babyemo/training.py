@@ -14,6 +14,7 @@ uninterrupted run would.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import inspect
 import json
@@ -21,6 +22,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from torch.utils.data import DataLoader
 
 from babyemo import reports
 from babyemo.checkpoint import load_checkpoint, read_checkpoint_dict, save_checkpoint
-from babyemo.config import CacheMode, OptimizerName, SchedulerName, TrainConfig
+from babyemo.config import CacheMode, InputSpec, OptimizerName, SchedulerName, TrainConfig
 from babyemo.data.dataset import ManifestDataset
 from babyemo.data.image_cache import make_cache
 from babyemo.data.manifest import Manifest, read_manifest
@@ -44,7 +46,7 @@ from babyemo.devices import (
     set_cpu_threads,
 )
 from babyemo.errors import ConfigError, DataError
-from babyemo.io import atomic_write_text
+from babyemo.io import atomic_write_text, remove_stale_temps
 from babyemo.metrics import classification_metrics
 from babyemo.models import store
 from babyemo.models.registry import create_model, get_arch
@@ -153,6 +155,33 @@ def _init_from(model: nn.Module, path: str, class_names: list[str]) -> dict[str,
             "epoch": ckpt.train.get("epoch"), "input_size": ckpt.input_spec.size,
             "val_macro_f1": (ckpt.metrics.get("val") or {}).get("macro_f1"),
             "tensors_loaded": len(loadable), "tensors": len(own), "head_classes": shared}
+
+
+def _resolve_init(config: TrainConfig, spec: InputSpec) -> str | None:
+    """The checkpoint file ``config.init`` names, or ``None`` for no initialisation.
+
+    ``"auto"`` (the default recipe) is the packaged adult-face model
+    (:data:`babyemo.models.store.PACKAGED_PRETRAINED`, custom_resnet pretrained on
+    FER-2013; see ``docs/recipes.md``) when it is installed, has the same arch and input
+    channels and ``--pretrained`` is off; otherwise no initialisation. ``"none"`` or
+    ``None``: none. Anything else: a file or a trained model's name.
+
+    Raises:
+        RegistryError: Neither a file nor a trained model's name.
+    """
+    if config.init in (None, "", "none"):
+        return None
+    if config.init != "auto":
+        return str(store.checkpoint_or_model(config.init))
+    packaged = store.packaged_models().get(store.PACKAGED_PRETRAINED)
+    if config.pretrained or packaged is None:
+        return None
+    ckpt = load_checkpoint(packaged["checkpoint"])
+    if ckpt.arch != config.arch or ckpt.input_spec.channels != spec.channels:
+        log.info("--init auto: no pretrained %s model packaged; training from scratch.",
+                 config.arch)
+        return None
+    return packaged["checkpoint"]
 
 
 def _head_keys(model: nn.Module) -> set[str]:
@@ -328,6 +357,24 @@ def _calibrate_best(best_path: Path, val_ds: ManifestDataset | None, config: Tra
                          num_workers=config.num_workers)
 
 
+@contextlib.contextmanager
+def _interrupt_hint(run_dir: Path, finished: list[int]) -> Iterator[None]:
+    """On Ctrl-C, log what ``last.pt`` holds and how to continue, then re-raise.
+
+    Every file of the run is written atomically, so ``last.pt`` is always a whole
+    checkpoint of the last finished epoch (``finished[0]``, updated by the caller);
+    ``--resume`` repeats the interrupted epoch.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        held = (f"{run_dir / 'last.pt'} holds epoch {finished[0]}" if finished[0]
+                else f"no epoch finished in {run_dir}")
+        log.warning("Interrupted: %s; continue with `babyemo train --resume --out %s`.", held,
+                    run_dir)
+        raise
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Train ``config.arch`` on the manifest ``config.data`` (default: last prepared).
 
@@ -363,6 +410,8 @@ def train(config: TrainConfig) -> TrainResult:
                                         "out": str(run_dir)})
         resume_state = saved
         info = get_arch(config.arch)
+        for stale_file in remove_stale_temps(run_dir):  # left by a killed (SIGKILL) run
+            log.info("Removed %s, a partial file of the interrupted run", stale_file.name)
     name = config.name or run_dir.resolve().name
     store.check_name_free(name, run_dir / "best.pt")
     manifest_path = Path(config.data) if config.data else last_manifest()
@@ -378,8 +427,9 @@ def train(config: TrainConfig) -> TrainResult:
     model = create_model(config.arch, num_classes=len(class_names), pretrained=config.pretrained,
                          **arch_kwargs)
     init_info = None
-    if config.init and resume_state is None:
-        init_info = _init_from(model, str(store.checkpoint_or_model(config.init)), class_names)
+    init_path = _resolve_init(config, spec) if resume_state is None else None
+    if init_path is not None:
+        init_info = _init_from(model, init_path, class_names)
     elif resume_state is not None:
         init_info = resume_state.get("train", {}).get("init")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -453,64 +503,67 @@ def train(config: TrainConfig) -> TrainResult:
     stopped_early = False
     epoch = first_epoch - 1
     val_loader = _loader(val_ds, config, device, shuffle=False) if val_ds else None
-    for epoch in range(first_epoch, config.epochs + 1):
-        t0 = time.perf_counter()
-        torch.manual_seed(config.seed + epoch)
-        loader = _loader(train_ds, config, device, shuffle=True, epoch_seed=config.seed + epoch)
-        row: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-        stats = runner.train_epoch(loader, optimizer, f"epoch {epoch}/{config.epochs}")
-        n_seen = stats.pop("n")
-        row.update(stats)
-        row["images_per_s"] = n_seen / max(time.perf_counter() - t0, 1e-9)
-        epoch_metrics: dict[str, Any] = {}
-        if val_loader is not None:
-            val_loss, y_true, y_pred = runner.evaluate(val_loader)
-            epoch_metrics = classification_metrics(y_true, y_pred, class_names)
-            row.update(val_loss=val_loss, val_acc=epoch_metrics["accuracy"],
-                       val_balanced_acc=epoch_metrics["balanced_accuracy"],
-                       val_macro_f1=epoch_metrics["macro_f1"])
-            for c in class_names:
-                row[f"val_acc_{c}"] = epoch_metrics["per_class"][c]["recall"]
-        row["seconds"] = time.perf_counter() - t0
-        history.append(row)
+    finished = [first_epoch - 1]  # the epoch last.pt holds
+    with _interrupt_hint(run_dir, finished):
+        for epoch in range(first_epoch, config.epochs + 1):
+            t0 = time.perf_counter()
+            torch.manual_seed(config.seed + epoch)
+            loader = _loader(train_ds, config, device, shuffle=True, epoch_seed=config.seed + epoch)
+            row: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+            stats = runner.train_epoch(loader, optimizer, f"epoch {epoch}/{config.epochs}")
+            n_seen = stats.pop("n")
+            row.update(stats)
+            row["images_per_s"] = n_seen / max(time.perf_counter() - t0, 1e-9)
+            epoch_metrics: dict[str, Any] = {}
+            if val_loader is not None:
+                val_loss, y_true, y_pred = runner.evaluate(val_loader)
+                epoch_metrics = classification_metrics(y_true, y_pred, class_names)
+                row.update(val_loss=val_loss, val_acc=epoch_metrics["accuracy"],
+                           val_balanced_acc=epoch_metrics["balanced_accuracy"],
+                           val_macro_f1=epoch_metrics["macro_f1"])
+                for c in class_names:
+                    row[f"val_acc_{c}"] = epoch_metrics["per_class"][c]["recall"]
+            row["seconds"] = time.perf_counter() - t0
+            history.append(row)
 
-        score = row.get("val_macro_f1", epoch)  # without val: the last epoch is best
-        loss_key = row.get("val_loss", row["train_loss"])
-        improved = score > best["macro_f1"] or (score == best["macro_f1"]
-                                                and loss_key < best["val_loss"])
-        if scheduler is not None:
-            if config.scheduler is SchedulerName.plateau:
-                scheduler.step(row.get("val_macro_f1", row["train_acc"]))
+            score = row.get("val_macro_f1", epoch)  # without val: the last epoch is best
+            loss_key = row.get("val_loss", row["train_loss"])
+            improved = score > best["macro_f1"] or (score == best["macro_f1"]
+                                                    and loss_key < best["val_loss"])
+            if scheduler is not None:
+                if config.scheduler is SchedulerName.plateau:
+                    scheduler.step(row.get("val_macro_f1", row["train_acc"]))
+                else:
+                    scheduler.step()
+            train_info = {**provenance, "epoch": epoch, "history_len": len(history)}
+            if improved:
+                best = {"epoch": epoch, "macro_f1": score, "val_loss": loss_key,
+                        "metrics": epoch_metrics}
+                stale = 0
+                save_checkpoint(run_dir / "best.pt", model=model, arch=config.arch,
+                                arch_kwargs=arch_kwargs, class_names=class_names, input_spec=spec,
+                                train=train_info, metrics={"val": epoch_metrics, "epoch": epoch},
+                                faces=faces)
             else:
-                scheduler.step()
-        train_info = {**provenance, "epoch": epoch, "history_len": len(history)}
-        if improved:
-            best = {"epoch": epoch, "macro_f1": score, "val_loss": loss_key,
-                    "metrics": epoch_metrics}
-            stale = 0
-            save_checkpoint(run_dir / "best.pt", model=model, arch=config.arch,
+                stale += 1
+            resume = {"optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                      "scaler": runner.scaler.state_dict() if runner.scaler is not None else None,
+                      "epoch": epoch, "history": history, "best": best, "stale": stale}
+            save_checkpoint(run_dir / "last.pt", model=model, arch=config.arch,
                             arch_kwargs=arch_kwargs, class_names=class_names, input_spec=spec,
                             train=train_info, metrics={"val": epoch_metrics, "epoch": epoch},
-                            faces=faces)
-        else:
-            stale += 1
-        resume = {"optimizer": optimizer.state_dict(),
-                  "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                  "scaler": runner.scaler.state_dict() if runner.scaler is not None else None,
-                  "epoch": epoch, "history": history, "best": best, "stale": stale}
-        save_checkpoint(run_dir / "last.pt", model=model, arch=config.arch,
-                        arch_kwargs=arch_kwargs, class_names=class_names, input_spec=spec,
-                        train=train_info, metrics={"val": epoch_metrics, "epoch": epoch},
-                        faces=faces, resume=resume)
-        _write_history(run_dir, history, class_names)
-        log.info(_summary_line(row, config.epochs, class_names))
-        if config.early_stopping is not None and stale >= config.early_stopping:
-            log.info("Early stopping: no val macro-F1 gain for %d epochs.", stale)
-            stopped_early = True
-            break
+                            faces=faces, resume=resume)
+            finished[0] = epoch
+            _write_history(run_dir, history, class_names)
+            log.info(_summary_line(row, config.epochs, class_names))
+            if config.early_stopping is not None and stale >= config.early_stopping:
+                log.info("Early stopping: no val macro-F1 gain for %d epochs.", stale)
+                stopped_early = True
+                break
 
-    best_path = run_dir / "best.pt"
-    _calibrate_best(best_path, val_ds, config, device)
+        best_path = run_dir / "best.pt"
+        _calibrate_best(best_path, val_ds, config, device)
     store.register_trained(name, best_path, arch=config.arch, class_names=class_names,
                            dataset=manifest.name, best_epoch=best["epoch"],
                            val_macro_f1=best["metrics"].get("macro_f1"))

@@ -89,7 +89,7 @@ def test_predict_strict_fails_on_bad_file(prepared, tiny_arch, tmp_path):
     photos.mkdir()
     (photos / "bad.jpg").write_bytes(b"garbage")
     result = runner.invoke(app, ["predict", str(photos), "--csv", str(tmp_path / "o.csv"),
-                                 "--strict"])
+                                 "--strict", "--checkpoint", str(tmp_path / "run" / "best.pt")])
     assert result.exit_code == 1 and "1 failed" in result.output
     assert (tmp_path / "o.csv").is_file()
 

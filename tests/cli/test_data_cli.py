@@ -128,7 +128,8 @@ def test_data_metadata_writes_stock_csv(tmp_path):
     result = _ok(["data", "metadata", str(root), "--out", str(tmp_path / "meta.csv")])
     assert "stock: 1" in result.stdout and "istock" in result.stdout
     lines = (tmp_path / "meta.csv").read_text().splitlines()
-    assert lines[0] == "path,source,stock_site" and len(lines) == 1 + 3 * 3
+    assert lines[0] == "path,source,stock_site,fer_subset,train_duplicate"
+    assert len(lines) == 1 + 3 * 3
     result = runner.invoke(app, ["data", "metadata", str(tmp_path / "nope" / "x"), "--out",
                                  str(tmp_path / "m.csv")])
     assert result.exit_code == 1 and "Error:" in result.stderr

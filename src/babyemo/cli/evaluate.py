@@ -42,6 +42,9 @@ def evaluate_command(
     where: list[str] = typer.Option(None, "--where", metavar="COLUMN=VALUE",
                                     help="Evaluate only rows whose metadata column has this "
                                     "value (repeatable; e.g. fer_subset=PrivateTest)."),
+    faces: str = typer.Option("auto", "--faces", help="auto (crop faces as the model was "
+                              "trained) or none (whole images: for datasets of face crops "
+                              "such as FER-2013)."),
     backend: Backend = BACKEND_OPTION,
     onnx: Path = ONNX_OPTION,
     tta: bool = TTA_OPTION,
@@ -63,7 +66,8 @@ def evaluate_command(
                       precision=precision, batch_size=batch_size, bootstrap=bootstrap,
                       label_map=label_map or None, slice_by=slice_by, metadata=metadata,
                       backend=backend.value, onnx=onnx,
-                      tta=tta, where=where or None, record=record)
+                      tta=tta, where=where or None, record=record,
+                      faces=faces)
     if as_json:
         import json
 

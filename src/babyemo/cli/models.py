@@ -52,6 +52,12 @@ def list_command(
     for col in ("arch", "classes", "val macro-F1", "created", "checkpoint"):
         table.add_column(col, overflow="fold")
     for name, rec in reversed(trained.items()):
+        if rec.get("packaged"):
+            from babyemo.checkpoint import load_checkpoint
+
+            ckpt = load_checkpoint(rec["checkpoint"])
+            rec = {**rec, "arch": ckpt.arch, "class_names": ckpt.class_names,
+                   "val_macro_f1": (ckpt.metrics.get("val") or {}).get("macro_f1")}
         f1 = rec.get("val_macro_f1")
         label = name + (" (packaged)" if rec.get("packaged") else "")
         cells = [label + (" (default)" if name == default else ""), rec.get("arch", ""),

@@ -39,9 +39,9 @@ def train_command(
     seed: int = typer.Option(_D.seed, "--seed"),
     precision: Precision = typer.Option(_D.precision, "--precision"),
     pretrained: bool = typer.Option(False, "--pretrained", help="Start from ImageNet weights."),
-    init: str = typer.Option(None, "--init", help="Fine-tune from a babyemo checkpoint: a .pt "
-                             "file or a trained model's name (e.g. the packaged "
-                             "babyemo-fer2013)."),
+    init: str = typer.Option(_D.init, "--init", help="Fine-tune from a babyemo checkpoint: "
+                             "auto (the packaged babyemo-fer2013 adult-face model when the "
+                             "arch matches), none, a .pt file or a trained model's name."),
     out: Path = typer.Option(None, "--out", help="Run folder (default runs/<time>-<arch>)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Reuse a non-empty --out."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),

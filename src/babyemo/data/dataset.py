@@ -6,8 +6,7 @@ Both decode with :func:`babyemo.data.images.load_image` at the same draft size
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,8 +59,8 @@ class ManifestDataset(Dataset):
             (counted in :attr:`n_without_face`). ``None`` uses whole images.
 
     Raises:
-        DataError: The split is empty, has a label not in ``class_names``, or ``crop`` is
-            given but the manifest has no face boxes.
+        DataError: The split is empty, has a label not in ``class_names``, a file of it is
+            missing, or ``crop`` is given but the manifest has no face boxes.
     """
 
     def __init__(self, manifest: Manifest, split: str | Sequence[str] | None,
@@ -91,7 +90,12 @@ class ManifestDataset(Dataset):
         self.crop = crop
         self.faces = [r.face for r in rows]
         self.n_without_face = sum(1 for f in self.faces if f is None) if crop else 0
-        self.paths = [manifest.resolve(r) for r in rows]
+        self.paths = [manifest.resolve(r) for r in rows]  # ManifestError: escapes the root
+        missing = [r.path for r, p in zip(rows, self.paths, strict=True) if not p.is_file()]
+        if missing:
+            raise DataError(f"{len(missing)} file(s) of {manifest.path} are missing or "
+                            f"unreachable (e.g. {missing[0]}).",
+                            "restore them, or prepare the dataset again")
         self.rel_paths = [r.path for r in rows]
         self.targets = [index[r.label] for r in rows]
         self.sha256 = [r.sha256 for r in rows]
@@ -128,7 +132,8 @@ class ManifestDataset(Dataset):
         return self.transform(self.load(i)), self.targets[i]
 
 
-def checkpoint_dataset(manifest: Manifest, split: str | None, ckpt: Any) -> ManifestDataset:
+def checkpoint_dataset(manifest: Manifest, split: str | None, ckpt: Any,
+                       whole_images: bool = False) -> ManifestDataset:
     """A split as a checkpoint's model sees it at evaluation: the checkpoint's class names,
     input spec, evaluation transform and face crops.
 
@@ -136,6 +141,8 @@ def checkpoint_dataset(manifest: Manifest, split: str | None, ckpt: Any) -> Mani
         manifest: The dataset.
         split: ``"train"``, ``"val"``, ``"test"``; ``"all"`` or ``None`` for every row.
         ckpt: A :class:`babyemo.checkpoint.Checkpoint`.
+        whole_images: Use whole images even if the model was trained on face crops (for
+            datasets whose images already are face crops, e.g. FER-2013).
 
     Raises:
         DataError: See :class:`ManifestDataset`.
@@ -144,7 +151,7 @@ def checkpoint_dataset(manifest: Manifest, split: str | None, ckpt: Any) -> Mani
 
     return ManifestDataset(manifest, None if split in (None, "all") else split,
                            ckpt.class_names, ckpt.input_spec, eval_transform(ckpt.input_spec),
-                           crop=ckpt.crop_spec)
+                           crop=None if whole_images else ckpt.crop_spec)
 
 
 def load_face_crop(path: Path, face: dict[str, Any] | None, crop: Any,
@@ -163,44 +170,6 @@ def load_face_crop(path: Path, face: dict[str, Any] | None, crop: Any,
     if face is not None:
         img = crop_face(img, Face.from_dict(face), crop, out_size=size)
     return img if spec.channels == 3 else img.convert("L")
-
-
-def find_images(inputs: Iterable[str | os.PathLike[str]], recursive: bool = True
-                ) -> tuple[list[Path], int]:
-    """Expand files and folders into a sorted list of files to predict on.
-
-    Files named directly are always kept. Inside folders every visible regular file is
-    kept (non-images become error rows later, never silently dropped); hidden files and
-    folders (name starting with ``.``) are skipped and counted.
-
-    Returns:
-        ``(files, n_hidden_skipped)``.
-
-    Raises:
-        DataError: An input path does not exist.
-    """
-    files: list[Path] = []
-    hidden = 0
-    for item in inputs:
-        path = Path(item)
-        if path.is_file():
-            files.append(path)
-            continue
-        if not path.is_dir():
-            raise DataError(f"No such file or folder: {path}", "check the path")
-        walker = os.walk(path, followlinks=False) if recursive else [
-            (str(path), [], [p.name for p in path.iterdir()])]
-        for dirpath, dirnames, filenames in walker:
-            hidden += sum(d.startswith(".") for d in dirnames)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.startswith("."):
-                    hidden += 1
-                    continue
-                candidate = Path(dirpath) / name
-                if candidate.is_file() or candidate.is_symlink():
-                    files.append(candidate)
-    return files, hidden
 
 
 @dataclass(frozen=True)

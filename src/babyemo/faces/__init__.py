@@ -8,7 +8,7 @@ Detect faces with a registered detector, then cut square, eye-aligned crops::
     faces = detector.detect(image)             # best first, original-image pixels
     crop = crop_face(image, faces[0], CropSpec(margin=0.25, align=True), out_size=224)
 
-Detectors: ``yunet`` (default; needs ``pip install 'babyemo[faces]'``) and ``none`` (the image
+Detectors: ``yunet`` (default; OpenCV) and ``none`` (the image
 is already a face crop: one face covering the whole image).
 """
 

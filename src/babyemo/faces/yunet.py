@@ -36,11 +36,12 @@ TINY_UPSCALE_TO = 320
 
 
 def import_cv2() -> Any:
-    """Import ``cv2`` or raise :class:`MissingDependencyError` naming the ``faces`` extra."""
+    """Import ``cv2`` or raise :class:`MissingDependencyError` (a dependency of babyemo,
+    missing only from a broken or hand-made install)."""
     try:
         import cv2
     except ImportError:
-        raise MissingDependencyError("opencv-python-headless", "faces",
+        raise MissingDependencyError("opencv-python-headless", None,
                                      "Face detection with yunet") from None
     return cv2
 
@@ -177,7 +178,7 @@ def _to_face(row: Any, sx: float, sy: float) -> Face | None:
 
 
 @register_detector("yunet", description="YuNet (Wu et al. 2023, OpenCV Zoo, MIT) via OpenCV "
-                   "FaceDetectorYN: box, score and 5 landmarks; needs babyemo[faces]")
+                   "FaceDetectorYN: box, score and 5 landmarks")
 def _make_yunet(*, score_threshold: float = 0.6, nms_threshold: float = 0.3, top_k: int = 50,
                 max_side: int = 640, model_file: str = YUNET_MODEL) -> YuNetDetector:
     return YuNetDetector(score_threshold=score_threshold, nms_threshold=nms_threshold,

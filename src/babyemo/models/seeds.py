@@ -151,7 +151,7 @@ def _final_side(name: str, input_size: int, shrink: Callable[[int], int], stages
 
 @register_arch(
     "custom_resnet",
-    default_input=_half_spec(128, 3),
+    default_input=_half_spec(112, 3),  # the script used 128; 112 is the recipe (recipes.md)
     description="Custom ResNet of Conv-BN-ReLU residual blocks (He et al. 2016); reproduces the "
                 "5-class RGB emotion script babyemo grew from",
 )

@@ -20,6 +20,8 @@ from babyemo.io import atomic_write_text
 
 PACKAGED_MODEL = "babyemo-infant"
 """Name of the packaged default model (``babyemo/models/weights/<name>.pt``)."""
+PACKAGED_PRETRAINED = "babyemo-fer2013"
+"""Name of the packaged adult-face model that ``train --init auto`` fine-tunes from."""
 
 
 def packaged_models() -> dict[str, dict[str, Any]]:
