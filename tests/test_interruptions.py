@@ -159,6 +159,15 @@ def _assert_same_run(resumed_dir: Path, reference_dir: Path) -> None:
     assert rows(resumed_dir) == rows(reference_dir)
 
 
+def _parked_train(prepared, tiny_arch, tmp_path: Path, hook: str):
+    """Start ``babyemo train`` in a child process and wait until ``hook`` parks it;
+    returns ``(run folder, process, log file)``."""
+    run = tmp_path / "run"
+    proc, sentinel, log = _child(tmp_path, _train_args(prepared, tiny_arch, run), hook=hook)
+    _wait_parked(proc, sentinel, log)
+    return run, proc, log
+
+
 def _no_temp_files(folder: Path) -> bool:
     return not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
 
@@ -166,10 +175,8 @@ def _no_temp_files(folder: Path) -> bool:
 @POSIX_SIGNALS
 def test_ctrl_c_mid_epoch_then_resume_equals_an_uninterrupted_run(prepared, tiny_arch,
                                                                   tmp_path):
-    run = tmp_path / "run"
-    proc, sentinel, log = _child(tmp_path, _train_args(prepared, tiny_arch, run),
-                                 hook="pause-in-epoch-2")
-    _wait_parked(proc, sentinel, log)  # epoch 1 saved; epoch 2 has taken one step
+    run, proc, log = _parked_train(prepared, tiny_arch, tmp_path, "pause-in-epoch-2")
+    # epoch 1 saved; epoch 2 has taken one step
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 130, log.read_text()
     output = log.read_text()
@@ -190,10 +197,9 @@ def test_ctrl_c_mid_epoch_then_resume_equals_an_uninterrupted_run(prepared, tiny
 @POSIX_SIGNALS
 def test_kill_mid_checkpoint_write_keeps_last_pt_whole_and_resumes(prepared, tiny_arch,
                                                                    tmp_path):
-    run = tmp_path / "run"
-    proc, sentinel, log = _child(tmp_path, _train_args(prepared, tiny_arch, run),
-                                 hook="stall-writing-last-pt-of-epoch-2")
-    _wait_parked(proc, sentinel, log)  # half of epoch 2's last.pt is in a temporary file
+    run, proc, log = _parked_train(prepared, tiny_arch, tmp_path,
+                                   "stall-writing-last-pt-of-epoch-2")
+    # half of epoch 2's last.pt is in a temporary file
     proc.kill()  # SIGKILL: no cleanup of any kind
     assert proc.wait(60) == -signal.SIGKILL
     partial = [p for p in run.iterdir() if p.name.startswith(".last.pt.")]
