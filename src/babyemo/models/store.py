@@ -53,12 +53,17 @@ def _read() -> dict[str, dict[str, Any]]:
     return models if isinstance(models, dict) else {}
 
 
-def _write(models: dict[str, dict[str, Any]], default: str | None = None) -> None:
-    data: dict[str, Any] = {"models": models}
-    default = default if default is not None else _read_all().get("default")
-    if default:
+def _write(models: dict[str, dict[str, Any]] | None = None, *,
+           default: str | None | bool = False) -> None:
+    """Rewrite ``models.json``: replace the models (``None``: keep them) and/or the chosen
+    default (``False``: keep it; ``None``: clear it)."""
+    data = _read_all()
+    if models is not None:
+        data["models"] = models
+    if default is not False:
         data["default"] = default
-    atomic_write_text(_file(), json.dumps(data, indent=2))
+    atomic_write_text(_file(), json.dumps({k: v for k, v in data.items() if v is not None},
+                                          indent=2))
 
 
 def check_name_free(name: str, checkpoint: str | os.PathLike[str]) -> None:
@@ -122,10 +127,7 @@ def set_default(name: str | None) -> None:
     """
     if name is not None:
         get_trained(name)
-    data = _read_all()
-    data["default"] = name
-    atomic_write_text(_file(), json.dumps({k: v for k, v in data.items() if v is not None},
-                                          indent=2))
+    _write(default=name)
 
 
 def default_model() -> str | None:
