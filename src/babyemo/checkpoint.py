@@ -37,6 +37,7 @@ import os
 import pickle
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -266,11 +267,7 @@ def write_calibration(path: str | os.PathLike[str], calibration: dict[str, Any])
     t = calibration.get("temperature")
     if not _valid_temperature(t):
         raise ConfigError(f"A calibration needs a finite temperature > 0, got {t!r}.")
-    data = read_checkpoint_dict(path)
-    data["calibration"] = dict(calibration)
-    with atomic_open(path, "wb") as f:
-        torch.save(data, f)
-    return Path(path)
+    return _rewrite_entry(path, "calibration", lambda _: dict(calibration))
 
 
 def record_evaluation(path: str | os.PathLike[str], summary: dict[str, Any]) -> Path:
@@ -293,9 +290,22 @@ def record_evaluation(path: str | os.PathLike[str], summary: dict[str, Any]) -> 
     """
     if not isinstance(summary.get("key"), str):
         raise ConfigError("An evaluation summary needs a 'key' string.")
+    def add(old: Any) -> list[dict[str, Any]]:
+        return [*[e for e in old or [] if e.get("key") != summary["key"]], dict(summary)]
+
+    return _rewrite_entry(path, "evaluations", add)
+
+
+def _rewrite_entry(path: str | os.PathLike[str], key: str,
+                   update: Callable[[Any], Any]) -> Path:
+    """Replace one top-level entry of a checkpoint file (atomically) with
+    ``update(old value or None)``; every other key is kept as it was.
+
+    Raises:
+        CheckpointError: See :func:`read_checkpoint_dict`.
+    """
     data = read_checkpoint_dict(path)
-    kept = [e for e in data.get("evaluations") or [] if e.get("key") != summary["key"]]
-    data["evaluations"] = [*kept, dict(summary)]
+    data[key] = update(data.get(key))
     with atomic_open(path, "wb") as f:
         torch.save(data, f)
     return Path(path)
