@@ -1,17 +1,23 @@
 """Prediction speed: `predict_to_files` end to end (files -> CSV) vs the model alone on
-pre-decoded tensors at the same batch size, vs a naive per-image loop; and the peak
-memory of prediction over 300 vs 3,000 files.
+pre-decoded tensors at the same batch size, vs a naive per-image loop; the reading side
+alone and the ceiling it sets; and the peak memory of prediction over 300 vs 3,000 files.
 
     .venv/bin/python benchmarks/bench_predict.py [--checkpoint best.pt] [--batch-size 32]
 
 Without ``--checkpoint`` a custom_resnet (the default arch) is trained for one epoch on
 infant-emotions first
 (the weights do not matter for speed). The model is warmed up with one batch before the
-timed runs. The naive loop opens each file with Pillow (full decode), applies the eval
-transform and runs the fp32 model on one image at a time under ``torch.no_grad``,
-writing a CSV row per image. Peak memory is each run's own ``ru_maxrss`` in a fresh
-subprocess (one per input size): the RSS high-water mark during prediction, and the
-Python-level allocation peak (tracemalloc).
+timed runs. End to end, model-only, reading-only (the predictor's DataLoader without
+the model, one thread) and the naive loop are run ``--rounds`` times, alternated, and their
+medians compared.
+Since reading and the model share the cores, end to end cannot beat
+``cores / (threads / model + 1 / reading)`` images/s; the script prints that ceiling as a
+ratio to model-only (an estimate: it counts the model as keeping all its threads busy).
+The naive loop opens each file with Pillow (full decode), applies torchvision's
+``Resize``, ``CenterCrop`` and ``ToImage`` to the PIL image, and runs the fp32 model on one
+image at a time under ``torch.no_grad``, writing a CSV row per image. Peak memory is
+measured in a fresh subprocess per input size (see :func:`child`): the RSS high-water mark
+during prediction, and the Python-level allocation peak (tracemalloc).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -53,13 +60,17 @@ def naive_rate(checkpoint: Path, folder: Path, out_csv: Path) -> float:
     """Images/s of a plain loop: PIL open, eval transform, fp32 model on one image, CSV row."""
     import torch
     from PIL import Image
+    from torchvision.transforms import v2
 
     from babyemo.checkpoint import load_checkpoint
-    from babyemo.transforms import eval_transform, normalize
+    from babyemo.transforms import normalize
 
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.build_model("cpu")
-    transform = eval_transform(ckpt.input_spec)
+    size = ckpt.input_spec.size
+    # The torchvision pipeline a plain script writes (resize the PIL image), as babyemo's
+    # eval transform was until it moved the resize to uint8 tensors.
+    transform = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size), v2.ToImage()])
     with torch.no_grad():  # warm-up
         model(torch.zeros(1, 3, ckpt.input_spec.size, ckpt.input_spec.size))
     t0 = time.perf_counter()
@@ -78,17 +89,29 @@ def naive_rate(checkpoint: Path, folder: Path, out_csv: Path) -> float:
     return len(files) / (time.perf_counter() - t0)
 
 
-def model_only_rate(predictor, folder: Path) -> float:
+def model_only_rate(predictor, images) -> float:
     """Images/s of ``predictor.predict_tensor`` on pre-decoded, pre-transformed batches."""
-    import torch
-
-    files = list_files(folder)
-    x = torch.stack([predictor.transform(decode(p, predictor.input_spec.size)) for p in files])
     bs = predictor.batch_size
     t0 = time.perf_counter()
-    for i in range(0, len(x), bs):
-        predictor.predict_tensor(x[i:i + bs])
-    return len(x) / (time.perf_counter() - t0)
+    for i in range(0, len(images), bs):
+        predictor.predict_tensor(images[i:i + bs])
+    return len(images) / (time.perf_counter() - t0)
+
+
+def decode_only_rate(predictor, folder: Path) -> float:
+    """Images/s of the prediction pipeline's reading side alone, in one thread: the
+    predictor's own ``FileDataset`` + DataLoader (decode, transform, collate), no model."""
+    from torch.utils.data import DataLoader
+
+    from babyemo.data.dataset import FileDataset, collate_files
+
+    files = list_files(folder)
+    dataset = FileDataset(files, predictor.input_spec, predictor.transform, predictor.face_mode)
+    loader = DataLoader(dataset, batch_size=predictor.batch_size, collate_fn=collate_files)
+    t0 = time.perf_counter()
+    for _ in loader:
+        pass
+    return len(files) / (time.perf_counter() - t0)
 
 
 def child(args: argparse.Namespace) -> None:
@@ -136,6 +159,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32, help="as `babyemo predict`")
     p.add_argument("--workers", type=int, default=None,
                    help="Predictor DataLoader workers (default: babyemo's choice)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="runs of each of the four, alternated (medians)")
     p.add_argument("--repeat", type=int, default=10,
                    help="memory run: each photo linked this many times (300 -> 3,000)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
@@ -176,16 +201,33 @@ def main() -> None:
           f"engine {predictor.engine.describe()}, workers {predictor.num_workers}")
     predictor.predict_tensor(torch.zeros(args.batch_size, 3, size, size))  # warm-up
 
+    cores = os.cpu_count() or 1
+    threads = torch.get_num_threads()
     for name, folder in (("baby-photos", args.photos), ("infant-emotions", args.infant)):
-        summary = predict_to_files([folder], predictor, csv_out=tmp / f"{name}.csv")
+        images = torch.stack([predictor.transform(decode(p, size)) for p in list_files(folder)])
+        e2e_runs, model_runs, decode_runs, naive_runs = [], [], [], []
+        for _ in range(args.rounds):  # alternated, so drifts of the machine hit all four
+            summary = predict_to_files([folder], predictor, csv_out=tmp / f"{name}.csv")
+            e2e_runs.append(summary.images_per_s)
+            model_runs.append(model_only_rate(predictor, images))
+            decode_runs.append(decode_only_rate(predictor, folder))
+            naive_runs.append(naive_rate(checkpoint, folder, tmp / f"{name}-naive.csv"))
         n = summary.n_files
-        e2e = figure(f"{name} ({n} files) predict_to_files end to end", summary.images_per_s,
-                     "images/s")
-        model = figure(f"{name} model only (pre-decoded, batch {args.batch_size})",
-                       model_only_rate(predictor, folder), "images/s")
-        naive = figure(f"{name} naive per-image fp32 loop",
-                       naive_rate(checkpoint, folder, tmp / f"{name}-naive.csv"), "images/s")
+        e2e = figure(f"{name} ({n} files) predict_to_files end to end (median of "
+                     f"{args.rounds})", statistics.median(e2e_runs), "images/s")
+        model = figure(f"{name} model only (pre-decoded, batch {args.batch_size}, median)",
+                       statistics.median(model_runs), "images/s")
+        reading = figure(f"{name} reading only (decode + transform + collate, one thread, "
+                         "median)", statistics.median(decode_runs), "images/s")
+        naive = figure(f"{name} naive per-image fp32 loop (median)",
+                       statistics.median(naive_runs), "images/s")
         r_model = ratio(f"{name} predict", "model-only", e2e, model)
+        # Both stages need CPU time: the model ~threads/model core-seconds per image (it
+        # runs on `threads` cores), reading 1/reading. With every core busy, end to end
+        # cannot beat cores / (threads/model + 1/reading) images/s.
+        ceiling = cores / (threads / model + 1 / reading) / model
+        print(f"{name} ceiling of predict/model-only with {cores} cores shared by reading "
+              f"and a {threads}-thread model: {ceiling:.2f}x")
         r_naive = ratio(f"{name} predict", "naive", e2e, naive)
         target(f"{name} predict/model-only", r_model, 0.8)
         target(f"{name} predict/naive", r_naive, 4.0)

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -42,3 +43,20 @@ def test_normalize_uses_one_mean_and_std_per_channel(channels):
     spec = InputSpec(size=8, channels=channels, mean=(0.5,) * channels, std=(0.25,) * channels)
     x = torch.full((1, channels, 8, 8), 255, dtype=torch.uint8)
     assert torch.allclose(normalize(x, spec), torch.full((1, channels, 8, 8), 2.0))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+@pytest.mark.parametrize("size", [(40, 30), (30, 64), (16, 16), (9, 12)])
+def test_eval_transform_matches_torchvisions_pil_pipeline(mode, size):
+    """Same geometry as Resize + CenterCrop on the PIL image, pixels within 2 levels."""
+    img = _photo(size).convert(mode)
+    reference = v2.Compose([v2.Resize(16, antialias=True), v2.CenterCrop(16), v2.ToImage()])(img)
+    x = eval_transform(SPEC)(img)
+    assert x.dtype == torch.uint8 and x.shape == reference.shape == (len(mode), 16, 16)
+    assert (x.int() - reference.int()).abs().max() <= 2
+
+
+def test_eval_transform_takes_a_uint8_tensor_like_the_pil_image():
+    img = _photo()
+    tensor = torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
+    assert torch.equal(eval_transform(SPEC)(tensor), eval_transform(SPEC)(img))
