@@ -1,6 +1,7 @@
 """Training speed: `babyemo train` vs a minimal hand-written PyTorch loop, and the fast path
 (bf16 autocast + channels_last when the CPU has native bf16) vs plain fp32, for training
-and for inference.
+and for inference (babyemo's engine, which also folds batch norms into convolutions, on
+the checkpoint just trained, vs that checkpoint's plain fp32 model).
 
     .venv/bin/python benchmarks/bench_train.py [--epochs 6] [--arch custom_resnet] [--data DIR]
 
@@ -77,34 +78,31 @@ def hand_loop(images, labels, spec, augment, arch, num_classes, *, batch_size, e
     return rates
 
 
-def inference_rates(images, spec, arch, num_classes, *, batch_size, batches,
-                    autocast_dtype) -> tuple[float, float]:
-    """Images/s of the forward pass, ``(fast, fp32)``: median batch time, the two paths
-    timed alternately on the same pre-transformed batches so that drift hits both."""
+def inference_rates(checkpoint: Path, images, *, batch_size: int,
+                    batches: int) -> tuple[float, float]:
+    """Images/s of the forward pass, ``(fast, fp32)``: babyemo's inference engine
+    (``TorchEngine(precision="auto")``: batch norms folded, channels_last, bf16 autocast
+    where the CPU has native bf16, ``inference_mode``) vs the checkpoint's plain model
+    (NCHW fp32, ``no_grad``). Both get the same uint8 batches and normalise them; median
+    batch time, the two timed alternately so that drift hits both."""
     import torch
 
-    from babyemo.models.registry import create_model
+    from babyemo.checkpoint import load_checkpoint
+    from babyemo.engines import TorchEngine
     from babyemo.transforms import eval_transform, normalize
 
+    ckpt = load_checkpoint(checkpoint)
+    spec = ckpt.input_spec
     transform = eval_transform(spec)
-    x_all = normalize(torch.stack([transform(images[i % len(images)])
-                                   for i in range(batch_size * batches)]), spec)
-    torch.manual_seed(0)
-    plain = create_model(arch, num_classes=num_classes).eval()
-    fast = create_model(arch, num_classes=num_classes).eval()
-    fast.load_state_dict(plain.state_dict())
-    fast = fast.to(memory_format=torch.channels_last)
-
-    def run_fast(x):
-        with torch.inference_mode(), torch.autocast(
-                "cpu", dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
-            fast(x.contiguous(memory_format=torch.channels_last)).float()
+    x_all = torch.stack([transform(images[i % len(images)]) for i in range(batch_size * batches)])
+    engine = TorchEngine(ckpt, device="cpu", precision="auto")
+    plain = ckpt.build_model("cpu")
 
     def run_plain(x):
         with torch.no_grad():
-            plain(x)
+            plain(normalize(x, spec))
 
-    times: dict = {run_fast: [], run_plain: []}
+    times: dict = {engine.logits: [], run_plain: []}
     for b in range(-1, batches):  # batch -1 is a warm-up
         x = x_all[max(b, 0) * batch_size:(max(b, 0) + 1) * batch_size]
         for fn, ts in times.items():
@@ -112,7 +110,7 @@ def inference_rates(images, spec, arch, num_classes, *, batch_size, batches,
             fn(x)
             if b >= 0:
                 ts.append(time.perf_counter() - t0)
-    return (batch_size / statistics.median(times[run_fast]),
+    return (batch_size / statistics.median(times[engine.logits]),
             batch_size / statistics.median(times[run_plain]))
 
 
@@ -183,13 +181,13 @@ def main() -> None:
     train_speedup = ratio(f"fast ({plan.name}+channels_last)", "fp32", fast_rate, fp32_rate)
 
     # (d) inference
-    fast_inf, fp32_inf = inference_rates(
-        images, spec, args.arch, len(class_names), batch_size=args.infer_batch_size,
-        batches=args.infer_batches, autocast_dtype=plan.autocast_dtype)
-    figure(f"inference {plan.name} + channels_last + inference_mode, "
-           f"batch {args.infer_batch_size}", fast_inf, "images/s")
+    fast_inf, fp32_inf = inference_rates(result.best_checkpoint, images,
+                                         batch_size=args.infer_batch_size,
+                                         batches=args.infer_batches)
+    figure(f"inference babyemo engine ({plan.name} + channels_last + folded batch norms + "
+           f"inference_mode), batch {args.infer_batch_size}", fast_inf, "images/s")
     figure(f"inference fp32, batch {args.infer_batch_size}", fp32_inf, "images/s")
-    infer_speedup = ratio(f"fast inference ({plan.name}+channels_last)", "fp32",
+    infer_speedup = ratio("fast inference (babyemo engine)", "fp32",
                           fast_inf, fp32_inf)
 
     target("babyemo/hand-loop (overhead)", overhead, 0.9)

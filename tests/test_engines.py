@@ -143,3 +143,80 @@ def test_create_engine_wraps_in_tta_on_request(checkpoint):
     x = torch.randint(0, 255, (2, 3, 24, 24), dtype=torch.uint8)
     expected = (engine.inner.logits(x) + engine.inner.logits(x.flip(-1))) / 2
     assert torch.allclose(engine.logits(x), expected, atol=1e-5)
+
+
+def _with_random_batchnorm_stats(model: torch.nn.Module) -> torch.nn.Module:
+    """Eval-mode model whose batch norms are far from identity (so folding shows)."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_(torch.rand(n, generator=gen) - 0.5)
+    return model.eval()
+
+
+def _batchnorms(model: torch.nn.Module) -> int:
+    return sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+@pytest.mark.parametrize("arch", ["custom_resnet", "skip_cnn", "vgg_fer", "cnn3", "resnet18",
+                                  "mobilenet_v3_small", "efficientnet_b0"])
+def test_fold_batchnorm_keeps_the_logits_and_removes_the_batchnorms(arch):
+    import copy
+
+    from babyemo.engines import fold_batchnorm
+    from babyemo.models.registry import create_model, get_arch
+
+    spec = get_arch(arch).default_input
+    model = _with_random_batchnorm_stats(create_model(arch, num_classes=3))
+    reference = copy.deepcopy(model)
+    x = torch.randn(2, spec.channels, spec.size, spec.size, generator=torch.Generator()
+                    .manual_seed(1))
+    folded = fold_batchnorm(model)
+    with torch.inference_mode():
+        expected, out = reference(x), folded(x)
+    assert out.shape == expected.shape == (2, 3)
+    assert torch.allclose(out, expected, rtol=1e-4, atol=1e-4)
+    assert _batchnorms(folded) == 0  # every batch norm of these archs follows a conv/linear
+
+
+def test_fold_batchnorm_keeps_a_batchnorm_whose_conv_output_is_used_twice():
+    from babyemo.engines import fold_batchnorm
+
+    class Branch(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.bn = torch.nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + y  # folding bn into conv would change the second use
+
+    model = _with_random_batchnorm_stats(Branch())
+    x = torch.randn(2, 3, 8, 8)
+    with torch.inference_mode():
+        expected = model(x)
+        folded = fold_batchnorm(model)
+        assert torch.allclose(folded(x), expected, atol=1e-6)
+    assert _batchnorms(folded) == 1
+
+
+def test_fold_batchnorm_refuses_a_model_in_training_mode():
+    from babyemo.engines import fold_batchnorm
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(model)
+
+
+def test_torch_engine_runs_the_folded_model(checkpoint):
+    from babyemo.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    engine = TorchEngine(ckpt, device="cpu", precision="fp32")
+    assert _batchnorms(ckpt.build_model("cpu")) > 0 and _batchnorms(engine.model) == 0
