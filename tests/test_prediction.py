@@ -1,6 +1,7 @@
 import csv
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -113,3 +114,37 @@ def test_probabilities_are_temperature_scaled(tiny_arch, tmp_path):
         expected = np.exp(2 * logp) / np.exp(2 * logp).sum()
         assert q.probs == pytest.approx(tuple(expected), abs=1e-5)
         assert q.label == p.label and q.top_class == p.label
+
+
+def test_streams_give_the_rows_of_one_stream_in_input_order(checkpoint, tmp_path):
+    import torch
+
+    photos = _photos(tmp_path)
+    for i in range(9):  # enough files for several batches per stream
+        make_image(photos / "more" / f"{i}.png", color=(20 * i, 255 - 20 * i, 90))
+    files = sorted(p for p in photos.rglob("*") if p.is_file())
+    threads = torch.get_num_threads()
+    one = list(Predictor(checkpoint, precision="fp32", batch_size=2, streams=1)
+               .predict_files(files))
+    three = Predictor(checkpoint, precision="fp32", batch_size=2, streams=3)
+    assert three.streams == 3
+    rows = list(three.predict_files(files))
+    assert [r.path for r in rows] == [r.path for r in one] == [str(f) for f in files]
+    for a, b in zip(one, rows, strict=True):
+        assert (a.label, a.error) == (b.label, b.error)
+        if a.error is None:
+            assert a.probs == pytest.approx(b.probs, abs=1e-5)
+    assert sum(r.error is not None for r in rows) == 4  # broken, empty, notes, .DS_Store
+    assert torch.get_num_threads() == threads  # the streams' 1-thread setting is undone
+
+
+def test_default_streams_one_per_thread_on_cpu_else_one(checkpoint):
+    import torch
+
+    from babyemo.errors import ConfigError
+
+    cpu = Predictor(checkpoint, device="cpu", num_workers=0)
+    assert cpu.streams == max(1, min(os.cpu_count() or 1, torch.get_num_threads()))
+    assert Predictor(checkpoint, device="cpu", num_workers=1).streams == 1
+    with pytest.raises(ConfigError, match="streams"):
+        Predictor(checkpoint, streams=0)

@@ -33,7 +33,7 @@ from babyemo.checkpoint import load_checkpoint
 from babyemo.config import NoFaceFallback, Precision
 from babyemo.data.dataset import FaceMode, FileDataset, collate_files
 from babyemo.data.folders import find_input_files, printable_name
-from babyemo.data.prefetch import prefetch
+from babyemo.data.prefetch import ordered_map, prefetch
 from babyemo.devices import default_num_workers, set_cpu_threads
 from babyemo.engines import create_engine
 from babyemo.errors import ConfigError, DataError
@@ -132,6 +132,12 @@ class Predictor:
             beside the checkpoint, else ``<stem>.int8.onnx``).
         tta: Average the logits of each image and its horizontal flip
             (:class:`babyemo.engines.FlipTTA`; twice the compute).
+        streams: CPU prediction streams: each thread reads, decodes and classifies whole
+            batches with one intra-op thread, results kept in input order. Default: one
+            per intra-op thread (usually one per core) for the torch engine on the CPU
+            with 0 DataLoader workers, else 1 (one model call on all intra-op threads,
+            the next batch read ahead by a thread or the workers). Measured on 2 cores
+            (``benchmarks/bench_predict.py``): 2 streams gave 1.2-1.45x the images/s of 1.
 
     Attributes:
         engine: The :class:`babyemo.engines.Engine` that computes the logits.
@@ -143,8 +149,9 @@ class Predictor:
         DeviceError: Unavailable device or precision.
         ExportError: No exported ONNX file, or one that does not match the checkpoint.
         MissingDependencyError: onnxruntime is not installed (backend ``onnxruntime``).
-        ConfigError: Unknown ``no_face_fallback``, ``min_confidence`` outside [0, 1], or
-            a model with a class named ``uncertain`` used with ``min_confidence``.
+        ConfigError: Unknown ``no_face_fallback``, ``min_confidence`` outside [0, 1], a
+            model with a class named ``uncertain`` used with ``min_confidence``, or
+            ``streams < 1``.
     """
 
     def __init__(self, checkpoint: str | os.PathLike[str] | None = None, *,
@@ -154,7 +161,8 @@ class Predictor:
                  no_face_fallback: str = "error",
                  save_crops: str | os.PathLike[str] | None = None,
                  min_confidence: float | None = None, backend: str = "torch",
-                 onnx: str | os.PathLike[str] | None = None, tta: bool = False) -> None:
+                 onnx: str | os.PathLike[str] | None = None, tta: bool = False,
+                 streams: int | None = None) -> None:
         self.checkpoint_path = resolve_checkpoint(checkpoint, model)
         self.checkpoint = load_checkpoint(self.checkpoint_path)
         self.class_names = self.checkpoint.class_names
@@ -170,8 +178,19 @@ class Predictor:
                             else default_num_workers(self.device))
         self.transform = eval_transform(self.input_spec)
         self.face_mode = self._face_mode(faces, no_face_fallback, save_crops is not None)
+        self.streams = self._streams(streams)
         self.save_crops = Path(save_crops) if save_crops is not None else None
         self.detect_seconds = 0.0
+
+    def _streams(self, streams: int | None) -> int:
+        if streams is not None:
+            if streams < 1:
+                raise ConfigError(f"streams must be >= 1, got {streams}.",
+                                  "use 1 for a single stream")
+            return streams
+        if self.engine.backend != "torch" or self.device.type != "cpu" or self.num_workers:
+            return 1
+        return max(1, min(os.cpu_count() or 1, torch.get_num_threads()))
 
     def _face_mode(self, faces: str, fallback: str, keep_crops: bool) -> FaceMode | None:
         try:
@@ -209,15 +228,7 @@ class Predictor:
         per face with face detection). :attr:`detect_seconds` accumulates detection time."""
         self.detect_seconds = 0.0
         dataset = FileDataset(paths, self.input_spec, self.transform, self.face_mode)
-        loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False,
-                            num_workers=self.num_workers, collate_fn=collate_files,
-                            pin_memory=self.device.type == "cuda")
-        # Read and decode the next batch while the model runs on this one: worker processes
-        # do that already; without them, a background thread does (Pillow frees the GIL).
-        set_cpu_threads(self.device, self.num_workers)
-        batches = loader if self.num_workers else prefetch(loader, depth=2)
-        for batch in batches:
-            probs = self.predict_tensor(batch["images"]) if batch["images"] is not None else None
+        for batch, probs in self._batches(dataset):
             row = 0
             for item in batch["items"]:
                 self.detect_seconds += item["detect_seconds"]
@@ -242,6 +253,38 @@ class Predictor:
                         box=tuple(face["box"]) if face else None,
                         det_score=(face["score"] if face and entry["face_index"] is not None
                                    else None))
+
+    def _batch_probs(self, batch: dict[str, Any]) -> torch.Tensor | None:
+        return self.predict_tensor(batch["images"]) if batch["images"] is not None else None
+
+    def _batches(self, dataset: FileDataset) -> Iterator[tuple[dict[str, Any],
+                                                                torch.Tensor | None]]:
+        """``(collated batch, probs)`` in input order, read and classified by
+        :attr:`streams` threads of one intra-op thread each, or else read ahead by DataLoader
+        workers or a prefetch thread while the model runs on all the intra-op threads."""
+        if self.streams > 1:
+            n, size = len(dataset), self.batch_size
+
+            def run(start: int) -> tuple[dict[str, Any], torch.Tensor | None]:
+                batch = collate_files([dataset[i] for i in range(start, min(start + size, n))])
+                return batch, self._batch_probs(batch)
+
+            threads = torch.get_num_threads()
+            try:
+                yield from ordered_map(run, range(0, n, size), workers=self.streams,
+                                       ahead=2 * self.streams,
+                                       initializer=torch.set_num_threads, initargs=(1,))
+            finally:
+                torch.set_num_threads(threads)
+            return
+        loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False,
+                            num_workers=self.num_workers, collate_fn=collate_files,
+                            pin_memory=self.device.type == "cuda")
+        # Read and decode the next batch while the model runs on this one: worker processes
+        # do that already; without them, a background thread does (Pillow frees the GIL).
+        set_cpu_threads(self.device, self.num_workers)
+        for batch in (loader if self.num_workers else prefetch(loader, depth=2)):
+            yield batch, self._batch_probs(batch)
 
     def _save_crop(self, crop: Any, index: int, path: Path, face_index: int) -> None:
         from io import BytesIO

@@ -64,3 +64,68 @@ def test_closing_early_stops_the_producer():
 def test_depth_must_be_positive():
     with pytest.raises(ValueError):
         prefetch([], depth=0)
+
+
+def test_ordered_map_keeps_input_order_across_threads():
+    import random
+
+    from babyemo.data.prefetch import ordered_map
+
+    rng = random.Random(0)
+    delays = [rng.random() / 200 for _ in range(40)]
+    names = set()
+
+    def slow_square(i):
+        names.add(threading.current_thread().name)
+        time.sleep(delays[i])
+        return i * i
+
+    assert list(ordered_map(slow_square, range(40), workers=3, ahead=6)) == [
+        i * i for i in range(40)]
+    assert len(names) > 1 and all(n.startswith("babyemo-stream") for n in names)
+
+
+def test_ordered_map_bounds_the_items_in_flight_and_runs_the_initializer():
+    from babyemo.data.prefetch import ordered_map
+
+    pulled = []
+    inits = []
+
+    def items():
+        for i in range(100):
+            pulled.append(i)
+            yield i
+
+    gen = ordered_map(lambda i: i, items(), workers=2, ahead=4,
+                      initializer=lambda tag: inits.append(tag), initargs=("ready",))
+    assert next(gen) == 0
+    assert len(pulled) <= 4  # not all 100 submitted up front
+    gen.close()
+    assert inits and set(inits) == {"ready"} and len(inits) <= 2
+
+
+def test_ordered_map_reraises_at_the_failing_item_and_stops():
+    from babyemo.data.prefetch import ordered_map
+
+    calls = []
+
+    def fn(i):
+        calls.append(i)
+        if i == 5:
+            raise KeyError("item 5")
+        return i
+
+    got = []
+    with pytest.raises(KeyError, match="item 5"):
+        for value in ordered_map(fn, range(1000), workers=2, ahead=4):
+            got.append(value)
+    assert got == [0, 1, 2, 3, 4] and len(calls) < 20
+
+
+def test_ordered_map_checks_its_arguments():
+    from babyemo.data.prefetch import ordered_map
+
+    with pytest.raises(ValueError):
+        next(ordered_map(abs, [1], workers=0, ahead=1))
+    with pytest.raises(ValueError):
+        next(ordered_map(abs, [1], workers=2, ahead=1))

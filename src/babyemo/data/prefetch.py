@@ -1,18 +1,26 @@
-"""Run an iterator one or more steps ahead in a background thread.
+"""Overlap work in threads, in order and with bounded memory.
 
-Prediction with 0 DataLoader workers uses it so that reading and decoding the next batch
-(Pillow releases the GIL while it decodes and resizes) overlaps the model's forward pass
-of the current one, without the start-up cost and memory of worker processes.
+- :func:`prefetch` runs an iterator one or more steps ahead in a background thread:
+  prediction on a GPU, or with one CPU stream, reads and decodes the next batch while the
+  model runs on the current one, without the start-up cost and memory of worker processes.
+- :func:`ordered_map` runs a function over items in several threads and yields the results
+  in input order: CPU prediction runs whole batches (read, decode, model) in one stream per
+  core.
+
+Both rely on Pillow and torch releasing the GIL while they decode, resize and compute.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 _DONE = object()
 
@@ -77,3 +85,41 @@ def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
             thread.join(timeout=5)
 
     return consume()
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int, ahead: int,
+                initializer: Callable[..., object] | None = None,
+                initargs: tuple = ()) -> Iterator[R]:
+    """Yield ``fn(item)`` for each item, in input order, computed by ``workers`` threads.
+
+    At most ``ahead`` items are submitted and not yet consumed, so memory stays bounded
+    however many items there are (``concurrent.futures.Executor.map`` would submit them
+    all at once). An exception raised by ``fn`` is re-raised here, at its item's position.
+    Closing the generator early cancels what has not started and waits for what has.
+
+    Args:
+        fn: Called in a worker thread; should release the GIL for its heavy work
+            (Pillow decoding and torch operators do).
+        items: Any iterable, consumed lazily in the calling thread.
+        workers: Number of threads (>= 1).
+        ahead: Maximum submitted but unconsumed items (>= ``workers``).
+        initializer: Run once in each worker thread before its first item (e.g.
+            ``torch.set_num_threads``), with ``initargs``.
+
+    Returns:
+        A generator over the results.
+    """
+    if workers < 1 or ahead < workers:
+        raise ValueError(f"need workers >= 1 and ahead >= workers, got {workers}, {ahead}")
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="babyemo-stream",
+                              initializer=initializer, initargs=initargs)
+    pending: deque[Future[R]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
