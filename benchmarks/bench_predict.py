@@ -104,22 +104,15 @@ def model_streams_rate(predictor, images) -> float:
     """Images/s of the model alone run as prediction runs it: ``predictor.streams``
     threads of one intra-op thread each, each calling ``predict_tensor`` on whole batches
     (1 stream: :func:`model_only_rate`)."""
-    import torch
-
-    from babyemo.data.prefetch import ordered_map
+    from babyemo.prediction import map_in_streams
 
     if predictor.streams == 1:
         return model_only_rate(predictor, images)
-    bs, threads = predictor.batch_size, torch.get_num_threads()
+    bs = predictor.batch_size
     t0 = time.perf_counter()
-    try:
-        for _ in ordered_map(lambda i: predictor.predict_tensor(images[i:i + bs]),
-                             range(0, len(images), bs), workers=predictor.streams,
-                             ahead=2 * predictor.streams, initializer=torch.set_num_threads,
-                             initargs=(1,)):
-            pass
-    finally:
-        torch.set_num_threads(threads)
+    for _ in map_in_streams(lambda i: predictor.predict_tensor(images[i:i + bs]),
+                            range(0, len(images), bs), predictor.streams):
+        pass
     return len(images) / (time.perf_counter() - t0)
 
 

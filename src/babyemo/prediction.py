@@ -20,11 +20,11 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import torch
 from torch.utils.data import DataLoader
@@ -41,6 +41,9 @@ from babyemo.io import atomic_open, atomic_write_bytes
 from babyemo.models.store import resolve_checkpoint
 from babyemo.progress import progress_bar
 from babyemo.transforms import eval_transform
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 UNCERTAIN = "uncertain"
 """Label of a row whose top probability is below ``min_confidence``."""
@@ -269,13 +272,7 @@ class Predictor:
                 batch = collate_files([dataset[i] for i in range(start, min(start + size, n))])
                 return batch, self._batch_probs(batch)
 
-            threads = torch.get_num_threads()
-            try:
-                yield from ordered_map(run, range(0, n, size), workers=self.streams,
-                                       ahead=2 * self.streams,
-                                       initializer=torch.set_num_threads, initargs=(1,))
-            finally:
-                torch.set_num_threads(threads)
+            yield from map_in_streams(run, range(0, n, size), self.streams)
             return
         loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False,
                             num_workers=self.num_workers, collate_fn=collate_files,
@@ -294,6 +291,25 @@ class Predictor:
         stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in path.stem)[:80]
         atomic_write_bytes(self.save_crops / f"{index:06d}_{stem}_face{face_index}.png",
                            buf.getvalue())
+
+
+def map_in_streams(fn: Callable[[T], R], items: Iterable[T], streams: int) -> Iterator[R]:
+    """``fn(item)`` for each item, in input order, run by ``streams`` threads that each use
+    one torch intra-op thread (:func:`babyemo.data.prefetch.ordered_map`, at most
+    ``2 * streams`` items in flight). The caller's intra-op thread count is restored when
+    the generator ends or is closed.
+
+    Args:
+        fn: Work for one item, e.g. read a batch and run the model on it.
+        items: Consumed lazily.
+        streams: Number of threads (>= 1).
+    """
+    threads = torch.get_num_threads()
+    try:
+        yield from ordered_map(fn, items, workers=streams, ahead=2 * streams,
+                               initializer=torch.set_num_threads, initargs=(1,))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _check_min_confidence(value: float | None, class_names: list[str]) -> float | None:
