@@ -104,7 +104,7 @@ def model_streams_rate(predictor, images) -> float:
     """Images/s of the model alone run as prediction runs it: ``predictor.streams``
     threads of one intra-op thread each, each calling ``predict_tensor`` on whole batches
     (1 stream: :func:`model_only_rate`)."""
-    from babyemo.prediction import map_in_streams
+    from babyemo.devices import map_in_streams
 
     if predictor.streams == 1:
         return model_only_rate(predictor, images)

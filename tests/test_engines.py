@@ -71,6 +71,22 @@ def test_predictor_and_predict_logits_use_the_engine(checkpoint, prepared):
     assert abs(default - logits).max() < 1e-5
 
 
+def test_predict_logits_in_streams_matches_one_stream_in_order(checkpoint, prepared):
+    from babyemo.checkpoint import load_checkpoint
+    from babyemo.data.dataset import checkpoint_dataset
+    from babyemo.data.manifest import read_manifest
+    from babyemo.evaluation import predict_logits
+
+    ckpt = load_checkpoint(checkpoint)
+    ds = checkpoint_dataset(read_manifest(prepared), None, ckpt)  # all 36 images
+    threads = torch.get_num_threads()
+    one = predict_logits(ckpt, ds, batch_size=5, device="cpu", precision="fp32", streams=1)
+    three = predict_logits(ckpt, ds, batch_size=5, device="cpu", precision="fp32", streams=3)
+    assert one.shape == three.shape == (len(ds), 3)
+    assert abs(one - three).max() < 1e-5  # same rows in the same order
+    assert torch.get_num_threads() == threads
+
+
 def test_onnx_file_names_and_lookup(tmp_path):
     ckpt = tmp_path / "best.pt"
     fp32, int8 = onnx_paths(ckpt)

@@ -38,7 +38,7 @@ from babyemo.config import Precision
 from babyemo.data.dataset import ManifestDataset, checkpoint_dataset
 from babyemo.data.manifest import Manifest, read_manifest
 from babyemo.data.prepare import last_manifest
-from babyemo.devices import default_num_workers
+from babyemo.devices import default_num_workers, default_streams, map_in_streams
 from babyemo.engines import Engine, FlipTTA, TorchEngine, create_engine
 from babyemo.errors import ConfigError, DataError
 from babyemo.metrics import bootstrap_ci, classification_metrics
@@ -158,7 +158,8 @@ class EvalReport:
 
 def predict_logits(ckpt: Checkpoint, dataset: ManifestDataset, *, device: str = "auto",
                    precision: Precision | str = Precision.auto, batch_size: int = 64,
-                   num_workers: int | None = None, engine: Engine | None = None) -> np.ndarray:
+                   num_workers: int | None = None, engine: Engine | None = None,
+                   streams: int | None = None) -> np.ndarray:
     """Logits of a checkpoint's model over a labelled dataset.
 
     Args:
@@ -170,19 +171,35 @@ def predict_logits(ckpt: Checkpoint, dataset: ManifestDataset, *, device: str = 
         num_workers: DataLoader workers (default: see :func:`default_num_workers`).
         engine: The engine to run (default: a :class:`babyemo.engines.TorchEngine` of
             ``ckpt`` on ``device`` in ``precision``).
+        streams: Threads that each read and run whole batches on one intra-op thread
+            (default: :func:`babyemo.devices.default_streams`; 1 = read, then run the
+            model on all intra-op threads, batch after batch).
 
     Returns:
         ``(N, num_classes) float32`` logits, in dataset order.
     """
     engine = engine or TorchEngine(ckpt, device=device, precision=precision)
     workers = num_workers if num_workers is not None else default_num_workers(engine.device)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        pin_memory=engine.device.type == "cuda")
+    if streams is None:
+        streams = default_streams(engine.device, engine.backend, workers)
     out = []
     with progress_bar("evaluating", total=len(dataset), unit="img") as bar:
-        for x, _ in loader:
-            out.append(engine.logits(x))
-            bar.advance(len(x))
+        if streams > 1:
+            n = len(dataset)
+
+            def run(start: int) -> torch.Tensor:
+                images = [dataset[i][0] for i in range(start, min(start + batch_size, n))]
+                return engine.logits(torch.stack(images))
+
+            for logits in map_in_streams(run, range(0, n, batch_size), streams):
+                out.append(logits)
+                bar.advance(len(logits))
+        else:
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                num_workers=workers, pin_memory=engine.device.type == "cuda")
+            for x, _ in loader:
+                out.append(engine.logits(x))
+                bar.advance(len(x))
     return torch.cat(out).numpy()
 
 

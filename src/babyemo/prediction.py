@@ -20,11 +20,11 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -33,17 +33,14 @@ from babyemo.checkpoint import load_checkpoint
 from babyemo.config import NoFaceFallback, Precision
 from babyemo.data.dataset import FaceMode, FileDataset, collate_files
 from babyemo.data.folders import find_input_files, printable_name
-from babyemo.data.prefetch import ordered_map, prefetch
-from babyemo.devices import default_num_workers, set_cpu_threads
+from babyemo.data.prefetch import prefetch
+from babyemo.devices import default_num_workers, default_streams, map_in_streams, set_cpu_threads
 from babyemo.engines import create_engine
 from babyemo.errors import ConfigError, DataError
 from babyemo.io import atomic_open, atomic_write_bytes
 from babyemo.models.store import resolve_checkpoint
 from babyemo.progress import progress_bar
 from babyemo.transforms import eval_transform
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 UNCERTAIN = "uncertain"
 """Label of a row whose top probability is below ``min_confidence``."""
@@ -140,7 +137,7 @@ class Predictor:
             per intra-op thread (usually one per core) for the torch engine on the CPU
             with 0 DataLoader workers, else 1 (one model call on all intra-op threads,
             the next batch read ahead by a thread or the workers). Measured on 2 cores
-            (``benchmarks/bench_predict.py``): 2 streams gave 1.2-1.45x the images/s of 1.
+            (``benchmarks/bench_predict.py``): 2 streams gave 1.13-1.27x the images/s of 1.
 
     Attributes:
         engine: The :class:`babyemo.engines.Engine` that computes the logits.
@@ -191,9 +188,7 @@ class Predictor:
                 raise ConfigError(f"streams must be >= 1, got {streams}.",
                                   "use 1 for a single stream")
             return streams
-        if self.engine.backend != "torch" or self.device.type != "cpu" or self.num_workers:
-            return 1
-        return max(1, min(os.cpu_count() or 1, torch.get_num_threads()))
+        return default_streams(self.device, self.engine.backend, self.num_workers)
 
     def _face_mode(self, faces: str, fallback: str, keep_crops: bool) -> FaceMode | None:
         try:
@@ -291,25 +286,6 @@ class Predictor:
         stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in path.stem)[:80]
         atomic_write_bytes(self.save_crops / f"{index:06d}_{stem}_face{face_index}.png",
                            buf.getvalue())
-
-
-def map_in_streams(fn: Callable[[T], R], items: Iterable[T], streams: int) -> Iterator[R]:
-    """``fn(item)`` for each item, in input order, run by ``streams`` threads that each use
-    one torch intra-op thread (:func:`babyemo.data.prefetch.ordered_map`, at most
-    ``2 * streams`` items in flight). The caller's intra-op thread count is restored when
-    the generator ends or is closed.
-
-    Args:
-        fn: Work for one item, e.g. read a batch and run the model on it.
-        items: Consumed lazily.
-        streams: Number of threads (>= 1).
-    """
-    threads = torch.get_num_threads()
-    try:
-        yield from ordered_map(fn, items, workers=streams, ahead=2 * streams,
-                               initializer=torch.set_num_threads, initargs=(1,))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _check_min_confidence(value: float | None, class_names: list[str]) -> float | None:
