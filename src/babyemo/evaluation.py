@@ -225,7 +225,8 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
              n_bins: int = DEFAULT_BINS, backend: str = "torch",
              onnx: str | os.PathLike[str] | None = None, tta: bool = False,
              where: Mapping[str, str] | Sequence[str] | str | None = None,
-             record: bool = False, faces: str = "auto") -> EvalReport:
+             record: bool = False, faces: str = "auto",
+             streams: int | None = None) -> EvalReport:
     """Evaluate a trained model on one split of a prepared dataset.
 
     Class names and preprocessing come from the checkpoint; the manifest's labels are
@@ -265,6 +266,8 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
             (:func:`babyemo.checkpoint.record_evaluation`), for its model card.
         faces: ``"auto"``: crop faces as the model was trained (from the manifest's boxes);
             ``"none"``: whole images (for datasets of face crops such as FER-2013).
+        streams: CPU streams of :func:`predict_logits` (default: one per core for the
+            torch engine on the CPU).
 
     Returns:
         The :class:`EvalReport`.
@@ -295,7 +298,7 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
     engine = create_engine(ckpt, backend=backend, onnx=onnx, device=device, precision=precision,
                            tta=tta)
     logits = predict_logits(ckpt, dataset, batch_size=batch_size, num_workers=num_workers,
-                            engine=engine)
+                            engine=engine, streams=streams)
     probs = torch.softmax(torch.from_numpy(logits) / ckpt.temperature, dim=1).numpy()
     y_true = np.asarray(dataset.targets, dtype=np.int64)
     y_pred = probs.argmax(1).astype(np.int64)

@@ -94,6 +94,37 @@ def test_predict_strict_fails_on_bad_file(prepared, tiny_arch, tmp_path):
     assert (tmp_path / "o.csv").is_file()
 
 
+def test_streams_switch_gives_the_same_results(prepared, checkpoint, tmp_path):
+    """``--streams 1`` turns the CPU streams off; the results do not change."""
+    from tests.conftest import make_image
+
+    photos = tmp_path / "p"
+    for i in range(7):
+        make_image(photos / f"{i}.png", color=(30 * i, 200 - 20 * i, 60))
+    (photos / "bad.jpg").write_bytes(b"garbage")
+    outs = {}
+    for n in ("1", "3"):
+        out = tmp_path / f"o{n}.csv"
+        result = runner.invoke(app, ["predict", str(photos), "--csv", str(out), "--streams", n,
+                                     "--batch-size", "2", "--precision", "fp32",
+                                     "--checkpoint", str(checkpoint)])
+        assert result.exit_code == 0, result.output
+        outs[n] = list(csv.DictReader(out.open()))
+    assert len(outs["1"]) == 8 and [r["path"] for r in outs["1"]] == [r["path"] for r in outs["3"]]
+    for a, b in zip(outs["1"], outs["3"], strict=True):
+        assert (a["label"], a["error"]) == (b["label"], b["error"])
+    reports = []
+    for n in ("1", "2"):
+        result = runner.invoke(app, ["evaluate", "--checkpoint", str(checkpoint), "--data",
+                                     str(prepared), "--split", "all", "--json", "--streams", n,
+                                     "--precision", "fp32", "--batch-size", "5"])
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads(result.stdout))
+    assert reports[0]["confusion_matrix"] == reports[1]["confusion_matrix"]
+    assert reports[0]["macro_f1"] == pytest.approx(reports[1]["macro_f1"])
+    assert runner.invoke(app, ["predict", str(photos), "--streams", "0"]).exit_code == 2
+
+
 def test_errors_are_one_red_line_exit_1(tmp_path):
     result = runner.invoke(app, ["predict", str(tmp_path / "missing")])
     assert result.exit_code == 1

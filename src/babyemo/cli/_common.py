@@ -29,6 +29,11 @@ ONNX_OPTION = typer.Option(None, "--onnx", help="The exported .onnx file for --b
 TTA_OPTION = typer.Option(False, "--tta/--no-tta", help="Test-time augmentation: average "
                           "each image's logits with its mirror image's (2x compute).")
 """``--tta`` of the commands that run a model (``predict``, ``evaluate``)."""
+STREAMS_OPTION = typer.Option(None, "--streams", min=1, metavar="N",
+                              help="CPU streams: threads that each read and classify whole "
+                              "batches on one core (default: one per core for the torch "
+                              "engine on the CPU with 0 workers, else 1; 1 turns them off).")
+"""``--streams N`` of ``predict`` and ``evaluate`` (see :func:`babyemo.devices.default_streams`)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 

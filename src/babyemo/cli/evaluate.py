@@ -8,7 +8,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from babyemo.cli._common import BACKEND_OPTION, ONNX_OPTION, TTA_OPTION, cli_errors, say, stdout
+from babyemo.cli._common import (
+    BACKEND_OPTION,
+    ONNX_OPTION,
+    STREAMS_OPTION,
+    TTA_OPTION,
+    cli_errors,
+    say,
+    stdout,
+)
 from babyemo.config import Backend, Precision
 
 
@@ -25,6 +33,7 @@ def evaluate_command(
     device: str = typer.Option("auto", "--device"),
     precision: Precision = typer.Option(Precision.auto, "--precision"),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
+    streams: int = STREAMS_OPTION,
     bootstrap: int = typer.Option(0, "--bootstrap", min=0, metavar="N",
                                   help="95% bootstrap confidence intervals from N resamples "
                                   "(e.g. 1000)."),
@@ -67,7 +76,7 @@ def evaluate_command(
                       label_map=label_map or None, slice_by=slice_by, metadata=metadata,
                       backend=backend.value, onnx=onnx,
                       tta=tta, where=where or None, record=record,
-                      faces=faces)
+                      faces=faces, streams=streams)
     if as_json:
         import json
 

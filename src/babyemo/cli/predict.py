@@ -9,6 +9,7 @@ import typer
 from babyemo.cli._common import (
     BACKEND_OPTION,
     ONNX_OPTION,
+    STREAMS_OPTION,
     TTA_OPTION,
     cli_errors,
     say,
@@ -34,6 +35,7 @@ def predict_command(
     precision: Precision = typer.Option(Precision.auto, "--precision"),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     workers: int = typer.Option(None, "--workers", min=0),
+    streams: int = STREAMS_OPTION,
     faces: str = typer.Option("auto", "--faces", help="auto (as the model was trained), none "
                               "(whole images), or a face detector: yunet."),
     no_face_fallback: NoFaceFallback = typer.Option(NoFaceFallback.error, "--no-face-fallback",
@@ -60,7 +62,7 @@ def predict_command(
                           batch_size=batch_size, num_workers=workers, faces=faces,
                           no_face_fallback=no_face_fallback.value, save_crops=save_crops,
                           min_confidence=min_confidence, backend=backend.value, onnx=onnx,
-                          tta=tta)
+                          tta=tta, streams=streams)
     to_stdout = csv_out == "-" or (csv_out is None and json_out is None)
     summary = predict_to_files(inputs, predictor,
                                csv_out=sys.stdout if to_stdout else csv_out,
