@@ -95,10 +95,11 @@ def test_init_loads_backbone_and_replaces_head_when_classes_differ(prepared, tin
     from babyemo.training import _init_from
 
     first = train(_config(prepared, tiny_arch, tmp_path / "a", epochs=1))
-    src = load_checkpoint(first.best_checkpoint).state_dict
+    donor = load_checkpoint(first.best_checkpoint)
+    src = donor.state_dict
     model = create_model(tiny_arch, num_classes=2)
     head_before = model.state_dict()["5.weight"].clone()
-    _init_from(model, str(first.best_checkpoint), ["angry", "crying"])
+    _init_from(model, donor, ["angry", "crying"])
     state = model.state_dict()
     assert torch.equal(state["0.weight"], src["0.weight"])
     # head rows are copied for the shared classes (angry, crying), by name
@@ -106,11 +107,11 @@ def test_init_loads_backbone_and_replaces_head_when_classes_differ(prepared, tin
     assert torch.equal(state["5.weight"], src["5.weight"][:2])
     other = create_model(tiny_arch, num_classes=2)
     fresh = other.state_dict()["5.weight"].clone()
-    _init_from(other, str(first.best_checkpoint), ["happy", "sleepy"])
+    _init_from(other, donor, ["happy", "sleepy"])
     assert torch.equal(other.state_dict()["5.weight"][0], src["5.weight"][2])  # happy
     assert torch.equal(other.state_dict()["5.weight"][1], fresh[1])  # sleepy: fresh
     same = create_model(tiny_arch, num_classes=3)
-    info = _init_from(same, str(first.best_checkpoint), ["angry", "crying", "happy"])
+    info = _init_from(same, donor, ["angry", "crying", "happy"])
     assert torch.equal(same.state_dict()["5.weight"], src["5.weight"])
     assert info["head_classes"] == ["angry", "crying", "happy"] and info["epoch"] == 1
     assert info["tensors_loaded"] == info["tensors"]  # the head merged by class name
@@ -206,7 +207,7 @@ def test_init_auto_uses_the_packaged_pretrained_model_when_the_arch_matches(prep
     monkeypatch.setattr(store, "packaged_models", lambda: packaged)
     assert TrainConfig().init == "auto" and TrainConfig().arch == "custom_resnet"
     auto = _config(prepared, tiny_arch, tmp_path / "x", init="auto")
-    assert _resolve_init(auto, spec) == str(donor.best_checkpoint)
+    assert _resolve_init(auto, spec).path == donor.best_checkpoint
     assert _resolve_init(_config(prepared, tiny_arch, tmp_path / "x", init="none"), spec) is None
     other_arch = _config(prepared, tiny_arch, tmp_path / "x", init="auto")
     other_arch.arch = "custom_resnet"

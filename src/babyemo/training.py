@@ -33,7 +33,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from babyemo import reports
-from babyemo.checkpoint import load_checkpoint, read_checkpoint_dict, save_checkpoint
+from babyemo.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    read_checkpoint_dict,
+    save_checkpoint,
+)
 from babyemo.config import CacheMode, InputSpec, OptimizerName, SchedulerName, TrainConfig
 from babyemo.data.dataset import ManifestDataset
 from babyemo.data.image_cache import make_cache
@@ -118,8 +123,9 @@ def _arch_kwargs(config: TrainConfig, size: int) -> dict[str, Any]:
     return kwargs
 
 
-def _init_from(model: nn.Module, path: str, class_names: list[str]) -> dict[str, Any]:
-    """Load the weights of another babyemo checkpoint into ``model`` (fine-tuning).
+def _init_from(model: nn.Module, ckpt: Checkpoint, class_names: list[str]) -> dict[str, Any]:
+    """Load the weights of another babyemo checkpoint (already read, e.g. by
+    :func:`_resolve_init`) into ``model`` (fine-tuning).
 
     Every tensor whose name and shape match is loaded. The classifier head is loaded only
     for the classes both models share, matched by name (e.g. a FER-2013 model's ``angry``
@@ -130,11 +136,7 @@ def _init_from(model: nn.Module, path: str, class_names: list[str]) -> dict[str,
         Provenance of the initialisation (stored in the checkpoint's ``train["init"]``):
         the file, its arch, dataset, training images, epoch, input size, and what was
         loaded.
-
-    Raises:
-        CheckpointError: The checkpoint cannot be read.
     """
-    ckpt = load_checkpoint(path)
     own = model.state_dict()
     head = _head_keys(model)
     loadable = {k: v for k, v in ckpt.state_dict.items()
@@ -148,17 +150,17 @@ def _init_from(model: nn.Module, path: str, class_names: list[str]) -> dict[str,
             loadable[k] = merged
     model.load_state_dict(loadable, strict=False)
     log.info("Initialised from %s: %d of %d tensors loaded; head rows copied for %d of %d "
-             "classes (%s)", path, len(loadable), len(own), len(shared), len(class_names),
+             "classes (%s)", ckpt.path, len(loadable), len(own), len(shared), len(class_names),
              ", ".join(shared) or "none")
-    return {"checkpoint": str(Path(path).resolve()), "arch": ckpt.arch,
+    return {"checkpoint": str(ckpt.path.resolve()), "arch": ckpt.arch,
             "dataset": ckpt.train.get("dataset"), "n_train": ckpt.train.get("n_train"),
             "epoch": ckpt.train.get("epoch"), "input_size": ckpt.input_spec.size,
             "val_macro_f1": (ckpt.metrics.get("val") or {}).get("macro_f1"),
             "tensors_loaded": len(loadable), "tensors": len(own), "head_classes": shared}
 
 
-def _resolve_init(config: TrainConfig, spec: InputSpec) -> str | None:
-    """The checkpoint file ``config.init`` names, or ``None`` for no initialisation.
+def _resolve_init(config: TrainConfig, spec: InputSpec) -> Checkpoint | None:
+    """The checkpoint ``config.init`` names, read once, or ``None`` for no initialisation.
 
     ``"auto"`` (the default recipe) is the packaged adult-face model
     (:data:`babyemo.models.store.PACKAGED_PRETRAINED`, custom_resnet pretrained on
@@ -168,11 +170,12 @@ def _resolve_init(config: TrainConfig, spec: InputSpec) -> str | None:
 
     Raises:
         RegistryError: Neither a file nor a trained model's name.
+        CheckpointError: The checkpoint cannot be read.
     """
     if config.init in (None, "", "none"):
         return None
     if config.init != "auto":
-        return str(store.checkpoint_or_model(config.init))
+        return load_checkpoint(store.checkpoint_or_model(config.init))
     packaged = store.packaged_models().get(store.PACKAGED_PRETRAINED)
     if config.pretrained or packaged is None:
         return None
@@ -181,7 +184,7 @@ def _resolve_init(config: TrainConfig, spec: InputSpec) -> str | None:
         log.info("--init auto: no pretrained %s model packaged; training from scratch.",
                  config.arch)
         return None
-    return packaged["checkpoint"]
+    return ckpt
 
 
 def _head_keys(model: nn.Module) -> set[str]:
@@ -427,9 +430,9 @@ def train(config: TrainConfig) -> TrainResult:
     model = create_model(config.arch, num_classes=len(class_names), pretrained=config.pretrained,
                          **arch_kwargs)
     init_info = None
-    init_path = _resolve_init(config, spec) if resume_state is None else None
-    if init_path is not None:
-        init_info = _init_from(model, init_path, class_names)
+    init_ckpt = _resolve_init(config, spec) if resume_state is None else None
+    if init_ckpt is not None:
+        init_info = _init_from(model, init_ckpt, class_names)
     elif resume_state is not None:
         init_info = resume_state.get("train", {}).get("init")
     run_dir.mkdir(parents=True, exist_ok=True)
