@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -179,3 +179,24 @@ def map_in_streams(fn: Callable[[T], R], items: Iterable[T], streams: int) -> It
                                initializer=torch.set_num_threads, initargs=(1,))
     finally:
         torch.set_num_threads(threads)
+
+
+def stream_batches(dataset: Sequence[Any], batch_size: int, collate: Callable[[list[Any]], T],
+                   fn: Callable[[T], R], streams: int) -> Iterator[R]:
+    """``fn(collate(items))`` for each run of ``batch_size`` consecutive items of
+    ``dataset`` (the last one shorter), in order, read and processed by :func:`map_in_streams`
+    (each stream indexes the dataset itself, so reading happens in the streams too).
+
+    Args:
+        dataset: Map-style: ``len`` and ``dataset[i]``, safe to index from several threads.
+        batch_size: Items per batch (>= 1).
+        collate: Items of one batch -> a batch (e.g. ``default_collate``).
+        fn: Work on one batch, e.g. run the model.
+        streams: Number of threads (>= 1).
+    """
+    n = len(dataset)
+
+    def run(start: int) -> R:
+        return fn(collate([dataset[i] for i in range(start, min(start + batch_size, n))]))
+
+    return map_in_streams(run, range(0, n, batch_size), streams)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from babyemo import reports
 from babyemo.calibration import DEFAULT_BINS, nll, reliability_bins, softmax
@@ -38,7 +38,7 @@ from babyemo.config import Precision
 from babyemo.data.dataset import ManifestDataset, checkpoint_dataset
 from babyemo.data.manifest import Manifest, read_manifest
 from babyemo.data.prepare import last_manifest
-from babyemo.devices import default_num_workers, default_streams, map_in_streams
+from babyemo.devices import default_num_workers, default_streams, stream_batches
 from babyemo.engines import Engine, FlipTTA, TorchEngine, create_engine
 from babyemo.errors import ConfigError, DataError
 from babyemo.metrics import bootstrap_ci, classification_metrics
@@ -185,13 +185,8 @@ def predict_logits(ckpt: Checkpoint, dataset: ManifestDataset, *, device: str = 
     out = []
     with progress_bar("evaluating", total=len(dataset), unit="img") as bar:
         if streams > 1:
-            n = len(dataset)
-
-            def run(start: int) -> torch.Tensor:
-                images = [dataset[i][0] for i in range(start, min(start + batch_size, n))]
-                return engine.logits(torch.stack(images))
-
-            for logits in map_in_streams(run, range(0, n, batch_size), streams):
+            for logits in stream_batches(dataset, batch_size, default_collate,
+                                         lambda batch: engine.logits(batch[0]), streams):
                 out.append(logits)
                 bar.advance(len(logits))
         else:

@@ -34,7 +34,7 @@ from babyemo.config import NoFaceFallback, Precision
 from babyemo.data.dataset import FaceMode, FileDataset, collate_files
 from babyemo.data.folders import find_input_files, printable_name
 from babyemo.data.prefetch import prefetch
-from babyemo.devices import default_num_workers, default_streams, map_in_streams, set_cpu_threads
+from babyemo.devices import default_num_workers, default_streams, set_cpu_threads, stream_batches
 from babyemo.engines import create_engine
 from babyemo.errors import ConfigError, DataError
 from babyemo.io import atomic_open, atomic_write_bytes
@@ -261,13 +261,9 @@ class Predictor:
         :attr:`streams` threads of one intra-op thread each, or else read ahead by DataLoader
         workers or a prefetch thread while the model runs on all the intra-op threads."""
         if self.streams > 1:
-            n, size = len(dataset), self.batch_size
-
-            def run(start: int) -> tuple[dict[str, Any], torch.Tensor | None]:
-                batch = collate_files([dataset[i] for i in range(start, min(start + size, n))])
-                return batch, self._batch_probs(batch)
-
-            yield from map_in_streams(run, range(0, n, size), self.streams)
+            yield from stream_batches(dataset, self.batch_size, collate_files,
+                                      lambda batch: (batch, self._batch_probs(batch)),
+                                      self.streams)
             return
         loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False,
                             num_workers=self.num_workers, collate_fn=collate_files,
