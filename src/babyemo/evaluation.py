@@ -278,6 +278,8 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
             ``label_map``), no row left after mapping or ``where``, or no metadata / column
             for ``slice_by`` or ``where``.
     """
+    if faces not in ("auto", "none"):
+        raise ConfigError(f"Unknown --faces '{faces}'.", "use auto or none")
     ckpt_path = resolve_checkpoint(checkpoint, model)
     ckpt = load_checkpoint(ckpt_path)
     manifest = read_manifest(Path(data) if data else last_manifest())
@@ -287,8 +289,6 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
     mapping = None
     if label_map is not None:
         manifest, mapping = apply_label_map(manifest, split, ckpt.class_names, label_map)
-    if faces not in ("auto", "none"):
-        raise ConfigError(f"Unknown --faces '{faces}'.", "use auto or none")
     dataset = checkpoint_dataset(manifest, split, ckpt, whole_images=faces == "none")
     engine = create_engine(ckpt, backend=backend, onnx=onnx, device=device, precision=precision,
                            tta=tta)
