@@ -30,22 +30,67 @@ def test_predict_csv_has_a_row_per_file_and_errors(checkpoint, tmp_path):
     summary = predict_to_files([photos], predictor, csv_out=out, json_out=tmp_path / "o.json")
     rows = list(csv.DictReader(out.open()))
     assert list(rows[0].keys()) == ["path", "label", "confidence", "prob_angry", "prob_crying",
-                                    "prob_happy", "error"]
+                                    "prob_happy", "error", "error_detail"]
     by_name = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
-    assert set(by_name) == {"a.png", "b (1).jpg", "webp_named.jpg", "broken.jpg", "empty.png",
-                            "notes.txt"}
+    # notes.txt is not named like an image: skipped and counted, not an error row
+    assert set(by_name) == {"a.png", "b (1).jpg", "webp_named.jpg", "broken.jpg", "empty.png"}
     for ok in ("a.png", "b (1).jpg", "webp_named.jpg"):
         r = by_name[ok]
-        assert r["error"] == "" and r["label"] in ("angry", "crying", "happy")
+        assert r["error"] == r["error_detail"] == "" and r["label"] in ("angry", "crying", "happy")
         probs = [float(r[f"prob_{c}"]) for c in ("angry", "crying", "happy")]
         assert math.isclose(sum(probs), 1, abs_tol=2e-3) and float(r["confidence"]) == max(probs)
-    for bad in ("broken.jpg", "empty.png", "notes.txt"):
+    for bad in ("broken.jpg", "empty.png"):
         assert by_name[bad]["error"] and by_name[bad]["label"] == ""
-    assert "empty" in by_name["empty.png"]["error"]
-    assert summary.n_files == 6 and summary.n_failed == 3 and summary.n_hidden_skipped == 1
+    assert (by_name["empty.png"]["error"], by_name["empty.png"]["error_detail"]) == (
+        "empty_file", "empty file")
+    assert by_name["broken.jpg"]["error"] == "truncated"  # a JPEG start, then 20 bytes
+    assert summary.n_files == 5 and summary.n_errors == 2 and summary.n_hidden_skipped == 1
+    assert summary.n_non_image_skipped == 1 and summary.n_no_face == 0
+    assert summary.n_failed == 2 and summary.error_counts == {"empty_file": 1, "truncated": 1}
     assert sum(summary.label_counts.values()) == 3
     data = json.loads((tmp_path / "o.json").read_text())
-    assert len(data) == 6 and sum(d["error"] is not None for d in data) == 3
+    assert len(data) == 5 and sum(d["error"] is not None for d in data) == 2
+    assert {d["error_detail"] for d in data if d["error"]} == {
+        by_name["broken.jpg"]["error_detail"], "empty file"}
+
+
+def test_all_files_tries_every_file_and_named_files_are_always_tried(checkpoint, tmp_path):
+    photos = _photos(tmp_path)
+    predictor = Predictor(checkpoint, precision="fp32", num_workers=0)
+    summary = predict_to_files([photos], predictor, csv_out=tmp_path / "all.csv",
+                               all_files=True)
+    rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(
+        (tmp_path / "all.csv").open())}
+    assert (rows["notes.txt"]["error"], rows["notes.txt"]["error_detail"]) == (
+        "not_an_image", "not an image: the file holds text")
+    assert summary.n_files == 6 and summary.n_non_image_skipped == 0
+    named = predict_to_files([photos / "notes.txt", photos / "a.png"], predictor,
+                             csv_out=tmp_path / "named.csv")
+    assert named.n_files == 2 and named.n_errors == 1 and named.n_non_image_skipped == 0
+
+
+def test_options_are_checked_before_the_model_is_loaded(tmp_path, monkeypatch):
+    from babyemo import prediction
+    from babyemo.errors import ConfigError, DataError
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(prediction, "resolve_checkpoint", no_loading)
+    for kwargs, match in (({"no_face_fallback": "skip"}, "no-face fallback"),
+                          ({"min_confidence": 2.0}, r"\[0, 1\]"),
+                          ({"streams": 0}, "streams must be >= 1"),
+                          ({"batch_size": 0}, "batch_size must be >= 1"),
+                          ({"save_crops": __file__}, "is a file, not a folder")):
+        with pytest.raises(ConfigError, match=match):
+            Predictor(**kwargs)
+    predictor = object.__new__(Predictor)  # never used: inputs and outputs fail first
+    with pytest.raises(DataError, match="No such file or folder"):
+        predict_to_files([tmp_path / "missing"], predictor, csv_out=tmp_path / "o.csv")
+    make_image(tmp_path / "a.png")
+    with pytest.raises(ConfigError, match="csv_out .* is a folder"):
+        predict_to_files([tmp_path / "a.png"], predictor, csv_out=tmp_path)
+    assert not (tmp_path / "o.csv").exists()
 
 
 def test_prediction_does_not_depend_on_batch_neighbours(checkpoint, tmp_path):
@@ -135,6 +180,7 @@ def test_streams_give_the_rows_of_one_stream_in_input_order(checkpoint, tmp_path
         if a.error is None:
             assert a.probs == pytest.approx(b.probs, abs=1e-5)
     assert sum(r.error is not None for r in rows) == 4  # broken, empty, notes, .DS_Store
+    assert {r.error for r in rows if r.error} == {"truncated", "empty_file", "not_an_image"}
     assert torch.get_num_threads() == threads  # the streams' 1-thread setting is undone
 
 

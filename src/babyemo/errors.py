@@ -43,9 +43,18 @@ class ManifestError(DataError):
 
 
 class ImageError(DataError):
-    """One image file cannot be decoded (corrupt, not an image, too large, unreadable)."""
+    """One image file cannot be decoded (corrupt, not an image, too large, unreadable).
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    Args:
+        message: ``"<path>: <reason>."``.
+        hint: What the user can do about it (optional).
+        code: The reason as a stable code, a value of
+            :class:`babyemo.data.file_errors.FileErrorCode` (e.g. ``"truncated"``), or
+            ``None`` when not known (then callers treat the file as ``unreadable``).
+    """
+
+    def __init__(self, message: str, hint: str | None = None, code: str | None = None) -> None:
+        self.code = code
         # torch's DataLoader re-raises an error of a worker process as ``ImageError(text)``
         # with text "Caught ImageError in DataLoader worker process N.\nOriginal
         # Traceback ...": keep its last line, the original message, so errors stay one line.
@@ -71,6 +80,11 @@ class RegistryError(BabyEmoError, KeyError):
 
 class CheckpointError(BabyEmoError):
     """A checkpoint file is missing, unsafe, of an unknown version or lacks a key."""
+
+
+class StateError(BabyEmoError):
+    """babyemo's own files in its home folder (``models.json``, ``state.json``) cannot be
+    read or locked: corrupt JSON, or another babyemo process holds the lock too long."""
 
 
 class DeviceError(BabyEmoError):

@@ -1,9 +1,11 @@
 """Batch prediction over image files with a checkpoint (or a registered trained model).
 
 :class:`Predictor` streams :class:`Prediction` rows: a file that cannot be read yields a
-row with an ``error`` and the run goes on; no row is ever filled from another image.
-:func:`predict_to_files` writes them as CSV (``path, label, confidence, prob_<class>...,
-error``) and/or JSON, atomically, without holding all rows in memory for the CSV.
+row with an ``error`` (a :class:`~babyemo.data.file_errors.FileErrorCode` value) and an
+``error_detail`` (the human reason), and the run goes on; no row is ever filled from another
+image. :func:`predict_to_files` writes them as CSV (``path, label, confidence,
+prob_<class>..., error, error_detail``) and/or JSON, atomically, without holding all rows in
+memory for the CSV.
 
 Probabilities are ``softmax(logits / T)`` with the checkpoint's temperature ``T``
 (:attr:`babyemo.checkpoint.Checkpoint.temperature`, 1 for an uncalibrated checkpoint).
@@ -32,11 +34,18 @@ from torch.utils.data import DataLoader
 from babyemo.checkpoint import load_checkpoint
 from babyemo.config import NoFaceFallback, Precision
 from babyemo.data.dataset import FaceMode, FileDataset, collate_files
-from babyemo.data.folders import find_input_files, printable_name
+from babyemo.data.file_errors import FileErrorCode
+from babyemo.data.folders import (
+    FoundFiles,
+    check_output_files,
+    check_output_folder,
+    collect_input_files,
+    printable_name,
+)
 from babyemo.data.prefetch import prefetch
 from babyemo.devices import default_num_workers, default_streams, set_cpu_threads, stream_batches
 from babyemo.engines import create_engine
-from babyemo.errors import ConfigError, DataError
+from babyemo.errors import ConfigError
 from babyemo.io import atomic_open, atomic_write_bytes
 from babyemo.models.store import resolve_checkpoint
 from babyemo.progress import progress_bar
@@ -55,8 +64,9 @@ class Prediction:
         label: Predicted class name (``""`` on error).
         confidence: Probability of ``label`` in [0, 1] (``nan`` on error).
         probs: Probability per class, in ``class_names`` order (empty on error).
-        error: ``None``, or why the file could not be classified (``no_face`` when face
-            detection found none).
+        error: ``None``, or why the file could not be classified: a
+            :class:`~babyemo.data.file_errors.FileErrorCode` value (``truncated``,
+            ``no_face`` when face detection found none, ...).
         face_index: Index of the face in the photo (0 = highest detector score), or
             ``None`` without face detection or for a photo classified whole.
         box: ``(x, y, w, h)`` of the classified region in pixels of the upright image
@@ -64,6 +74,8 @@ class Prediction:
         det_score: Detector confidence of the face (``None`` without one).
         top_class: The most probable class (``None`` on error); ``label`` is the same
             unless it is :data:`UNCERTAIN`.
+        error_detail: With an ``error``, the human reason without the path (e.g.
+            ``"permission denied"``); else ``None``.
     """
 
     path: str
@@ -75,38 +87,69 @@ class Prediction:
     box: tuple[float, float, float, float] | None = None
     det_score: float | None = None
     top_class: str | None = None
+    error_detail: str | None = None
 
 
 @dataclass
 class PredictSummary:
-    """Counts of a prediction run.
+    """Counts and times of a prediction run.
 
     Attributes:
-        n_files: Files considered.
+        n_files: Files tried, plus entries that could not be (a broken link, a pipe...):
+            each has at least one row.
         n_rows: Rows written (one per file, or one per face with face detection).
-        n_failed: Files with an error (unreadable, not an image, or no face).
-        n_no_face: Files in which the detector found no face.
-        n_multi_face: Files with more than one face.
+        n_errors: Files that could not be read: error rows other than ``no_face``
+            (unreadable, empty, truncated, not an image...). ``--strict`` fails on these.
+        n_no_face: Photos in which the detector found no face: rows with
+            ``error=no_face``, or with ``no_face_fallback="full"`` photos classified whole.
+            Not counted in ``n_errors``: the file itself is fine.
+        n_multi_face: Photos with more than one face.
         n_hidden_skipped: Hidden files and folders skipped while scanning.
+        n_non_image_skipped: Files inside folders skipped because their names do not end
+            like an image (see :data:`~babyemo.data.folders.IMAGE_SUFFIXES`).
+        error_counts: Error code -> number of rows with it (``no_face`` included).
         label_counts: Predicted label → number of rows.
-        seconds: Wall time in seconds.
-        detect_seconds: Time spent in face detection, in seconds (part of ``seconds``).
+        seconds: Wall time of the run in seconds (finding, reading, detecting, classifying,
+            writing), after the model was loaded.
+        load_seconds: Wall time the :class:`Predictor` took to load (model, engine, face
+            detector) before the run, in seconds.
+        detect_seconds: Time spent in face detection, summed over the ``parallel_readers``
+            that ran it side by side: thread time, which can exceed ``seconds``.
+        parallel_readers: Threads or worker processes that read files and detect faces
+            side by side (the CPU streams, else the DataLoader workers, else 1).
     """
 
     n_files: int = 0
     n_rows: int = 0
-    n_failed: int = 0
+    n_errors: int = 0
     n_no_face: int = 0
     n_multi_face: int = 0
     n_hidden_skipped: int = 0
+    n_non_image_skipped: int = 0
+    error_counts: dict[str, int] = field(default_factory=dict)
     label_counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    load_seconds: float = 0.0
     detect_seconds: float = 0.0
+    parallel_readers: int = 1
+
+    @property
+    def n_failed(self) -> int:
+        """Rows with an error, ``no_face`` included (``n_errors`` + the ``no_face`` rows);
+        kept for compatibility, prefer :attr:`n_errors` and :attr:`n_no_face`."""
+        return self.n_errors + self.error_counts.get(FileErrorCode.NO_FACE.value, 0)
 
     @property
     def images_per_s(self) -> float:
-        """Throughput in images per second."""
+        """Throughput in files per second (over :attr:`seconds`)."""
         return self.n_files / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def detect_share(self) -> float:
+        """Share of the readers' time spent in face detection, in [0, 1]:
+        ``detect_seconds / (parallel_readers * seconds)``."""
+        busy = self.parallel_readers * self.seconds
+        return min(1.0, self.detect_seconds / busy) if busy > 0 else 0.0
 
 
 class Predictor:
@@ -142,6 +185,7 @@ class Predictor:
     Attributes:
         engine: The :class:`babyemo.engines.Engine` that computes the logits.
         plan: The torch :class:`~babyemo.devices.PrecisionPlan` (``None`` with onnxruntime).
+        load_seconds: Wall time this constructor took (checkpoint, engine, face detector).
 
     Raises:
         RegistryError: No model given and none registered, or unknown detector.
@@ -150,8 +194,9 @@ class Predictor:
         ExportError: No exported ONNX file, or one that does not match the checkpoint.
         MissingDependencyError: onnxruntime is not installed (backend ``onnxruntime``).
         ConfigError: Unknown ``no_face_fallback``, ``min_confidence`` outside [0, 1], a
-            model with a class named ``uncertain`` used with ``min_confidence``, or
-            ``streams < 1``.
+            model with a class named ``uncertain`` used with ``min_confidence``,
+            ``streams < 1``, ``batch_size < 1`` or a ``save_crops`` that is not a writable
+            folder. Every check that needs no model is made before loading it.
     """
 
     def __init__(self, checkpoint: str | os.PathLike[str] | None = None, *,
@@ -163,6 +208,9 @@ class Predictor:
                  min_confidence: float | None = None, backend: str = "torch",
                  onnx: str | os.PathLike[str] | None = None, tta: bool = False,
                  streams: int | None = None) -> None:
+        start = time.perf_counter()
+        # Options first: a wrong value fails in milliseconds, not after loading the model.
+        _check_options(no_face_fallback, min_confidence, streams, batch_size, save_crops)
         self.checkpoint_path = resolve_checkpoint(checkpoint, model)
         self.checkpoint = load_checkpoint(self.checkpoint_path)
         self.class_names = self.checkpoint.class_names
@@ -181,6 +229,13 @@ class Predictor:
         self.streams = self._streams(streams)
         self.save_crops = Path(save_crops) if save_crops is not None else None
         self.detect_seconds = 0.0
+        self.load_seconds = time.perf_counter() - start
+
+    @property
+    def parallel_readers(self) -> int:
+        """Threads or processes that read files (and detect faces) side by side: the CPU
+        :attr:`streams`, else the DataLoader workers, else 1 (a prefetch thread)."""
+        return self.streams if self.streams > 1 else max(1, self.num_workers)
 
     def _streams(self, streams: int | None) -> int:
         if streams is not None:
@@ -232,7 +287,8 @@ class Predictor:
                 self.detect_seconds += item["detect_seconds"]
                 path = str(paths[item["index"]])
                 if item["error"] is not None:
-                    yield Prediction(path, "", float("nan"), (), item["error"])
+                    yield Prediction(path, "", float("nan"), (), item["error"],
+                                     error_detail=item["error_detail"])
                     continue
                 for entry in item["entries"]:
                     p = probs[row]
@@ -284,6 +340,27 @@ class Predictor:
                            buf.getvalue())
 
 
+def _check_options(no_face_fallback: str, min_confidence: float | None, streams: int | None,
+                   batch_size: int, save_crops: str | os.PathLike[str] | None) -> None:
+    """The checks of :class:`Predictor`'s options that need no model (fast).
+
+    Raises:
+        ConfigError: See :class:`Predictor`.
+    """
+    try:
+        NoFaceFallback(no_face_fallback)
+    except ValueError:
+        raise ConfigError(f"Unknown no-face fallback '{no_face_fallback}'.",
+                          "use error or full") from None
+    _check_min_confidence(min_confidence, [])
+    if streams is not None and streams < 1:
+        raise ConfigError(f"streams must be >= 1, got {streams}.", "use 1 for a single stream")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}.", "e.g. 32")
+    if save_crops is not None:
+        check_output_folder(save_crops, "save_crops folder")
+
+
 def _check_min_confidence(value: float | None, class_names: list[str]) -> float | None:
     if value is None:
         return None
@@ -310,56 +387,66 @@ def _csv_row(pred: Prediction, n_classes: int, with_faces: bool,
     top = [pred.top_class or ""] if with_top else []
     path = printable_name(pred.path)
     if pred.error is not None:
-        return [path, "", "", *top, *([""] * n_classes), *faces, pred.error]
+        return [path, "", "", *top, *([""] * n_classes), *faces, pred.error,
+                printable_name(pred.error_detail or "")]
     return [path, pred.label, f"{pred.confidence:.4f}", *top,
-            *[f"{v:.4f}" for v in pred.probs], *faces, ""]
+            *[f"{v:.4f}" for v in pred.probs], *faces, "", ""]
 
 
-def predict_to_files(inputs: Iterable[str | os.PathLike[str]], predictor: Predictor, *,
+def predict_to_files(inputs: Iterable[str | os.PathLike[str]] | FoundFiles,
+                     predictor: Predictor, *,
                      csv_out: str | os.PathLike[str] | IO[str] | None = None,
                      json_out: str | os.PathLike[str] | None = None,
-                     recursive: bool = True) -> PredictSummary:
+                     recursive: bool = True, all_files: bool = False) -> PredictSummary:
     """Predict every image under ``inputs`` and write CSV and/or JSON.
 
     Args:
-        inputs: Files and folders (folders are searched recursively by default).
+        inputs: Files and folders (folders are searched recursively by default), or what
+            :func:`~babyemo.data.folders.collect_input_files` found in them (a caller that
+            checked its inputs before loading the model).
         predictor: The model.
         csv_out: CSV file path, or an open text stream (e.g. stdout), or ``None``.
         json_out: JSON file path (a list of row objects), or ``None``.
         recursive: Search sub-folders.
+        all_files: Inside folders, try every file, not only those whose names end like an
+            image (:data:`~babyemo.data.folders.IMAGE_SUFFIXES`). Files named in
+            ``inputs`` are always tried.
 
     Returns:
         The :class:`PredictSummary`. Files are complete only when this returns: they are
         written under temporary names and renamed at the end.
 
-    Every file found is a row: special files (FIFOs, devices), broken links, symlink loops
-    and folders that cannot be listed are error rows after the predicted ones (see
-    :func:`~babyemo.data.folders.find_input_files`).
+    Every file found is a row: unreadable files, special files (FIFOs, devices), broken
+    links, symlink loops and folders that cannot be listed are error rows (the last ones
+    after the predicted ones, see :func:`~babyemo.data.folders.find_input_files`), with a
+    :class:`~babyemo.data.file_errors.FileErrorCode` in ``error`` and the reason in
+    ``error_detail``. Inside folders, hidden files and files whose names do not end like an
+    image are skipped and counted.
 
     Raises:
-        DataError: An input path does not exist, or the inputs hold no file at all (an
+        DataError: An input path does not exist, or the inputs hold no file to read (an
             empty folder); nothing is written then.
+        ConfigError: ``csv_out`` or ``json_out`` is a folder, or cannot be written.
     """
     start = time.perf_counter()
-    inputs = list(inputs)
-    try:
-        found = find_input_files(inputs, recursive=recursive)
-    except FileNotFoundError as e:
-        raise DataError(f"No such file or folder: {e.filename}", "check the path") from None
-    files, hidden = found.files, found.hidden
-    if not files and not found.skipped:
-        where = ", ".join(printable_name(str(p)) for p in inputs) or "(no input)"
-        raise DataError(f"No files to predict on in {where}"
-                        + (f" ({hidden} hidden entries skipped)." if hidden else "."),
-                        "give image files or folders that hold some")
+    found = (inputs if isinstance(inputs, FoundFiles)
+             else collect_input_files(inputs, recursive=recursive, all_files=all_files))
+    check_output_files({"csv_out": None if hasattr(csv_out, "write") else csv_out,
+                        "json_out": json_out})
+    files = found.files
     names = predictor.class_names
     with_faces = predictor.face_mode is not None
     with_top = predictor.min_confidence is not None
     header = ["path", "label", "confidence", *(["top_class"] if with_top else []),
               *[f"prob_{c}" for c in names],
-              *(FACE_COLUMNS if with_faces else []), "error"]
-    summary = PredictSummary(n_files=len(files) + len(found.skipped), n_hidden_skipped=hidden)
+              *(FACE_COLUMNS if with_faces else []), "error", "error_detail"]
+    summary = PredictSummary(n_files=len(files) + len(found.skipped),
+                             n_hidden_skipped=found.hidden,
+                             n_non_image_skipped=len(found.non_images),
+                             load_seconds=predictor.load_seconds,
+                             parallel_readers=predictor.parallel_readers)
     labels: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
     faces_in_file = 0  # faces of the current file (its rows are consecutive): no per-file state
     with ExitStack() as stack:
         writer = None
@@ -373,8 +460,9 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]], predictor: Predic
             jstream.write("[")
         bar = stack.enter_context(progress_bar("predicting", total=summary.n_files, unit="img"))
         last_path = None
-        skipped_rows = (Prediction(str(path), "", float("nan"), (), reason)
-                        for path, reason in found.skipped)
+        skipped_rows = (Prediction(str(path), "", float("nan"), (), code.value,
+                                   error_detail=detail)
+                        for path, code, detail in found.skipped)
         rows = itertools.chain(predictor.predict_files(files), skipped_rows)
         for i, pred in enumerate(rows):
             summary.n_rows += 1
@@ -382,8 +470,11 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]], predictor: Predic
                 bar.advance()
                 last_path, faces_in_file = pred.path, 0
             if pred.error is not None:
-                summary.n_failed += 1
-                summary.n_no_face += pred.error == "no_face"
+                errors[pred.error] += 1
+                if pred.error == FileErrorCode.NO_FACE:
+                    summary.n_no_face += 1
+                else:
+                    summary.n_errors += 1
             else:
                 labels[pred.label] += 1
                 if pred.face_index is None and with_faces:
@@ -398,7 +489,8 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]], predictor: Predic
                                        "label": pred.label or None,
                                        "confidence": None if pred.error else pred.confidence,
                                        "probs": dict(zip(names, pred.probs, strict=False)),
-                                       "error": pred.error}
+                                       "error": pred.error,
+                                       "error_detail": pred.error_detail}
                 if with_top:
                     obj["top_class"] = pred.top_class
                 if with_faces:
@@ -408,6 +500,7 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]], predictor: Predic
         if jstream:
             jstream.write("\n]\n")
     summary.label_counts = dict(sorted(labels.items()))
+    summary.error_counts = dict(sorted(errors.items()))
     summary.detect_seconds = predictor.detect_seconds
     summary.seconds = time.perf_counter() - start
     return summary

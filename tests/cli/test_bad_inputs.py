@@ -26,6 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 from babyemo.cli import app
+from babyemo.data.file_errors import FILE_ERROR_CODES
 from tests.bad_files import BAD, CASES, READABLE, build_all, deny_read
 from tests.conftest import make_imagefolder
 
@@ -201,7 +202,8 @@ def test_predict_case(predicted_bad, bad_folder, case):
     if expected is None:
         assert row["error"] == "" and row["label"] in CLASSES
     else:
-        assert row["label"] == "" and expected in row["error"]
+        assert row["label"] == "" and expected in row["error_detail"]
+        assert row["error"] in FILE_ERROR_CODES  # a code; the reason is in error_detail
 
 
 def test_predict_with_face_detection_over_every_case(bad_folder, trained, tmp_path,
@@ -221,7 +223,8 @@ def test_predict_with_face_detection_over_every_case(bad_folder, trained, tmp_pa
     assert set(by_path) == {str(bad_folder / rel) for rel in entries(bad_folder)}
     for case, expected in PREDICT_EXPECTED.items():
         row = by_path[str(bad_folder / "happy" / CASES[case][0])]
-        assert (row["error"] == "") if expected is None else (expected in row["error"]), case
+        assert (row["error"] == "") if expected is None else (expected in row["error_detail"]), \
+            case
 
 
 # --- nothing lost ------------------------------------------------------------------------
@@ -243,7 +246,7 @@ def test_predict_loses_no_file(predicted_bad, bad_folder):
     assert len(predicted_bad.json) == len(on_disk)
     failed = sum(1 for r in predicted_bad.rows.values() if r["error"])
     assert f"{len(on_disk)} files, {len(on_disk)} rows" in predicted_bad.result.stdout
-    assert f"{failed} failed" in predicted_bad.result.stdout
+    assert f"errors: {failed} files could not be read" in predicted_bad.result.stdout
 
 
 # --- a manifest that went stale after prepare: a file replaced by a bad one ---------------
@@ -343,7 +346,10 @@ def test_class_folder_without_images(tmp_path, command):
     result = run(*args)
     assert result.exit_code == 0, result.output
     for cls in ("bored", "sleepy"):
-        assert f"Warning: class folder '{cls}' has no readable image" in result.stdout
+        if command == "prepare":  # a warning of a command that writes: stderr
+            assert f"Warning: class folder '{cls}' has no readable image" in result.stderr
+        else:  # a finding of inspect: its result, stdout
+            assert f"- class folder '{cls}' has no readable image" in result.stdout
     assert "bored/broken.jpg: empty file." in result.stdout
 
 
@@ -448,23 +454,25 @@ def test_folder_disappears_mid_scan(tmp_path, monkeypatch, command):
 
 
 def test_folder_disappears_mid_predict(tmp_path, monkeypatch, trained):
-    from babyemo import prediction
+    from babyemo.data import folders
 
     photos = make_imagefolder(tmp_path / "photos", per_class=2)
-    real_find = prediction.find_input_files
+    real_find = folders.collect_input_files  # predict lists the files before loading the model
 
     def find_then_vanish(*args, **kwargs):
         found = real_find(*args, **kwargs)
         shutil.rmtree(photos / "crying")
         return found
 
-    monkeypatch.setattr(prediction, "find_input_files", find_then_vanish)
+    monkeypatch.setattr(folders, "collect_input_files", find_then_vanish)
     result = run("predict", photos, "--checkpoint", trained.best, "--csv", tmp_path / "o.csv")
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((tmp_path / "o.csv").open()))
-    assert len(rows) == 6 and "6 files, 6 rows" in result.stdout and "2 failed" in result.stdout
+    assert len(rows) == 6 and "6 files, 6 rows" in result.stdout
+    assert "errors: 2 files could not be read (unreadable 2)" in result.stdout
     gone = [r for r in rows if "/crying/" in r["path"]]
-    assert all(r["error"].startswith("file not found") for r in gone) and len(gone) == 2
+    assert all(r["error"] == "unreadable" and r["error_detail"].startswith("file not found")
+               for r in gone) and len(gone) == 2
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "inspect"])
@@ -486,8 +494,10 @@ def test_unreadable_file(tmp_path, monkeypatch, command, trained):
     if command == "predict":
         result = run("predict", root, "--checkpoint", trained.best, "--csv", tmp_path / "o.csv")
         rows = {r["path"]: r for r in csv.DictReader((tmp_path / "o.csv").open())}
-        assert len(rows) == 9 and rows[str(locked)]["error"] == "permission denied."
-        assert "1 failed" in result.stdout
+        assert len(rows) == 9 and (rows[str(locked)]["error"],
+                                   rows[str(locked)]["error_detail"]) == ("unreadable",
+                                                                          "permission denied")
+        assert "errors: 1 file could not be read (unreadable 1)" in result.stdout
         return
     args = (("data", "prepare", root, "--out", tmp_path / "out") if command == "prepare"
             else ("data", "inspect", root))
@@ -514,7 +524,7 @@ def test_unreadable_folder(tmp_path, monkeypatch, command, trained):
             result = run("predict", root, "--checkpoint", trained.best, "--csv",
                          tmp_path / "o.csv")
             rows = {r["path"]: r for r in csv.DictReader((tmp_path / "o.csv").open())}
-            assert rows[str(locked)]["error"] == "cannot list folder (permission denied)"
+            assert rows[str(locked)]["error_detail"] == "cannot list folder (permission denied)"
             assert len(rows) == 10
         else:
             result = run("data", "prepare", root, "--out", tmp_path / "out")
@@ -548,7 +558,8 @@ def test_special_files_and_folder_loops(tmp_path, command, trained):
     result = run("predict", root, "--checkpoint", trained.best, "--csv", tmp_path / "o.csv")
     assert result.exit_code == 0, result.output
     rows = {r["path"]: r for r in csv.DictReader((tmp_path / "o.csv").open(encoding="utf-8"))}
-    assert rows[str(root / "happy" / "pipe.jpg")]["error"].startswith("not a regular file")
-    assert rows[str(root / "happy" / "again")]["error"].startswith("link to a folder already")
+    assert rows[str(root / "happy" / "pipe.jpg")]["error"] == "not_a_file"
+    assert rows[str(root / "happy" / "again")]["error"] == "link_loop"
+    assert rows[str(root / "happy" / "again")]["error_detail"].startswith("link to a folder")
     assert rows[str(root / "happy" / "caf\\xe9.png")]["error"] == ""
     assert len(rows) == 12

@@ -164,8 +164,10 @@ def test_huge_jpeg_is_decoded_at_a_reduced_scale(tmp_path):
 def test_truncated_jpeg_is_refused_not_grey_filled(tmp_path):
     path = build("truncated_jpeg", tmp_path)
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
-    with pytest.raises(ImageError, match="truncated image file"):
+    with pytest.raises(ImageError, match=r"truncated JPEG file: it ends before its image data "
+                       r"does \(only 1,500 bytes; an incomplete download or copy\?\)\.$") as err:
         load_image(path)
+    assert err.value.code == "truncated" and "not processed" not in err.value.message
 
 
 def test_heic_without_pillow_heif_says_what_to_install(tmp_path, monkeypatch):
@@ -243,8 +245,10 @@ def test_any_decoder_exception_becomes_an_image_error(tmp_path, monkeypatch):
         raise IndexError("decoder bug")
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", explode)
-    with pytest.raises(ImageError, match=r"cannot decode image \(decoder bug\)"):
+    with pytest.raises(ImageError, match=r"damaged PNG image data: the decoder failed "
+                       r"\(decoder bug\)\.$") as err:
         load_image(path)
+    assert err.value.code == "corrupt"
 
 
 def test_a_broken_pillow_heif_does_not_break_other_images(tmp_path, monkeypatch):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.console import Console
 
 from babyemo.cli._common import (
     BACKEND_OPTION,
@@ -18,6 +21,10 @@ from babyemo.cli._common import (
 )
 from babyemo.config import Backend, NoFaceFallback, Precision
 
+if TYPE_CHECKING:
+    from babyemo.data.folders import FoundFiles
+    from babyemo.prediction import Predictor, PredictSummary
+
 
 @cli_errors
 def predict_command(
@@ -30,7 +37,12 @@ def predict_command(
     json_out: Path = typer.Option(None, "--json", help="JSON file to write."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive",
                                    help="Search sub-folders."),
-    strict: bool = typer.Option(False, "--strict", help="Exit 1 if any file failed."),
+    all_files: bool = typer.Option(False, "--all-files", help="In folders, try every file, "
+                                   "not only those named like images (.jpg, .png, .webp, "
+                                   ".heic...); files named on the command line are always "
+                                   "tried."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 if any file could not be "
+                                "read (photos without a face do not count)."),
     device: str = typer.Option("auto", "--device"),
     precision: Precision = typer.Option(Precision.auto, "--precision"),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
@@ -53,37 +65,131 @@ def predict_command(
     tta: bool = TTA_OPTION,
 ) -> None:
     """Predict the emotion of every image in files/folders (CSV: path, label, confidence,
-    prob_<class>..., error)."""
+    prob_<class>..., error, error_detail)."""
     import sys
+    import time
 
-    from babyemo.prediction import Predictor, predict_to_files
+    to_stdout = csv_out == "-" or (csv_out is None and json_out is None)
+    found = _check_arguments(inputs, recursive, all_files, None if to_stdout else csv_out,
+                             json_out, save_crops, checkpoint, model, faces)
+    start = time.perf_counter()
+
+    from babyemo.prediction import Predictor, predict_to_files  # imports torch: seconds
 
     predictor = Predictor(checkpoint, model=model, device=device, precision=precision,
                           batch_size=batch_size, num_workers=workers, faces=faces,
                           no_face_fallback=no_face_fallback.value, save_crops=save_crops,
                           min_confidence=min_confidence, backend=backend.value, onnx=onnx,
                           tta=tta, streams=streams)
-    to_stdout = csv_out == "-" or (csv_out is None and json_out is None)
-    summary = predict_to_files(inputs, predictor,
+    load_seconds = time.perf_counter() - start
+    summary = predict_to_files(found, predictor,
                                csv_out=sys.stdout if to_stdout else csv_out,
-                               json_out=json_out, recursive=recursive)
+                               json_out=json_out)
     report = stderr if to_stdout else stdout
-    counts = ", ".join(f"{k} {v}" for k, v in summary.label_counts.items()) or "none"
-    say(f"{summary.n_files} files, {summary.n_rows} rows ({counts}), {summary.n_failed} "
-        f"failed, {summary.n_hidden_skipped} hidden skipped; {summary.seconds:.1f}s "
-        f"({summary.images_per_s:.1f} img/s)", report)
-    if predictor.face_mode is not None:
-        fallback = ("classified whole" if predictor.face_mode.fallback == "full"
-                    else "error=no_face")
-        say(f"faces ({predictor.face_mode.detector}): {summary.n_no_face} files without a face "
-            f"({fallback}), {summary.n_multi_face} with several; detection "
-            f"{summary.detect_seconds:.1f}s", report)
+    for line in summary_lines(summary, predictor, load_seconds):
+        _say_wrapped(line, report)
     if backend is not Backend.torch:
         say(f"backend: {predictor.engine.describe()}", report)
     if csv_out and not to_stdout:
         say(f"csv: {csv_out}", report)
     if json_out:
         say(f"json: {json_out}", report)
-    if strict and summary.n_failed:
-        stderr.print(f"[bold red]Error:[/bold red] {summary.n_failed} file(s) failed (--strict).")
+    if strict and summary.n_errors:
+        stderr.print(f"[bold red]Error:[/bold red] {_n(summary.n_errors, 'file')} could not "
+                     "be read (--strict).")
         raise typer.Exit(1)
+
+
+def _check_arguments(inputs: list[Path], recursive: bool, all_files: bool,
+                     csv_out: str | None, json_out: Path | None, save_crops: Path | None,
+                     checkpoint: Path | None, model: str | None, faces: str) -> FoundFiles:
+    """What can be checked without loading torch, the model or the face detector: the
+    inputs exist and hold files, the outputs can be written, the model and detector names
+    are known. Returns the files found.
+
+    Raises:
+        DataError: See :func:`~babyemo.data.folders.collect_input_files`.
+        ConfigError: An output is a folder, unwritable, or --csv and --json are one file.
+        RegistryError: Unknown model or face detector name, or no model at all.
+        CheckpointError: The checkpoint file does not exist.
+    """
+    from babyemo.data.folders import check_output_files, check_output_folder, collect_input_files
+    from babyemo.errors import CheckpointError, unknown_name
+    from babyemo.faces.registry import list_detectors
+    from babyemo.models.store import resolve_checkpoint
+
+    found = collect_input_files(inputs, recursive=recursive, all_files=all_files)
+    check_output_files({"--csv": csv_out, "--json": json_out})
+    if save_crops is not None:
+        check_output_folder(save_crops, "--save-crops")
+    path = resolve_checkpoint(checkpoint, model)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint not found: {path}",
+                              "pass a .pt file written by `babyemo train`")
+    detectors = [d.name for d in list_detectors()]
+    if faces not in ("auto", "none", *detectors):
+        raise unknown_name("face detector", faces, ["auto", *detectors])
+    return found
+
+
+def _n(count: int, word: str, plural: str | None = None) -> str:
+    """``"1 file"``, ``"2 files"``."""
+    return f"{count:,} {word if count == 1 else (plural or word + 's')}"
+
+
+def summary_lines(summary: PredictSummary, predictor: Predictor,
+                  load_seconds: float | None = None) -> list[str]:
+    """The end-of-run summary of ``babyemo predict``, one line per topic.
+
+    Times: the run's wall time (``summary.seconds``) after the wall time of loading the
+    model (``load_seconds``, by default ``summary.load_seconds``; the CLI includes importing
+    torch); face detection is thread time summed over the parallel readers, so it is given
+    with its share of their time, never as a part of the wall time.
+    """
+    load = summary.load_seconds if load_seconds is None else load_seconds
+    lines = [f"{_n(summary.n_files, 'file')}, {_n(summary.n_rows, 'row')} in "
+             f"{summary.seconds:.1f} s ({summary.images_per_s:.1f} files/s), after "
+             f"{load:.1f} s loading the model"]
+    counts = ", ".join(f"{k} {v:,}" for k, v in summary.label_counts.items()) or "none"
+    lines.append(f"labels: {counts}")
+    mode = predictor.face_mode
+    if mode is not None:
+        with_face = summary.n_files - summary.n_errors - summary.n_no_face
+        lines.append(f"faces ({mode.detector}): {_n(with_face, 'photo')} with a face, "
+                     f"{summary.n_multi_face:,} of them with several")
+        if summary.n_no_face:
+            what = ("classified whole (--no-face-fallback full)" if mode.fallback == "full"
+                    else "rows with error=no_face, not counted as errors")
+            lines.append(f"no face found in {_n(summary.n_no_face, 'photo')}: {what}")
+        readers = summary.parallel_readers
+        if readers > 1:
+            kind = "streams" if predictor.streams > 1 else "worker processes"
+            lines.append(f"face detection: {summary.detect_seconds:.1f} s summed over "
+                         f"{readers} parallel {kind} ({summary.detect_share:.0%} of their "
+                         "time)")
+        else:
+            lines.append(f"face detection: {summary.detect_seconds:.1f} s "
+                         f"({summary.detect_share:.0%} of the time)")
+    if summary.n_errors:
+        codes = ", ".join(f"{code} {n:,}" for code, n in summary.error_counts.items()
+                          if code != "no_face")
+        lines.append(f"errors: {_n(summary.n_errors, 'file')} could not be read ({codes})")
+    else:
+        lines.append("errors: none (every file could be read)")
+    skipped = []
+    if summary.n_non_image_skipped:
+        skipped.append(f"{_n(summary.n_non_image_skipped, 'non-image file')} "
+                       "(--all-files tries them)")
+    if summary.n_hidden_skipped:
+        skipped.append(_n(summary.n_hidden_skipped, "hidden entry", "hidden entries"))
+    if skipped:
+        lines.append("skipped: " + ", ".join(skipped))
+    return lines
+
+
+def _say_wrapped(text: str, console: Console) -> None:
+    """Print ``text`` wrapped at the console's width between words (never inside one: a
+    path or a code stays whole), continuation lines indented by two spaces."""
+    for line in textwrap.wrap(text, width=max(40, console.width), subsequent_indent="  ",
+                              break_long_words=False, break_on_hyphens=False):
+        say(line, console)

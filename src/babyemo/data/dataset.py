@@ -15,9 +15,10 @@ import torch
 from torch.utils.data import Dataset
 
 from babyemo.config import InputSpec
+from babyemo.data.file_errors import FileErrorCode
 from babyemo.data.image_cache import ImageCache, cache_key
-from babyemo.data.images import IMAGE_SUFFIXES, load_image
-from babyemo.data.manifest import Manifest
+from babyemo.data.images import load_image
+from babyemo.data.manifest import Manifest, check_split
 from babyemo.errors import DataError, ImageError
 
 Transform = Callable[[Any], torch.Tensor]
@@ -59,6 +60,7 @@ class ManifestDataset(Dataset):
             (counted in :attr:`n_without_face`). ``None`` uses whole images.
 
     Raises:
+        ConfigError: An unknown split name.
         DataError: The split is empty, has a label not in ``class_names``, a file of it is
             missing, or ``crop`` is given but the manifest has no face boxes.
     """
@@ -69,12 +71,16 @@ class ManifestDataset(Dataset):
                  crop: Any = None, augment: bool = False) -> None:
         if isinstance(split, str):
             split = (split,)
+        for name in split or ():
+            check_split(name, allow_all=False)
         rows = (manifest.rows if split is None
                 else [r for r in manifest.rows if r.split in split])
         split = None if split is None else "+".join(split)
         if not rows:
-            raise DataError(f"The manifest {manifest.path} has no '{split}' rows.",
-                            "re-split it with `babyemo data split`")
+            has = ", ".join(manifest.splits()) or "none"
+            raise DataError(f"The manifest {manifest.path} has no '{split}' rows (its splits: "
+                            f"{has}).", "choose one of those, or re-split it with "
+                            "`babyemo data split`")
         index = {name: i for i, name in enumerate(class_names)}
         unknown = sorted({r.label for r in rows} - index.keys())
         if unknown:
@@ -196,7 +202,8 @@ class FileDataset(Dataset):
     Without ``faces`` each file gives one entry (the whole image); with ``faces`` each file
     gives one entry per detected face. Items are dicts::
 
-        {"index": int, "error": str or None, "size": (W, H) or None,
+        {"index": int, "error": FileErrorCode value or None, "error_detail": str or None,
+         "size": (W, H) or None,
          "entries": [{"image": (C, S, S) float32 tensor, "face": Face dict or None,
                       "face_index": int or None, "crop": PIL image or None}, ...],
          "detect_seconds": float}
@@ -213,11 +220,8 @@ class FileDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         path = self.paths[i]
-        item: dict[str, Any] = {"index": i, "error": None, "size": None, "entries": [],
-                                "detect_seconds": 0.0}
-        if path.suffix.lower() not in IMAGE_SUFFIXES and not _looks_like_image(path):
-            item["error"] = "not an image file"
-            return item
+        item: dict[str, Any] = {"index": i, "error": None, "error_detail": None, "size": None,
+                                "entries": [], "detect_seconds": 0.0}
         try:
             if self.faces is None:
                 img = load_image(path, self.spec.channels, decode_size(self.spec))
@@ -227,7 +231,8 @@ class FileDataset(Dataset):
                 return item
             img = load_image(path, 3)
         except ImageError as e:
-            item["error"] = e.message.replace(f"{path}: ", "", 1)
+            item["error"] = e.code or FileErrorCode.UNREADABLE.value
+            item["error_detail"] = e.message.replace(f"{path}: ", "", 1).removesuffix(".")
             return item
         item["size"] = img.size
         self._add_faces(img, item)
@@ -245,7 +250,8 @@ class FileDataset(Dataset):
         item["detect_seconds"] = time.perf_counter() - t0
         if not found:
             if mode.fallback != "full":
-                item["error"] = "no_face"
+                item["error"] = FileErrorCode.NO_FACE.value
+                item["error_detail"] = f"no face found (face detector {mode.detector})"
                 return
             whole = Face(box=(0.0, 0.0, float(img.width), float(img.height)), score=float("nan"),
                          landmarks=())
@@ -259,16 +265,6 @@ class FileDataset(Dataset):
             item["entries"].append({"image": self.transform(model_img), "face": face.to_dict(),
                                     "face_index": k,
                                     "crop": crop if mode.keep_crops and k is not None else None})
-
-
-def _looks_like_image(path: Path) -> bool:
-    try:
-        from babyemo.data.images import sniff_format
-
-        sniff_format(path)
-        return True
-    except ImageError:
-        return False
 
 
 def collate_files(items: list[dict[str, Any]]) -> dict[str, Any]:

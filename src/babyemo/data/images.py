@@ -4,7 +4,9 @@ The format is sniffed from the bytes, not the extension (a WebP named ``.jpg`` i
 EXIF orientation is applied so the model sees the upright face; every mode (CMYK, 16-bit,
 palette with transparency, LA/RGBA, 1-bit, grayscale) becomes 8-bit RGB or L; every failure
 becomes an :class:`~babyemo.errors.ImageError` naming the file and the reason (one short
-sentence), which callers turn into a skipped file or an error row.
+sentence, never a decoder's internals such as Pillow's "bytes not processed") with its
+:class:`~babyemo.data.file_errors.FileErrorCode` in ``code``, which callers turn into a
+skipped file or an error row.
 
 Decompression bombs: an image over :data:`MAX_PIXELS` pixels is refused from its header,
 before any pixel is decoded, whatever ``PIL.Image.MAX_IMAGE_PIXELS`` is set to. HEIC/HEIF
@@ -22,15 +24,11 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from babyemo.data.folders import os_error_reason
+from babyemo.data.file_errors import FileErrorCode
+from babyemo.data.folders import IMAGE_SUFFIXES, os_error_code, os_error_reason
 from babyemo.errors import ImageError
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif", ".heic", ".heif"}
-)
-"""File name endings treated as images when scanning folders (the bytes decide the format)."""
 
 MAX_PIXELS = 89_478_485
 """Pillow's default decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``), made an error:
@@ -41,6 +39,18 @@ HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b
 """ISO-BMFF ``ftyp`` brands of HEIC/HEIF files (read with ``pillow-heif``)."""
 
 HEIF_HINT = "or convert the photos to JPEG"
+
+BOMB_HINT = "decompression-bomb guard; downscale the image if it is real"
+
+AVIF_BRANDS = frozenset({b"avif", b"avis"})
+"""ISO-BMFF ``ftyp`` brands of AVIF files (read by Pillow >= 11.3 built with libavif)."""
+
+_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF8", "GIF"),
+          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+"""Leading bytes of common image formats (WebP and the ISO-BMFF ones are checked apart)."""
+
+_HEAD_BYTES = 512
+"""Bytes read to tell why a file is not an image (text, HTML page, a known format)."""
 
 _heif_state: dict[str, bool] = {}
 
@@ -72,9 +82,19 @@ def heif_available() -> bool:
     return _heif_state["ok"]
 
 
-def _head(path: Path) -> bytes:
+def _head(path: Path, size: int = 16) -> bytes:
     with open(path, "rb") as f:
-        return f.read(16)
+        return f.read(size)
+
+
+def _error(path: Path, code: FileErrorCode, reason: str, hint: str | None = None
+           ) -> ImageError:
+    """The :class:`ImageError` ``"<path>: <reason>."`` with its ``code``."""
+    return ImageError(f"{path}: {reason}.", hint, code=code.value)
+
+
+def _os_error(path: Path, error: OSError) -> ImageError:
+    return _error(path, os_error_code(error), os_error_reason(error))
 
 
 def _too_large(width: int, height: int) -> str:
@@ -82,24 +102,128 @@ def _too_large(width: int, height: int) -> str:
             f"{MAX_PIXELS:,}-pixel limit)")
 
 
-def _unidentified_reason(path: Path) -> tuple[str, str | None]:
-    """Reason and hint for a file Pillow does not recognise."""
+def _known_format(head: bytes) -> str | None:
+    """The image format ``head`` (the first bytes of a file) starts, from its magic bytes."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        if head[8:12] in AVIF_BRANDS:
+            return "AVIF"
+        if head[8:12] in HEIF_BRANDS:
+            return "HEIC/HEIF"
+    if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")):
+        return "JPEG XL"
+    return next((fmt for magic, fmt in _MAGIC if head.startswith(magic)), None)
+
+
+def _text_kind(head: bytes) -> str | None:
+    """``"HTML page"`` or ``"text"`` when ``head`` is the start of a text file, else ``None``."""
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if text[:15].lower().startswith((b"<!doctype html", b"<html")):
+        return "HTML page"
     try:
-        head = _head(path)
+        decoded = head.decode("utf-8")
+    except UnicodeDecodeError as e:  # a multi-byte character cut by the end of head is fine
+        if e.start < len(head) - 3:
+            return None
+        decoded = head[:e.start].decode("utf-8")
+    printable = sum(c.isprintable() or c in "\t\r\n" for c in decoded)
+    return "text" if decoded and printable >= 0.95 * len(decoded) else None
+
+
+def _unidentified_reason(path: Path) -> tuple[FileErrorCode, str, str | None]:
+    """Code, reason and hint for a file Pillow does not recognise."""
+    try:
+        head = _head(path, _HEAD_BYTES)
     except OSError as e:
-        return os_error_reason(e), None
+        return os_error_code(e), os_error_reason(e), None
     if not head:
-        return "empty file", None
+        return FileErrorCode.EMPTY_FILE, "empty file", None
+    unsupported = FileErrorCode.UNSUPPORTED_FORMAT
     if is_heif(head):
         if not heif_available():
             if "broken" in _heif_state:
-                return ("HEIC/HEIF image; the optional package pillow-heif is installed but "
-                        "cannot be used (reinstall it: pip install --force-reinstall "
-                        "pillow-heif)", HEIF_HINT)
-            return ("HEIC/HEIF image; reading it needs the optional package pillow-heif, "
-                    "which is not installed (pip install pillow-heif)", HEIF_HINT)
-        return "HEIC/HEIF image that pillow-heif cannot read", None
-    return "not an image Pillow can read (unknown format or corrupt header)", None
+                return (unsupported, "HEIC/HEIF image; the optional package pillow-heif is "
+                        "installed but cannot be used (reinstall it: pip install "
+                        "--force-reinstall pillow-heif)", HEIF_HINT)
+            return (unsupported, "HEIC/HEIF image; reading it needs the optional package "
+                    "pillow-heif, which is not installed (pip install pillow-heif)", HEIF_HINT)
+        return (FileErrorCode.CORRUPT, "HEIC/HEIF image that pillow-heif cannot read "
+                "(damaged, or a variant it does not support)", None)
+    kind = _text_kind(head)
+    if kind == "HTML page":
+        return (FileErrorCode.NOT_AN_IMAGE, "not an image: an HTML web page (a failed "
+                "download?)", None)
+    if kind == "text":
+        return FileErrorCode.NOT_AN_IMAGE, "not an image: the file holds text", None
+    fmt = _known_format(head)
+    if fmt == "JPEG XL":
+        return unsupported, "JPEG XL image, which Pillow cannot read", "convert it to JPEG"
+    if fmt == "AVIF" and not _pillow_reads("avif"):
+        return (unsupported, "AVIF image, which this Pillow cannot read (Pillow >= 11.3 "
+                "reads AVIF)", "pip install -U pillow, or convert the photos to JPEG")
+    if fmt is not None:
+        if _cut_short(path, head):
+            return FileErrorCode.TRUNCATED, _truncated(path, fmt), None
+        return (FileErrorCode.CORRUPT, f"damaged {fmt} file: its header cannot be read",
+                None)
+    return FileErrorCode.NOT_AN_IMAGE, "not an image (unknown format, or a damaged header)", None
+
+
+def _pillow_reads(feature: str) -> bool:
+    from PIL import features
+
+    try:
+        return bool(features.check(feature))
+    except Exception:  # an unknown feature name in an old Pillow
+        return False
+
+
+def _cut_short(path: Path, head: bytes) -> bool:
+    """True when the file is shorter than its own structure says (the RIFF size of a WebP,
+    the box sizes of an ISO-BMFF file: AVIF, HEIC), or too short to hold any header."""
+    try:
+        size = path.stat().st_size
+        if head[:4] == b"RIFF" and len(head) >= 8:
+            return int.from_bytes(head[4:8], "little") + 8 > size
+        if len(head) >= 8 and head[4:8] == b"ftyp":
+            return _boxes_end(path, size) > size
+    except OSError:
+        return False
+    return size < 64
+
+
+def _boxes_end(path: Path, size: int) -> int:
+    """Where the top-level boxes of an ISO-BMFF file say it ends (at most ``size + 1``)."""
+    offset = 0
+    with open(path, "rb") as f:
+        while offset < size:
+            f.seek(offset)
+            header = f.read(16)
+            if len(header) < 8:
+                return size + 1
+            box = int.from_bytes(header[:4], "big")
+            if box == 1:
+                if len(header) < 16:
+                    return size + 1
+                box = int.from_bytes(header[8:16], "big")
+            if box == 0:  # the last box runs to the end of the file
+                return size
+            if box < 8 or not header[4:8].isalnum():  # damaged: not a size problem
+                return size
+            offset += box
+    return offset
+
+
+def _truncated(path: Path, fmt: str | None) -> str:
+    """The reason of a file that ends before its image data does."""
+    try:
+        size = f"only {path.stat().st_size:,} bytes; "
+    except OSError:
+        size = ""
+    what = f"{fmt} file" if fmt else "file"
+    return (f"truncated {what}: it ends before its image data does ({size}an incomplete "
+            "download or copy?)")
 
 
 def _open(path: Path) -> Image.Image:
@@ -116,35 +240,47 @@ def _open(path: Path) -> Image.Image:
         if img.width * img.height > MAX_PIXELS:
             size = img.size
             img.close()
-            raise ImageError(f"{path}: {_too_large(*size)}.",
-                             "decompression-bomb guard; downscale the image if it is real")
+            raise _error(path, FileErrorCode.TOO_LARGE, _too_large(*size), BOMB_HINT)
         return img
     except ImageError:
         raise
     except UnidentifiedImageError as e:
-        reason, hint = _unidentified_reason(path)
-        raise ImageError(f"{path}: {reason}.", hint) from e
+        code, reason, hint = _unidentified_reason(path)
+        raise _error(path, code, reason, hint) from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         found = re.search(r"\((\d+) pixels\)", str(e))
         pixels = f"{int(found.group(1)):,} pixels, " if found else ""
-        raise ImageError(f"{path}: image too large ({pixels}over the {MAX_PIXELS:,}-pixel "
-                         "limit).",
-                         "decompression-bomb guard; downscale the image if it is real") from e
+        raise _error(path, FileErrorCode.TOO_LARGE,
+                     f"image too large ({pixels}over the {MAX_PIXELS:,}-pixel limit)",
+                     BOMB_HINT) from e
     except OSError as e:
         if e.filename is not None or e.errno is not None:
-            raise ImageError(f"{path}: {os_error_reason(e)}.") from e
-        raise ImageError(f"{path}: {_decode_reason(e)}.") from e
+            raise _os_error(path, e) from e
+        raise _decode_error(path, e, None) from e
     except Exception as e:  # any decoder failure is the file's fault, never the run's
-        raise ImageError(f"{path}: {_decode_reason(e)}.") from e
+        raise _decode_error(path, e, None) from e
 
 
-def _decode_reason(error: BaseException) -> str:
+_PILLOW_GENERIC = ("broken data stream when reading image file", "could not create decoder "
+                   "object", "decoder error")
+"""Pillow messages that say nothing more than "the decoder failed" (left out of reasons)."""
+
+
+def _decode_error(path: Path, error: BaseException, fmt: str | None) -> ImageError:
+    """The :class:`ImageError` of a decoder failure: ``truncated`` when the file ends before
+    its image data does (Pillow's "image file is truncated (N bytes not processed)", or a
+    WebP shorter than its header says), else ``corrupt``, in words rather than Pillow's."""
     text = str(error).strip().rstrip(".") or type(error).__name__
-    if text.lower().startswith("image file is truncated"):
-        return "truncated image file" + text[len("image file is truncated"):]
-    if "truncated" in text.lower():
-        return f"truncated image file ({text})"
-    return f"cannot decode image ({text})"
+    try:
+        head = _head(path, _HEAD_BYTES)
+    except OSError:
+        head = b""
+    fmt = fmt or _known_format(head)
+    if "truncated" in text.lower() or (head and _cut_short(path, head)):
+        return _error(path, FileErrorCode.TRUNCATED, _truncated(path, fmt))
+    what = f"{fmt} image data" if fmt else "image data"
+    detail = "" if text.lower().startswith(_PILLOW_GENERIC) else f" ({text})"
+    return _error(path, FileErrorCode.CORRUPT, f"damaged {what}: the decoder failed{detail}")
 
 
 def sniff_format(path: str | os.PathLike[str]) -> str:
@@ -210,11 +346,13 @@ def load_image(
         ImageError: Missing, unreadable (permission denied, symlink loop), empty,
             truncated, not an image, HEIC without ``pillow-heif``, or over
             :data:`MAX_PIXELS` pixels. The message starts with the path; the reason
-            follows it.
+            follows it; ``code`` holds the
+            :class:`~babyemo.data.file_errors.FileErrorCode` value.
     """
     path = Path(path)
     mode = "RGB" if channels == 3 else "L"
     img = _open(path)
+    fmt = img.format
     try:
         with img:
             if draft_size and img.format == "JPEG":
@@ -234,10 +372,10 @@ def load_image(
         raise
     except OSError as e:
         if e.errno is not None:  # the file became unreadable while decoding
-            raise ImageError(f"{path}: {os_error_reason(e)}.") from e
-        raise ImageError(f"{path}: {_decode_reason(e)}.") from e
+            raise _os_error(path, e) from e
+        raise _decode_error(path, e, fmt) from e
     except MemoryError as e:
-        raise ImageError(f"{path}: out of memory decoding the image.",
-                         "free memory, or downscale the image") from e
+        raise _error(path, FileErrorCode.TOO_LARGE, "too large to decode: out of memory",
+                     "free memory, or downscale the image") from e
     except Exception as e:  # any decoder failure is the file's fault, never the run's
-        raise ImageError(f"{path}: {_decode_reason(e)}.") from e
+        raise _decode_error(path, e, fmt) from e

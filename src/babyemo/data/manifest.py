@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from babyemo.errors import ManifestError
+from babyemo.errors import ConfigError, ManifestError
 from babyemo.io import atomic_open, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,20 @@ FACE_COLUMNS = ("n_faces", "face_x", "face_y", "face_w", "face_h", "face_score",
 
 SPLITS = ("train", "val", "test")
 """Split names a manifest may use, in canonical order."""
+ALL_SPLITS = "all"
+"""The name that selects every row, wherever a split is chosen for evaluation."""
+
+
+def check_split(split: str | None, *, allow_all: bool = True) -> None:
+    """Raise unless ``split`` names a split (``"all"`` and ``None`` too, if ``allow_all``).
+
+    Raises:
+        ConfigError: An unknown split name (the hint lists the valid ones).
+    """
+    valid = SPLITS + ((ALL_SPLITS,) if allow_all else ())
+    if split in valid or (allow_all and split is None):
+        return
+    raise ConfigError(f"Unknown split {split!r}.", f"use one of {', '.join(valid)}")
 
 MANIFEST_FILE = "manifest.csv"
 INFO_FILE = "dataset.json"
