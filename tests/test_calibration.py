@@ -170,3 +170,21 @@ def test_copy_calibration_for_a_train_val_model(tiny_arch, tmp_path):
     assert ckpt.calibration["fitted_on"] == "val"
     with pytest.raises(CheckpointError, match="no calibration"):
         copy_calibration(make_checkpoint(tmp_path / "c.pt", tiny_arch), target)
+
+
+def test_a_useless_model_gets_warnings_not_a_good_looking_ece(caplog):
+    """Issue 12: a 1-epoch model at chance printed T=38.7, ECE 0.299 -> 0.014 unremarked."""
+    from babyemo.calibration import calibration_warnings
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 150)
+    logits = rng.normal(0, 4, (150, 3)).astype(np.float32)  # confident and random
+    result = calibrate_logits(logits, y)
+    assert result.temperature > 4 and result.ece_after < result.ece_before
+    assert any("extreme" in w for w in result.warnings)
+    assert any("not significantly above chance" in w for w in result.warnings)
+    assert "Calibration: " in caplog.text
+    # a model that discriminates, with a plausible temperature: nothing to say
+    good = np.eye(3, dtype=np.float32)[y] * 2 + rng.normal(0, 1, (150, 3)).astype(np.float32)
+    assert calibration_warnings(good, y, 1.3) == []
+    assert len(calibration_warnings(good, y, 0.1)) == 1  # extreme only

@@ -60,3 +60,24 @@ def test_set_cpu_threads_leaves_cores_for_workers_and_keeps_a_lower_user_setting
         assert set_cpu_threads(torch.device("meta"), 3) == 8  # not the CPU: untouched
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_cuda_build_without_a_gpu_says_what_was_found(monkeypatch):
+    """Issue 12: the hint said "install a CUDA build" to a user who had one."""
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with pytest.raises(DeviceError) as err:
+        resolve_device("cuda")
+    assert "built for CUDA 13.0" in err.value.message
+    assert "torch.cuda.device_count() is 0" in err.value.message
+    assert "install" not in err.value.hint and "nvidia-smi" in err.value.hint
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(DeviceError) as err:
+        resolve_device("cuda")
+    assert "CUDA_VISIBLE_DEVICES is ''" in err.value.hint
+    monkeypatch.setattr(torch.version, "cuda", None)
+    with pytest.raises(DeviceError) as err:
+        resolve_device("cuda")
+    assert "CPU-only build" in err.value.message and "install a CUDA build" in err.value.hint

@@ -235,3 +235,20 @@ def test_tta_is_recorded_and_changes_predictions_only_through_the_mirror(prepare
     assert tta.engine["tta"] is True and plain.engine["tta"] is False
     assert tta.paths == plain.paths and tta.probs.shape == plain.probs.shape
     assert np.allclose(tta.probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_a_mistyped_split_lists_the_valid_ones_before_loading_anything(trained, prepared,
+                                                                        tmp_path):
+    """Issue 12: `--split testt` said "re-split it with babyemo data split"."""
+    from babyemo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Unknown split 'testt'") as err:
+        evaluate(tmp_path / "no-such.pt", data=prepared, split="testt")  # not even loaded
+    assert err.value.hint == "use one of train, val, test, all"
+    only_train = tmp_path / "only-train"
+    only_train.mkdir()
+    (only_train / "manifest.csv").write_text(
+        prepared.read_text().replace(",val,", ",train,").replace(",test,", ",train,"))
+    (only_train / "dataset.json").write_text((prepared.parent / "dataset.json").read_text())
+    with pytest.raises(DataError, match=r"has no 'test' rows \(its splits: train\)"):
+        evaluate(model="tiny-eval", data=only_train, split="test", precision="fp32")

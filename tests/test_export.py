@@ -23,7 +23,12 @@ from babyemo.engines import (  # noqa: E402
     create_engine,
     weights_sha256,
 )
-from babyemo.errors import ConfigError, ExportError, MissingDependencyError  # noqa: E402
+from babyemo.errors import (  # noqa: E402
+    ConfigError,
+    ExportError,
+    ManifestError,
+    MissingDependencyError,
+)
 from babyemo.export import export_onnx, int8_path_for  # noqa: E402
 from babyemo.training import train  # noqa: E402
 from tests.conftest import _register_tiny_arch, make_imagefolder, subset_manifest  # noqa: E402
@@ -129,8 +134,9 @@ def test_int8_calibration_reads_only_training_images(exported, tmp_path, monkeyp
 
 def test_int8_needs_the_training_manifest(exported, tmp_path):
     ckpt = _rewrite(exported["ckpt"], tmp_path / "moved.pt",
-                    lambda d: d["train"].update(manifest=str(tmp_path / "gone" / "manifest.csv")))
-    with pytest.raises(ExportError) as e:
+                    lambda d: d["train"].update(manifest=str(tmp_path / "gone" / "manifest.csv"),
+                                                manifest_sha256="0" * 64))
+    with pytest.raises(ManifestError, match="not on this machine") as e:
         export_onnx(ckpt, int8=True)
     assert "--calibration-data" in e.value.hint
     assert not (tmp_path / "moved.onnx").exists()  # refused before writing anything

@@ -247,9 +247,102 @@ def test_plot_reliability_two_panels_and_bad_input(tmp_path):
     reports.plot_reliability([("before (T = 1)", before), ("after (T = 1.8)", after)], path,
                              title="tiny")
     img = _png(path)
-    assert img.width > 1.6 * img.height and _non_white_fraction(img) > 0.05
+    # two panels side by side, the legend under them
+    assert img.width > 1.4 * img.height and _non_white_fraction(img) > 0.05
     with pytest.raises(ConfigError):
         reports.plot_reliability([("bad", {**before, "count": [1, 2]})], tmp_path / "b.png")
     with pytest.raises(ConfigError):
         reports.plot_reliability([], tmp_path / "c.png")
     assert not (tmp_path / "b.png").exists()
+
+
+# --------------------------------------------------------------------------- figure content
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))
+            if t.get_text()]
+
+
+def test_curves_figure_labels_every_axis_and_marks_the_best_epoch():
+    fig = reports.curves_figure(HISTORY, best_epoch=3)
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["loss", "accuracy / macro-F1", "learning rate"]
+    assert [ax.get_ylabel() for ax in axes] == ["cross-entropy loss", "fraction (0-1)",
+                                                "learning rate"]
+    assert all(ax.get_xlabel() == "epoch" for ax in axes)
+    for ax in axes:
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels[-1] == "best epoch (3)"
+        marker = [line for line in ax.get_lines() if line.get_label() == "best epoch (3)"]
+        assert len(marker) == 1 and list(marker[0].get_xdata()) == [3, 3]
+        assert ax.get_xlim() == (0.5, 5.5)
+        ticks = [t for t in ax.get_xticks() if 0.5 <= t <= 5.5]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+    assert [t.get_text() for t in axes[1].get_legend().get_texts()][:3] == [
+        "train acc", "val acc", "val macro-F1"]
+    assert axes[2].get_yscale() == "log"  # lr spans 1e-3 * 0.5 .. 0.5 ** 5: more than 10x
+    assert "best epoch" not in " ".join(_texts(reports.curves_figure(HISTORY)))
+
+
+def test_curves_figure_one_epoch_has_integer_ticks_and_sensible_limits():
+    fig = reports.curves_figure(HISTORY[:1], best_epoch=1)
+    for ax in fig.axes:
+        assert ax.get_xlim() == (0.5, 1.5)
+        assert [t for t in ax.get_xticks() if 0.5 <= t <= 1.5] == [1.0]
+    assert fig.axes[2].get_yscale() == "linear"
+
+
+def test_confusion_figure_title_and_axis_labels():
+    fig = reports.confusion_figure(CM, NAMES, "main-job on test (n=154)")
+    assert fig.get_suptitle() == "main-job on test (n=154)"
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_xlabel() for ax in panels] == ["predicted", "predicted"]
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == NAMES
+
+
+def _styles(patches) -> set[tuple]:
+    return {(tuple(round(c, 3) for c in p.get_facecolor()), tuple(round(c, 3) for c in
+             p.get_edgecolor()), p.get_hatch()) for p in patches}
+
+
+RELIABILITY = {"edges": [i / 5 for i in range(6)], "count": [0, 1, 3, 5, 11],
+               "confidence": [None, 0.3, 0.5, 0.7, 0.95],
+               "accuracy": [None, 0.0, 0.67, 0.6, 0.7], "ece": 0.2}
+
+
+def test_reliability_legend_explains_every_mark_the_overlap_included():
+    # bin 0.4-0.6 is under-confident (accuracy 0.67 > confidence 0.5): its gap is drawn over
+    # the accuracy bar, the others are over-confident
+    fig = reports.reliability_figure([("before (T = 1)", RELIABILITY),
+                                      ("after (T = 1.8)", {**RELIABILITY, "ece": 0.05})],
+                                     title="main-job on test (n=20)")
+    assert fig.get_suptitle() == "main-job on test (n=20)"
+    legend = fig.legends[0]
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["accuracy of the bin", "gap: confidence above accuracy (over-confident)",
+                      "gap: accuracy above confidence (under-confident)",
+                      "perfect calibration (accuracy = confidence)",
+                      "images per bin (lower panels)"]
+    from matplotlib.patches import Rectangle
+
+    legend_styles = _styles(legend.findobj(Rectangle))
+    top, bottom = fig.axes[0], fig.axes[2]
+    drawn = _styles(top.patches) | _styles(bottom.patches)
+    assert len(drawn) == 4  # accuracy, over-confident gap, under-confident gap, counts
+    assert drawn <= legend_styles  # every kind of bar has its legend entry
+    under = [p for p in top.patches if p.get_hatch() == "\\\\"]
+    assert len(under) == 1 and under[0].get_y() == 0.5  # from confidence up to accuracy
+    assert abs(under[0].get_height() - 0.17) < 1e-9
+    assert [line.get_linestyle() for line in top.get_lines()] == ["--"]
+    assert top.get_title() == "before (T = 1)\nECE 0.200"
+
+
+def test_reliability_legend_leaves_out_marks_not_drawn():
+    calibrated = {**RELIABILITY, "accuracy": [None, 0.3, 0.5, 0.7, 0.95]}
+    over_only = {**RELIABILITY, "accuracy": [None, 0.0, 0.33, 0.6, 0.7]}
+    for bins, absent in ((calibrated, "confident)"), (over_only, "under-confident")):
+        labels = [t.get_text() for t in reports.reliability_figure([("x", bins)])
+                  .legends[0].get_texts()]
+        assert not any(absent in label for label in labels)
+        assert "accuracy of the bin" in labels

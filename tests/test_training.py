@@ -18,8 +18,14 @@ def _config(prepared, tiny_arch, out, **kw):
     return TrainConfig(**base)
 
 
-def test_train_writes_run_and_registers_model(prepared, tiny_arch, tmp_path):
+def test_train_writes_run_and_registers_model(prepared, tiny_arch, tmp_path, caplog):
+    caplog.set_level("INFO", logger="babyemo.training")
     result = train(_config(prepared, tiny_arch, tmp_path / "run", name="tiny"))
+    # each epoch's per-class figures are labelled (issue 12: "[angry 0.85 ...]" unlabelled)
+    epoch_lines = [r.message for r in caplog.records if r.message.startswith("epoch ")]
+    assert len(epoch_lines) == 2
+    assert all("(val recall per class: angry " in line for line in epoch_lines)
+    assert result.manifest == prepared and result.manifest_source == "given"
     run = result.run_dir
     for name in ("config.json", "metrics.csv", "curves.png", "best.pt", "last.pt"):
         assert (run / name).is_file(), name
@@ -30,6 +36,7 @@ def test_train_writes_run_and_registers_model(prepared, tiny_arch, tmp_path):
     assert ckpt.class_names == ["angry", "crying", "happy"]
     assert ckpt.arch == tiny_arch and ckpt.input_spec.size == 24
     assert ckpt.train["manifest_sha256"] and ckpt.train["config"]["epochs"] == 2
+    assert ckpt.train["config"]["data"] == str(prepared.resolve())  # the file, not "last"
     assert "resume" not in ckpt.raw and "resume" in read_checkpoint_dict(result.last_checkpoint)
     assert store.get_trained("tiny")["checkpoint"] == str(result.best_checkpoint.resolve())
     assert store.default_model() in ("tiny", store.PACKAGED_MODEL)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ __all__ = [
     "calibrate_checkpoint",
     "calibrate_logits",
     "calibrate_on_dataset",
+    "calibration_warnings",
     "expected_calibration_error",
     "fit_temperature",
     "nll",
@@ -56,6 +57,56 @@ DEFAULT_BINS = 15
 T_MIN, T_MAX = 0.01, 100.0
 """Range the fitted temperature is kept in (a bound is reached only by degenerate data,
 e.g. a validation set the model classifies perfectly, where NLL falls as ``T -> 0``)."""
+
+PLAUSIBLE_T = (0.25, 4.0)
+"""Temperatures outside this range get a warning. Guo et al. (2017, table 5) fit ``T``
+between about 1 and 3 for modern networks; ``T = 10`` divides every logit by 10, which
+flattens the probabilities of a model that barely discriminates towards uniform and makes
+its ECE look excellent."""
+
+CHANCE_P_VALUE = 0.01
+"""A fit set's accuracy is "near chance" when a one-sided binomial test cannot reject, at
+this level, that it is no better than always predicting the most frequent class."""
+
+
+def calibration_warnings(logits: Any, labels: Any, temperature: float,
+                         fitted_on: str = "val") -> list[str]:
+    """Why a fitted temperature (and the ECE after it) should not be trusted, if it should not.
+
+    Two cases: an extreme temperature (outside :data:`PLAUSIBLE_T`), and an accuracy on
+    the fit set that is not significantly above always predicting its most frequent class
+    (one-sided exact binomial test, :data:`CHANCE_P_VALUE`; ``scipy.stats.binomtest``). A
+    model at chance gets a flat softmax after scaling, whose confidence equals its
+    accuracy: a near-zero ECE that says nothing about the model.
+
+    Args:
+        logits: ``(N, K)`` float logits.
+        labels: ``(N,)`` int64 true class indices.
+        temperature: The fitted ``T``.
+        fitted_on: Name of the data, for the messages.
+
+    Returns:
+        Warning sentences (empty when there is nothing to say).
+    """
+    from scipy.stats import binomtest
+
+    y = np.asarray(labels, dtype=np.int64)
+    out: list[str] = []
+    if y.size == 0:
+        return out
+    lo, hi = PLAUSIBLE_T
+    if not lo <= temperature <= hi:
+        out.append(f"the fitted temperature T={temperature:.3g} is extreme (usually "
+                   f"{lo:g}-{hi:g}): the model's raw probabilities are far off")
+    correct = int((np.asarray(logits).argmax(axis=1) == y).sum())
+    chance = float(np.bincount(y).max() / y.size)
+    p = binomtest(correct, int(y.size), chance, alternative="greater").pvalue
+    if p > CHANCE_P_VALUE:
+        out.append(f"accuracy on {fitted_on} ({correct / y.size:.3f}, n={y.size}) is not "
+                   f"significantly above chance ({chance:.3f}, always the most frequent "
+                   "class): a low ECE after scaling means nothing for a model that does not "
+                   "discriminate")
+    return out
 
 
 # --------------------------------------------------------------------------- validation
@@ -288,6 +339,10 @@ class CalibrationResult:
         nll_after: Mean NLL (nats) with the fitted ``T``.
         n_bins: Number of ECE bins.
         checkpoint: The checkpoint it was written into (``None``: not written).
+        warnings: Why the result should not be trusted, if it should not (see
+            :func:`calibration_warnings`); also logged.
+        manifest: The manifest the data came from, when known.
+        manifest_source: Why that manifest (see :class:`babyemo.data.lookup.ManifestChoice`).
     """
 
     temperature: float
@@ -299,6 +354,9 @@ class CalibrationResult:
     nll_after: float
     n_bins: int = DEFAULT_BINS
     checkpoint: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+    manifest: Path | None = None
+    manifest_source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The checkpoint's ``calibration`` entry (plain types only)."""
@@ -331,11 +389,15 @@ def calibrate_logits(logits: Any, labels: Any, *, fitted_on: str = "val",
                     "is poorly determined (the NLL keeps falling as T -> 0): T=%.3g. Fit it "
                     "on a larger held-out set with `babyemo calibrate`.", y.shape[0],
                     fitted_on, t)
+    warnings = calibration_warnings(logits, y, t, fitted_on)
+    for warning in warnings:
+        log.warning("Calibration: %s.", warning)
     return CalibrationResult(
         temperature=t, fitted_on=fitted_on, n=int(y.shape[0]),
         ece_before=expected_calibration_error(softmax(logits), y, n_bins),
         ece_after=expected_calibration_error(softmax(logits, t), y, n_bins),
-        nll_before=nll(logits, y, 1.0), nll_after=nll(logits, y, t), n_bins=n_bins)
+        nll_before=nll(logits, y, 1.0), nll_after=nll(logits, y, t), n_bins=n_bins,
+        warnings=warnings)
 
 
 def calibrate_on_dataset(checkpoint: str | os.PathLike[str], dataset: Any, *,
@@ -397,7 +459,8 @@ def calibrate_checkpoint(checkpoint: str | os.PathLike[str] | None = None, *,
     Args:
         checkpoint: A ``.pt`` file; or give ``model``; neither = the default model.
         model: Name of a trained model in the registry.
-        data: Manifest (CSV or its folder); default: the last prepared dataset.
+        data: Manifest (CSV or its folder); default: the one the model was trained on
+            (see :func:`babyemo.data.lookup.manifest_for_model`).
         split: ``train``, ``val``, ``test`` or ``all``.
         device: ``auto|cpu|cuda|cuda:N|mps``.
         precision: ``auto|fp32|bf16|fp16``.
@@ -412,22 +475,26 @@ def calibrate_checkpoint(checkpoint: str | os.PathLike[str] | None = None, *,
     Raises:
         RegistryError: No model given and none registered.
         CheckpointError: Unusable checkpoint.
-        ManifestError: No or unreadable manifest.
+        ManifestError: No or unreadable manifest; without ``data``, the model's own
+            manifest changed or is not on this machine.
         DataError: Empty split, or labels not among the checkpoint's class names.
     """
     from babyemo.checkpoint import load_checkpoint
     from babyemo.data.dataset import checkpoint_dataset
+    from babyemo.data.lookup import manifest_for_model
     from babyemo.data.manifest import read_manifest
-    from babyemo.data.prepare import last_manifest
     from babyemo.models.store import resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint, model)
     ckpt = load_checkpoint(path)
-    manifest = read_manifest(Path(data) if data else last_manifest())
+    choice = manifest_for_model(data, ckpt.train, model or str(path))
+    manifest = read_manifest(choice.path)
     dataset = checkpoint_dataset(manifest, split, ckpt)
-    return calibrate_on_dataset(path, dataset, fitted_on=split, device=device,
-                                precision=precision, batch_size=batch_size,
-                                num_workers=num_workers, n_bins=n_bins, write=write)
+    result = calibrate_on_dataset(path, dataset, fitted_on=split, device=device,
+                                  precision=precision, batch_size=batch_size,
+                                  num_workers=num_workers, n_bins=n_bins, write=write)
+    result.manifest, result.manifest_source = manifest.path, choice.source
+    return result
 
 
 def copy_calibration(source: str | os.PathLike[str], target: str | os.PathLike[str]

@@ -45,8 +45,8 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
                           "use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"Device '{spec}' was requested but CUDA is not available here.",
-                              "use --device cpu (or auto), or install a CUDA build of torch")
+            raise DeviceError(f"Device '{spec}' was requested but CUDA is not available here: "
+                              f"{cuda_found()}.", _cuda_hint())
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DeviceError(f"Device '{spec}' does not exist: "
                               f"{torch.cuda.device_count()} CUDA device(s) found.")
@@ -57,6 +57,31 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     elif device.type != "cpu":
         raise DeviceError(f"Unsupported device '{spec}'.", "use auto, cpu, cuda, cuda:N or mps")
     return device
+
+
+def cuda_found() -> str:
+    """What this process sees of CUDA, in words: torch's build and the device count."""
+    build = torch.version.cuda
+    if not build:
+        return f"torch {torch.__version__} is a CPU-only build"
+    try:
+        count = torch.cuda.device_count()
+    except RuntimeError as e:  # a broken driver raises here
+        count, why = 0, f" ({str(e).splitlines()[0]})"
+    else:
+        why = ""
+    return (f"torch {torch.__version__} is built for CUDA {build}, and "
+            f"torch.cuda.device_count() is {count}{why}")
+
+
+def _cuda_hint() -> str:
+    if not torch.version.cuda:
+        return "use --device cpu (or auto), or install a CUDA build of torch"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return (f"CUDA_VISIBLE_DEVICES is '{visible}': check it and the NVIDIA driver with "
+                "`nvidia-smi`, or use --device cpu")
+    return "no GPU or no working NVIDIA driver here: check `nvidia-smi`, or use --device cpu"
 
 
 def cpu_has_native_bf16() -> bool:

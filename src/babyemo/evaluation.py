@@ -32,12 +32,18 @@ import torch
 from torch.utils.data import DataLoader, default_collate
 
 from babyemo import reports
-from babyemo.calibration import DEFAULT_BINS, nll, reliability_bins, softmax
+from babyemo.calibration import (
+    DEFAULT_BINS,
+    calibration_warnings,
+    nll,
+    reliability_bins,
+    softmax,
+)
 from babyemo.checkpoint import Checkpoint, load_checkpoint
 from babyemo.config import Precision
 from babyemo.data.dataset import ManifestDataset, checkpoint_dataset
-from babyemo.data.manifest import Manifest, read_manifest
-from babyemo.data.prepare import last_manifest
+from babyemo.data.lookup import manifest_for_model
+from babyemo.data.manifest import Manifest, check_split, read_manifest
 from babyemo.devices import default_num_workers, default_streams, stream_batches
 from babyemo.engines import Engine, FlipTTA, TorchEngine, create_engine
 from babyemo.errors import ConfigError, DataError
@@ -84,6 +90,8 @@ class EvalReport:
             given whole images, ``faces="none"``).
         where: The metadata conditions the evaluated rows met (``{column: value}``; empty:
             the whole split).
+        manifest_source: Why that manifest: given (``data``), recorded in the checkpoint,
+            or found with the recorded bytes (see :mod:`babyemo.data.lookup`).
     """
 
     checkpoint: Path
@@ -101,6 +109,7 @@ class EvalReport:
     label_map: dict[str, Any] | None = None
     engine: dict[str, Any] = field(default_factory=dict)
     where: dict[str, str] = field(default_factory=dict)
+    manifest_source: str = ""
 
     @property
     def confusion(self) -> np.ndarray:
@@ -145,7 +154,8 @@ class EvalReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary (what ``report.json`` holds)."""
         out = {"checkpoint": str(self.checkpoint), "manifest": str(self.manifest),
-               "split": self.split, "class_names": self.class_names, **self.metrics,
+               "manifest_source": self.manifest_source, "split": self.split,
+               "class_names": self.class_names, **self.metrics,
                "calibration": self.calibration, "engine": self.engine}
         if self.where:
             out["where"] = self.where
@@ -230,7 +240,9 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
     Args:
         checkpoint: A ``.pt`` file; or give ``model``; neither = the default model.
         model: Name of a trained model in the registry.
-        data: Manifest (CSV or its folder); default: the last prepared dataset.
+        data: Manifest (CSV or its folder); default: the one the model was trained on
+            (recorded in the checkpoint; see :func:`babyemo.data.lookup.manifest_for_model`),
+            never the home's mutable "last prepared" pointer.
         split: ``train``, ``val``, ``test``, or ``all``.
         out: Folder for the report files (none written when ``None``).
         device: ``auto|cpu|cuda|cuda:N|mps``.
@@ -270,19 +282,23 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
     Raises:
         RegistryError: No model to evaluate.
         CheckpointError: Unusable checkpoint.
+        ManifestError: Without ``data``: the model's manifest changed since training or
+            is not on this machine.
         ExportError: No exported ONNX file, or one that does not match the checkpoint.
         MissingDependencyError: onnxruntime is not installed (backend ``onnxruntime``).
-        ConfigError: A label-map entry that names no model class / dataset label, or an
-            unknown ``faces``.
+        ConfigError: A label-map entry that names no model class / dataset label, an
+            unknown ``faces`` or split name.
         DataError: Empty split, labels not among the checkpoint's class names (without
             ``label_map``), no row left after mapping or ``where``, or no metadata / column
             for ``slice_by`` or ``where``.
     """
     if faces not in ("auto", "none"):
         raise ConfigError(f"Unknown --faces '{faces}'.", "use auto or none")
+    check_split(split)
     ckpt_path = resolve_checkpoint(checkpoint, model)
     ckpt = load_checkpoint(ckpt_path)
-    manifest = read_manifest(Path(data) if data else last_manifest())
+    choice = manifest_for_model(data, ckpt.train, model or str(ckpt_path))
+    manifest = read_manifest(choice.path)
     conditions = parse_where(where)
     if conditions:
         manifest = filter_rows(manifest, split, conditions, metadata=metadata)
@@ -303,7 +319,8 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
         metrics["ci95"] = bootstrap_ci(y_true, y_pred, ckpt.class_names, n=bootstrap,
                                        macro_labels=macro)
         metrics["bootstrap_resamples"] = bootstrap
-    report = EvalReport(checkpoint=ckpt_path, manifest=manifest.path, split=split,
+    report = EvalReport(checkpoint=ckpt_path, manifest=manifest.path,
+                        manifest_source=choice.source, split=split,
                         class_names=ckpt.class_names, metrics=metrics, paths=dataset.rel_paths,
                         y_true=y_true, y_pred=y_pred, probs=probs,
                         calibration=calibration_report(ckpt, logits, y_true, n_bins),
@@ -329,9 +346,15 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
 def write_eval_reports(report: EvalReport, out: Path, dataset: ManifestDataset) -> dict[str, Path]:
     """Write the report files of ``report`` into ``out`` (atomically, one by one).
 
+    ``confusion.png`` and ``reliability.png`` are titled ``"<model> on <split> (n=N)"``
+    (plus the ``where`` conditions), ``<model>`` being the registered name of the
+    checkpoint, else its run folder's name (see :func:`babyemo.models.store.model_label`).
+
     Returns:
         Mapping of report kind to file path.
     """
+    from babyemo.models.store import model_label
+
     out.mkdir(parents=True, exist_ok=True)
     names = report.class_names
     files = {"report": out / "report.json", "confusion_csv": out / "confusion.csv",
@@ -341,14 +364,15 @@ def write_eval_reports(report: EvalReport, out: Path, dataset: ManifestDataset) 
         files["slices"] = out / "slices.csv"
         write_slices_csv(report.slices, files["slices"])
     cal = report.calibration
+    where = "".join(f", {c}={v}" for c, v in sorted(report.where.items()))
+    title = f"{model_label(report.checkpoint)} on {report.split}{where} (n={len(report.y_true)})"
     reports.plot_reliability(
         [("before (T = 1)", cal["reliability"]["before"]),
          (f"after (T = {cal['temperature']:.3g})", cal["reliability"]["after"])],
-        files["reliability"], title=f"{Path(report.checkpoint).name} on {report.split}")
+        files["reliability"], title=title)
     reports.write_json(report.to_dict(), files["report"])
     reports.write_confusion_csv(report.confusion, names, files["confusion_csv"])
-    reports.plot_confusion(report.confusion, names, files["confusion_png"],
-                           title=f"{Path(report.checkpoint).name} on {report.split}")
+    reports.plot_confusion(report.confusion, names, files["confusion_png"], title=title)
     header = ["path", "true", "pred", "confidence", *[f"prob_{c}" for c in names]]
     rows = [[p, names[t], names[q], f"{pr[q]:.4f}", *[f"{v:.4f}" for v in pr]]
             for p, t, q, pr in zip(report.paths, report.y_true, report.y_pred, report.probs,
@@ -380,7 +404,9 @@ def calibration_report(ckpt: Checkpoint, logits: np.ndarray, y_true: np.ndarray,
         n_bins: Number of equal-width confidence bins.
 
     Returns:
-        The ``calibration`` entry of :class:`EvalReport` (JSON-safe).
+        The ``calibration`` entry of :class:`EvalReport` (JSON-safe); its ``warnings``
+        say when the ECE after scaling should not be trusted (see
+        :func:`babyemo.calibration.calibration_warnings`).
     """
     t = ckpt.temperature
     before = reliability_bins(softmax(logits), y_true, n_bins)
@@ -389,7 +415,8 @@ def calibration_report(ckpt: Checkpoint, logits: np.ndarray, y_true: np.ndarray,
     return {"temperature": t, "calibrated": bool(stored), "fitted_on": stored.get("fitted_on"),
             "n_bins": n_bins, "ece_before": before.ece, "ece_after": after.ece,
             "nll_before": nll(logits, y_true, 1.0), "nll_after": nll(logits, y_true, t),
-            "reliability": {"before": before.to_dict(), "after": after.to_dict()}}
+            "reliability": {"before": before.to_dict(), "after": after.to_dict()},
+            "warnings": calibration_warnings(logits, y_true, t, "the evaluated images")}
 
 
 # --------------------------------------------------------------------------- label map

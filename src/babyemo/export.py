@@ -173,9 +173,11 @@ def export_onnx(checkpoint: str | os.PathLike[str], *, out: str | os.PathLike[st
     Raises:
         CheckpointError: Unusable checkpoint.
         MissingDependencyError: onnx, onnxscript or onnxruntime is not installed.
-        ExportError: torch cannot export the model, onnxruntime's fp32 logits differ from
-            torch's beyond the tolerance, or (int8) the checkpoint records no training
-            manifest and none is given.
+        ExportError: torch cannot export the model, or onnxruntime's fp32 logits differ
+            from torch's beyond the tolerance.
+        ManifestError: (int8, no ``calibration_data``) the checkpoint records no training
+            manifest, or it is not on this machine (see
+            :func:`babyemo.data.lookup.manifest_for_model`).
         ConfigError: ``calibration_images`` < 1.
         DataError: The calibration manifest is unreadable, or its ``train`` split is empty
             or has labels the model does not know.
@@ -269,24 +271,13 @@ def _verify(data: bytes, model: torch.nn.Module, ckpt: Checkpoint) -> tuple[floa
 
 
 def _calibration_manifest(ckpt: Checkpoint, calibration_data: str | os.PathLike[str] | None):
+    from babyemo.data.lookup import manifest_for_model
     from babyemo.data.manifest import read_manifest
 
-    given = calibration_data is not None
-    path = calibration_data if given else (ckpt.train or {}).get("manifest")
-    if not path:
-        raise ExportError(f"{ckpt.path} records no training manifest to calibrate int8 on.",
-                          "pass --calibration-data MANIFEST (the manifest it was trained on)")
-    if not given and not Path(path).exists():
-        raise ExportError(f"The training manifest of {ckpt.path} is not here: {path}.",
-                          "pass --calibration-data MANIFEST (the manifest it was trained on, "
-                          "or one prepared the same way)")
-    manifest = read_manifest(Path(path))
-    recorded = (ckpt.train or {}).get("manifest_sha256")
-    if recorded and manifest.sha256() != recorded:
-        log.warning("%s differs from the manifest %s was trained on (sha256 changed): its "
-                    "train split may include images the model did not train on.",
-                    manifest.path, ckpt.path.name)
-    return manifest
+    choice = manifest_for_model(calibration_data, ckpt.train, str(ckpt.path),
+                                option="--calibration-data", changed_ok=True)
+    log.info("int8 calibration images from %s", choice.describe())
+    return read_manifest(choice.path)
 
 
 def _export_int8(onnx: ModuleType, ckpt: Checkpoint, proto: Any, meta: OnnxMetadata,

@@ -8,13 +8,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import os
 import re
+import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+from babyemo.errors import StateError
 
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
 """Names of :func:`atomic_open`'s temporary files: ``.<final name>.<8 random>.tmp``."""
@@ -91,6 +95,109 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+LOCK_TIMEOUT_S = 120.0
+"""Seconds :func:`file_lock` waits for another process before giving up."""
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str], timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold an exclusive lock between processes (and threads) on ``<path>.lock``.
+
+    Uses the ``filelock`` package (``fcntl.flock`` on POSIX, ``msvcrt.locking`` on
+    Windows): the lock is released when the block ends or the process dies, so a killed
+    holder never blocks the others.
+
+    Args:
+        path: The file the lock protects; the lock file is ``<path>.lock`` beside it (its
+            folder is created if missing).
+        timeout: Seconds to wait for another holder.
+
+    Raises:
+        StateError: Another process held the lock for more than ``timeout`` seconds.
+    """
+    import filelock
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(path) + ".lock", timeout=timeout)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise StateError(f"Another babyemo process has held {path}.lock for over "
+                         f"{timeout:.0f} s.", "wait for it to finish, then try again") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a JSON object file of babyemo's own state (``{}`` when the file is missing).
+
+    Raises:
+        StateError: The file exists but is not a readable JSON object; it is never
+            treated as empty, so no caller rewrites it from a failed read. The hint names
+            the backup that :func:`update_json_object` keeps.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise StateError(f"Cannot read {path}: {e.strerror or e}.",
+                         "check its permissions") from None
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise StateError(f"{path} is not valid JSON ({e}).", _restore_hint(path)) from None
+    if not isinstance(data, dict):
+        raise StateError(f"{path} does not hold a JSON object.", _restore_hint(path))
+    return data
+
+
+def _backup_path(path: Path) -> Path:
+    return path.with_name(path.name + ".bak")
+
+
+def _restore_hint(path: Path) -> str:
+    backup = _backup_path(path)
+    if backup.is_file():
+        return f"fix it by hand, or restore the previous version: cp '{backup}' '{path}'"
+    return "fix it by hand, or move it away to start afresh"
+
+
+def update_json_object(path: str | os.PathLike[str],
+                       change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Read-modify-write a JSON object file, atomically and under :func:`file_lock`.
+
+    Concurrent babyemo processes updating the same file take turns, and each sees the
+    others' changes: no entry written by another process is lost. The previous version
+    is kept as ``<path>.bak``.
+
+    Args:
+        path: The JSON file (created when missing).
+        change: Called with the current object (``{}`` for a new file), changes it in
+            place.
+
+    Returns:
+        The object as written.
+
+    Raises:
+        StateError: The current file is not a readable JSON object (nothing is written),
+            or the lock could not be taken.
+    """
+    path = Path(path)
+    with file_lock(path):
+        data = read_json_object(path)
+        change(data)
+        if path.is_file():
+            with atomic_open(_backup_path(path), "wb") as f, open(path, "rb") as src:
+                shutil.copyfileobj(src, f)
+        atomic_write_text(path, json.dumps(data, indent=2))
+    return data
 
 
 def sha256_file(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str:

@@ -18,12 +18,11 @@ Environment variables:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from babyemo.io import atomic_write_text
+from babyemo.io import read_json_object, update_json_object
 
 
 def home() -> Path:
@@ -87,15 +86,19 @@ def _state_file() -> Path:
 
 
 def read_state() -> dict[str, Any]:
-    """The small persistent state (``{}`` when there is none or it is unreadable)."""
-    try:
-        return json.loads(_state_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    """The small persistent state of this home (``{}`` when there is none).
+
+    Raises:
+        StateError: ``state.json`` exists but is not a JSON object.
+    """
+    return read_json_object(_state_file())
 
 
 def update_state(**values: Any) -> None:
-    """Merge ``values`` into the persistent state (written atomically)."""
-    state = read_state()
-    state.update(values)
-    atomic_write_text(_state_file(), json.dumps(state, indent=2))
+    """Merge ``values`` into the persistent state: under a lock, atomically, keeping the
+    keys other processes wrote meanwhile (see :func:`babyemo.io.update_json_object`).
+
+    Raises:
+        StateError: ``state.json`` is corrupt (left as it is) or locked too long.
+    """
+    update_json_object(_state_file(), lambda state: state.update(values))

@@ -35,6 +35,9 @@ __all__ = [
     "plot_curves",
     "plot_image_grid",
     "plot_reliability",
+    "confusion_figure",
+    "curves_figure",
+    "reliability_figure",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -155,17 +158,34 @@ def _save_png(fig: Figure, path: PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _message_figure(text: str, path: PathLike, title: str = "") -> None:
+def _message_figure(text: str, title: str = "") -> Figure:
     """A small figure that only says ``text`` (used when there is nothing to plot)."""
     fig = _new_figure((3.0, 1.5))
     if title:
         fig.suptitle(title)
     fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=12)
-    _save_png(fig, path)
+    return fig
 
 
 def plot_confusion(cm: Any, class_names: Sequence[str], path: PathLike, title: str = "") -> None:
     """Plot a confusion matrix as a PNG with two panels: counts and row-normalised.
+
+    The figure is :func:`confusion_figure`'s.
+
+    Args:
+        cm: Counts, shape ``(K, K)``; rows = true class, columns = predicted class.
+        class_names: The ``K`` class names.
+        path: Output ``.png`` file.
+        title: Figure title (optional), e.g. ``"main-job on test (n=154)"``.
+
+    Raises:
+        ConfigError: ``cm`` is not ``(K, K)`` non-negative integer counts.
+    """
+    _save_png(confusion_figure(cm, class_names, title), path)
+
+
+def confusion_figure(cm: Any, class_names: Sequence[str], title: str = "") -> Figure:
+    """The figure of :func:`plot_confusion` (two panels: counts and row-normalised).
 
     Rows are true classes (y label ``true``), columns predicted classes (x label
     ``predicted``). In the right panel each row is divided by its support, so it sums to 1
@@ -176,8 +196,10 @@ def plot_confusion(cm: Any, class_names: Sequence[str], path: PathLike, title: s
     Args:
         cm: Counts, shape ``(K, K)``; rows = true class, columns = predicted class.
         class_names: The ``K`` class names.
-        path: Output ``.png`` file.
         title: Figure title (optional).
+
+    Returns:
+        A standalone Agg :class:`~matplotlib.figure.Figure` (not saved).
 
     Raises:
         ConfigError: ``cm`` is not ``(K, K)`` non-negative integer counts.
@@ -214,7 +236,7 @@ def plot_confusion(cm: Any, class_names: Sequence[str], path: PathLike, title: s
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    _save_png(fig, path)
+    return fig
 
 
 def _series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
@@ -229,56 +251,88 @@ def _series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[float], l
     return xs, ys
 
 
-_CURVE_PANELS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    ("loss", (("train_loss", "train"), ("val_loss", "val"))),
-    ("accuracy / macro-F1", (("train_acc", "train acc"), ("val_acc", "val acc"),
-                             ("val_macro_f1", "val macro-F1"))),
-    ("learning rate", (("lr", "lr"),)),
+_CURVE_PANELS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
+    ("loss", "cross-entropy loss", (("train_loss", "train"), ("val_loss", "val"))),
+    ("accuracy / macro-F1", "fraction (0-1)", (("train_acc", "train acc"),
+                                               ("val_acc", "val acc"),
+                                               ("val_macro_f1", "val macro-F1"))),
+    ("learning rate", "learning rate", (("lr", "lr"),)),
 )
+"""(panel title, y label, ((history key, legend label), ...)) of :func:`curves_figure`."""
 
 
-def plot_curves(history: Sequence[dict[str, Any]], path: PathLike) -> None:
-    """Plot training curves per epoch as a PNG.
-
-    Panels: loss (``train_loss``, ``val_loss``), accuracy (``train_acc``, ``val_acc``) with
-    ``val_macro_f1``, and learning rate (``lr``, log scale when it spans more than 10x).
-    Keys absent from all rows (or not finite) are skipped, and so is a panel with nothing
-    left; other keys (e.g. ``seconds``) are ignored. The x axis is ``epoch`` (the row's
-    1-based position when missing). An empty history writes a small "no history" figure.
+def plot_curves(history: Sequence[dict[str, Any]], path: PathLike,
+                best_epoch: int | None = None) -> None:
+    """Plot training curves per epoch as a PNG (see :func:`curves_figure`).
 
     Args:
         history: One dict per epoch, e.g. ``{"epoch": 1, "train_loss": 1.1, "val_loss":
             1.0, "train_acc": 0.4, "val_acc": 0.5, "val_macro_f1": 0.45, "lr": 1e-3}``.
         path: Output ``.png`` file.
+        best_epoch: The epoch kept as ``best.pt``, marked on every panel (``None``: no
+            marker).
     """
+    _save_png(curves_figure(history, best_epoch), path)
+
+
+def curves_figure(history: Sequence[dict[str, Any]], best_epoch: int | None = None) -> Figure:
+    """The figure of :func:`plot_curves`: training curves per epoch.
+
+    Panels: loss (``train_loss``, ``val_loss``), accuracy (``train_acc``, ``val_acc``) with
+    ``val_macro_f1``, and learning rate (``lr``, log scale when it spans more than 10x),
+    each with a y-axis label and a legend. Keys absent from all rows (or not finite) are
+    skipped, and so is a panel with nothing left; other keys (e.g. ``seconds``) are
+    ignored. The x axis is ``epoch`` (the row's 1-based position when missing), with
+    integer ticks and half an epoch of margin on each side (a 1-epoch history spans
+    0.5-1.5). ``best_epoch``, when given, is a dashed vertical line on every panel, named
+    in the legend. An empty history gives a small "no history" figure.
+
+    Args:
+        history: One dict per epoch (see :func:`plot_curves`).
+        best_epoch: The epoch to mark (``None``: no marker).
+
+    Returns:
+        A standalone Agg :class:`~matplotlib.figure.Figure` (not saved).
+    """
+    from matplotlib.ticker import MaxNLocator
+
     panels = []
-    for name, keys in _CURVE_PANELS:
+    for name, ylabel, keys in _CURVE_PANELS:
         lines = [(label, *_series(history, key)) for key, label in keys]
         lines = [line for line in lines if line[1]]
         if lines:
-            panels.append((name, lines))
+            panels.append((name, ylabel, lines))
     if not panels:
-        _message_figure("no history", path)
-        return
+        return _message_figure("no history")
+    epochs = [x for _, _, lines in panels for _, xs, _ in lines for x in xs]
+    if best_epoch is not None:
+        epochs.append(float(best_epoch))
+    lo, hi = min(epochs), max(epochs)
     fig = _new_figure((4.2 * len(panels), 3.4))
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
-    for ax, (name, lines) in zip(axes, panels, strict=True):
+    for ax, (name, ylabel, lines) in zip(axes, panels, strict=True):
         for label, xs, ys in lines:
             ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=label)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="black", linestyle="--", linewidth=1, alpha=0.6,
+                       label=f"best epoch ({best_epoch})")
         ax.set_title(name)
         ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
         if name == "learning rate":
             ys = [y for _, _, series in lines for y in series]
             if min(ys) > 0 and max(ys) / min(ys) > 10:
                 ax.set_yscale("log")
+            else:
+                ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
         elif name.startswith("accuracy"):
             ax.set_ylim(-0.02, 1.02)
-        if len(lines) > 1:
-            ax.legend(fontsize=8)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlim(lo - 0.5, hi + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.legend(fontsize=8)
     fig.tight_layout()
-    _save_png(fig, path)
+    return fig
 
 
 def _as_array(img: Image.Image, max_side: int = 256) -> tuple[np.ndarray, str | None]:
@@ -314,7 +368,7 @@ def plot_image_grid(items: Sequence[tuple[Image.Image, str, bool]], path: PathLi
     if ncols < 1:
         raise ConfigError(f"ncols must be >= 1, got {ncols}.")
     if not items:
-        _message_figure("no images", path, title)
+        _save_png(_message_figure("no images", title), path)
         return
     n = len(items)
     cols = min(ncols, n)
@@ -333,27 +387,55 @@ def plot_image_grid(items: Sequence[tuple[Image.Image, str, bool]], path: PathLi
     _save_png(fig, path)
 
 
+UNDER_COLOR = "orange"
+"""Hatching of the under-confident part of a reliability bar."""
+
+
 def plot_reliability(panels: Sequence[tuple[str, dict[str, Any]]], path: PathLike,
                      title: str = "") -> None:
     """Plot reliability diagrams (accuracy vs confidence per bin) as a PNG, side by side.
 
-    Each panel shows, per equal-width confidence bin, the accuracy as a blue bar, the gap
-    to the bin's mean confidence as a red bar (the calibration error of that bin) and the
-    diagonal of perfect calibration; below it, the number of predictions per bin. The
-    panel title gives the ECE. Empty bins are left blank. Typical use: the same
-    predictions before (``T = 1``) and after temperature scaling.
+    The figure is :func:`reliability_figure`'s.
+
+    Args:
+        panels: ``(label, bins)`` pairs (see :func:`reliability_figure`).
+        path: Output ``.png`` file.
+        title: Figure title (optional), e.g. ``"main-job on test (n=154)"``.
+
+    Raises:
+        ConfigError: No panel, or a panel whose lists do not match its ``M + 1`` edges.
+    """
+    _save_png(reliability_figure(panels, title), path)
+
+
+def reliability_figure(panels: Sequence[tuple[str, dict[str, Any]]], title: str = "") -> Figure:
+    """Reliability diagrams (accuracy vs confidence per bin), one column per panel.
+
+    Each panel shows, per equal-width confidence bin, the accuracy as a blue bar and the
+    gap between it and the bin's mean confidence (the calibration error of that bin): a
+    red hatched bar above the accuracy bar where the confidence is higher (over-confident),
+    an orange hatching over the top of the accuracy bar where the accuracy is higher
+    (under-confident). The dashed diagonal is perfect calibration. Below, grey bars give
+    the number of predictions per bin. The panel title gives the ECE. Empty bins are left
+    blank. One legend, under the panels, names every kind of mark drawn. Typical use: the
+    same predictions before (``T = 1``) and after temperature scaling.
 
     Args:
         panels: ``(label, bins)`` pairs, ``bins`` as
             :meth:`babyemo.calibration.ReliabilityBins.to_dict`: ``edges`` (``M + 1``
             floats), ``count`` (``M`` ints), ``confidence`` and ``accuracy`` (``M`` floats
             in [0, 1], ``None`` for empty bins) and ``ece``.
-        path: Output ``.png`` file.
         title: Figure title (optional).
+
+    Returns:
+        A standalone Agg :class:`~matplotlib.figure.Figure` (not saved).
 
     Raises:
         ConfigError: No panel, or a panel whose lists do not match its ``M + 1`` edges.
     """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     if not panels:
         raise ConfigError("plot_reliability needs at least one panel.")
     data = []
@@ -367,30 +449,51 @@ def plot_reliability(panels: Sequence[tuple[str, dict[str, Any]]], path: PathLik
                               f"have {max(m, 0)} values for {edges.size} edges.")
         data.append((label, edges, *arrays, bins.get("ece")))
     n = len(data)
-    fig = _new_figure((4.2 * n, 4.8))
+    fig = _new_figure((4.2 * n, 5.4))
+    fig.set_layout_engine("constrained")
     axes = fig.subplots(2, n, squeeze=False, sharex="col",
                         gridspec_kw={"height_ratios": [3, 1]})
+    acc_style = {"facecolor": "tab:blue", "edgecolor": "black", "linewidth": 0.5}
+    over_style = {"facecolor": WRONG_COLOR, "alpha": 0.3, "edgecolor": WRONG_COLOR, "hatch": "//",
+                  "linewidth": 0.5}
+    under_style = {"facecolor": "none", "edgecolor": UNDER_COLOR, "hatch": "\\\\",
+                   "linewidth": 0.5}
+    count_style = {"facecolor": "gray", "edgecolor": "black", "linewidth": 0.5}
+    any_over = any_under = False
     for j, (label, edges, count, conf, acc, ece) in enumerate(data):
         top, bottom = axes[0, j], axes[1, j]
         left, width = edges[:-1], np.diff(edges)
         filled = count > 0
-        top.bar(left[filled], acc[filled], width=width[filled], align="edge",
-                color="tab:blue", edgecolor="black", linewidth=0.5, label="accuracy")
-        top.bar(left[filled], (conf - acc)[filled], bottom=acc[filled], width=width[filled],
-                align="edge", color=WRONG_COLOR, alpha=0.3, edgecolor=WRONG_COLOR,
-                hatch="//", linewidth=0.5, label="gap to confidence")
+        over = filled & (conf > acc)
+        under = filled & (conf < acc)
+        any_over, any_under = any_over or bool(over.any()), any_under or bool(under.any())
+        top.bar(left[filled], acc[filled], width=width[filled], align="edge", **acc_style)
+        top.bar(left[over], (conf - acc)[over], bottom=acc[over], width=width[over],
+                align="edge", **over_style)
+        top.bar(left[under], (acc - conf)[under], bottom=conf[under], width=width[under],
+                align="edge", **under_style)
         top.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1)
         top.set_xlim(0, 1)
         top.set_ylim(0, 1)
         top.set_ylabel("accuracy")
         top.set_title(label if ece is None else f"{label}\nECE {float(ece):.3f}", fontsize=10)
-        top.legend(fontsize=8, loc="upper left")
         top.grid(True, alpha=0.3)
-        bottom.bar(left, count, width=width, align="edge", color="gray", edgecolor="black",
-                   linewidth=0.5)
+        bottom.bar(left, count, width=width, align="edge", **count_style)
         bottom.set_xlabel("confidence (top-1 probability)")
         bottom.set_ylabel("images")
+    handles: list[Any] = [Patch(**acc_style)]
+    labels = ["accuracy of the bin"]
+    if any_over:
+        handles.append(Patch(**over_style))
+        labels.append("gap: confidence above accuracy (over-confident)")
+    if any_under:
+        handles.append((Patch(**acc_style), Patch(**under_style)))
+        labels.append("gap: accuracy above confidence (under-confident)")
+    handles += [Line2D([], [], linestyle="--", color="gray", linewidth=1),
+                Patch(**count_style)]
+    labels += ["perfect calibration (accuracy = confidence)", "images per bin (lower panels)"]
+    fig.legend(handles, labels, loc="outside lower center", ncol=2 if n > 1 else 1,
+               fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    _save_png(fig, path)
+    return fig

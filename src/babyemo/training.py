@@ -23,7 +23,7 @@ import math
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,8 @@ from babyemo.checkpoint import (
 from babyemo.config import CacheMode, InputSpec, OptimizerName, SchedulerName, TrainConfig
 from babyemo.data.dataset import ManifestDataset
 from babyemo.data.image_cache import make_cache
+from babyemo.data.lookup import manifest_for_training
 from babyemo.data.manifest import Manifest, read_manifest
-from babyemo.data.prepare import last_manifest
 from babyemo.devices import (
     default_num_workers,
     resolve_device,
@@ -78,6 +78,9 @@ class TrainResult:
         seconds: Wall time of this call in seconds.
         name: Name under which the model was registered.
         stopped_early: Whether early stopping ended the run.
+        manifest: The manifest trained on.
+        manifest_source: Why that manifest: given, or the home's last prepared (see
+            :func:`babyemo.data.lookup.manifest_for_training`).
     """
 
     run_dir: Path
@@ -89,6 +92,8 @@ class TrainResult:
     seconds: float = 0.0
     name: str = ""
     stopped_early: bool = False
+    manifest: Path | None = None
+    manifest_source: str = ""
 
 
 def _seed_all(seed: int) -> None:
@@ -134,9 +139,16 @@ def _init_from(model: nn.Module, ckpt: Checkpoint, class_names: list[str]) -> di
 
     Returns:
         Provenance of the initialisation (stored in the checkpoint's ``train["init"]``):
-        the file, its arch, dataset, training images, epoch, input size, and what was
-        loaded.
+        the file and its ``sha256``, its registered ``name`` (``--init auto`` or a model
+        name: e.g. ``babyemo-fer2013``; a file registered under a name, or a copy of a
+        packaged model's file, gets that name; otherwise ``None``), its arch, dataset,
+        training images, epoch, input size, and what was loaded. The name and hash let a
+        model card name the donor on machines where its path means nothing.
     """
+    from babyemo.io import sha256_file
+
+    sha256 = sha256_file(ckpt.path)
+    name = store.registered_name(ckpt.path) or store.packaged_name_of(sha256)
     own = model.state_dict()
     head = _head_keys(model)
     loadable = {k: v for k, v in ckpt.state_dict.items()
@@ -150,9 +162,10 @@ def _init_from(model: nn.Module, ckpt: Checkpoint, class_names: list[str]) -> di
             loadable[k] = merged
     model.load_state_dict(loadable, strict=False)
     log.info("Initialised from %s: %d of %d tensors loaded; head rows copied for %d of %d "
-             "classes (%s)", ckpt.path, len(loadable), len(own), len(shared), len(class_names),
-             ", ".join(shared) or "none")
-    return {"checkpoint": str(ckpt.path.resolve()), "arch": ckpt.arch,
+             "classes (%s)", f"{name} ({ckpt.path})" if name else ckpt.path, len(loadable),
+             len(own), len(shared), len(class_names), ", ".join(shared) or "none")
+    return {"checkpoint": str(ckpt.path.resolve()), "name": name, "sha256": sha256,
+            "arch": ckpt.arch,
             "dataset": ckpt.train.get("dataset"), "n_train": ckpt.train.get("n_train"),
             "epoch": ckpt.train.get("epoch"), "input_size": ckpt.input_spec.size,
             "val_macro_f1": (ckpt.metrics.get("val") or {}).get("macro_f1"),
@@ -330,13 +343,22 @@ def _write_history(run_dir: Path, history: list[dict[str, Any]], class_names: li
     header = HISTORY_FIELDS + [f"val_acc_{c}" for c in class_names]
     reports.write_csv_rows(run_dir / "metrics.csv", header,
                            [[row.get(k, "") for k in header] for row in history])
-    reports.plot_curves(history, run_dir / "curves.png")
+    # the epoch best.pt holds, chosen as train() does: highest val macro-F1, ties to the
+    # lower val loss; without validation, the last epoch
+    best_epoch, best_key = None, (-math.inf, -math.inf)
+    for row in history:
+        key = (row.get("val_macro_f1", row["epoch"]),
+               -row.get("val_loss", row.get("train_loss", math.inf)))
+        if key > best_key:
+            best_epoch, best_key = row["epoch"], key
+    reports.plot_curves(history, run_dir / "curves.png", best_epoch=best_epoch)
 
 
 def _summary_line(row: dict[str, Any], epochs: int, class_names: list[str]) -> str:
-    per_class = " ".join(f"{c} {row.get(f'val_acc_{c}', float('nan')):.2f}" for c in class_names)
+    per_class = ", ".join(f"{c} {row.get(f'val_acc_{c}', float('nan')):.2f}"
+                          for c in class_names)
     val = (f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} "
-           f"macro-F1 {row['val_macro_f1']:.3f} [{per_class}] "
+           f"macro-F1 {row['val_macro_f1']:.3f} (val recall per class: {per_class}) "
            if "val_loss" in row else "")
     return (f"epoch {row['epoch']}/{epochs} train loss {row['train_loss']:.3f} "
             f"acc {row['train_acc']:.3f} {val}lr {row['lr']:.2e} "
@@ -379,7 +401,8 @@ def _interrupt_hint(run_dir: Path, finished: list[int]) -> Iterator[None]:
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """Train ``config.arch`` on the manifest ``config.data`` (default: last prepared).
+    """Train ``config.arch`` on the manifest ``config.data`` (default: the home's last
+    prepared manifest, see :func:`babyemo.data.lookup.manifest_for_training`).
 
     Writes into the run folder (``config.out`` or ``runs/<time>-<arch>``): ``config.json``,
     ``metrics.csv``, ``curves.png``, ``best.pt``, ``last.pt``; registers ``best.pt`` in
@@ -409,16 +432,22 @@ def train(config: TrainConfig) -> TrainResult:
         saved = read_checkpoint_dict(run_dir / "last.pt")
         keep = {k: getattr(config, k)
                 for k in ("device", "precision", "num_workers", "cache", "compile")}
+        # the manifest the run started on (older runs recorded data=None: "last prepared")
+        data = saved["train"]["config"].get("data") or saved["train"].get("manifest")
         config = TrainConfig.from_dict({**saved["train"]["config"], **keep, "resume": True,
-                                        "out": str(run_dir)})
+                                        "out": str(run_dir), "data": data})
         resume_state = saved
         info = get_arch(config.arch)
         for stale_file in remove_stale_temps(run_dir):  # left by a killed (SIGKILL) run
             log.info("Removed %s, a partial file of the interrupted run", stale_file.name)
     name = config.name or run_dir.resolve().name
     store.check_name_free(name, run_dir / "best.pt")
-    manifest_path = Path(config.data) if config.data else last_manifest()
-    manifest: Manifest = read_manifest(manifest_path)
+    choice = manifest_for_training(config.data)
+    manifest: Manifest = read_manifest(choice.path)
+    log.info("Manifest: %s (%s)", manifest.path, choice.source)
+    # record the manifest itself, never "the last prepared": --resume and evaluation must
+    # find this one even after another process prepares something else
+    config = replace(config, data=str(manifest.path.resolve()))
     class_names = list(manifest.class_names)
     if len(class_names) < 2:
         raise DataError(f"The manifest {manifest.path} has {len(class_names)} class(es).",
@@ -574,4 +603,5 @@ def train(config: TrainConfig) -> TrainResult:
                        last_checkpoint=run_dir / "last.pt", best_epoch=best["epoch"],
                        best_metrics=best["metrics"], history=history,
                        seconds=time.perf_counter() - start, name=name,
-                       stopped_early=stopped_early)
+                       stopped_early=stopped_early, manifest=manifest.path,
+                       manifest_source=choice.source)

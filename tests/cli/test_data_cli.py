@@ -48,8 +48,8 @@ def test_prepare_split_inspect(tmp_path):
     assert sum(report["counts"]["train"].values()) == 18
 
     result = _ok(["data", "inspect", str(root)])
-    assert "Duplicates" in result.stdout and "Warning:" in result.stdout
-    assert "1 unreadable file(s) skipped" in result.stdout
+    assert "Duplicates" in result.stdout and "Problems found (1):" in result.stdout
+    assert "- 1 unreadable file(s) skipped" in result.stdout and "Warning" not in result.output
 
 
 def test_inspect_clean_folder_says_so(tmp_path):

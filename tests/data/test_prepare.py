@@ -1,4 +1,4 @@
-"""prepare / split_manifest / last_manifest: synthetic images, plus the real infant set."""
+"""prepare, split_manifest, the last prepared manifest: synthetic images, the real infant set."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from PIL import Image
 
 from babyemo import paths
 from babyemo.data import hashing
+from babyemo.data.lookup import last_prepared
 from babyemo.data.manifest import read_manifest
-from babyemo.data.prepare import last_manifest, prepare, split_manifest
+from babyemo.data.prepare import prepare, split_manifest
 from babyemo.errors import ConfigError, DataError
 from tests.data.helpers import CLASSES, make_distinct_folder, save_pattern
 
@@ -43,7 +44,7 @@ def test_prepare_imagefolder(tmp_path):
     assert row.format == "PNG" and (row.width, row.height) == (48, 48)
     assert row.sha256 == hashlib.sha256(m.resolve(row).read_bytes()).hexdigest()
     assert len(row.dhash) == 16 and int(row.dhash, 16) >= 0
-    assert last_manifest() == result.manifest_path.resolve()
+    assert last_prepared() == result.manifest_path.resolve()
     assert paths.read_state()["last_manifest"] == str(result.manifest_path.resolve())
 
 
@@ -57,9 +58,9 @@ def test_default_out_and_name(tmp_path):
         prepare(root, name="../evil")
 
 
-def test_last_manifest_without_prepare():
-    with pytest.raises(DataError, match="No prepared dataset") as err:
-        last_manifest()
+def test_last_prepared_without_prepare():
+    with pytest.raises(DataError, match="No dataset was prepared in this babyemo home") as err:
+        last_prepared()
     assert "babyemo data prepare" in err.value.hint
 
 
@@ -309,7 +310,7 @@ def test_split_manifest_needs_no_decoding(tmp_path, monkeypatch):
     assert m.info["split"]["seed"] == 3 and m.info["split"]["ratios"] == [0.5, 0.25, 0.25]
     other = split_manifest(first.path, seed=3, out=tmp_path / "elsewhere")
     assert other.path == tmp_path / "elsewhere" / "manifest.csv" and other.root == first.root
-    assert last_manifest() == other.path.resolve()
+    assert last_prepared() == other.path.resolve()
 
 
 # --------------------------------------------------------------------------- real data

@@ -224,3 +224,26 @@ def test_corrupt_cached_weights_is_download_error(
     (cache / weights.url.rsplit("/", 1)[-1]).write_bytes(b"not a checkpoint")
     with pytest.raises(DownloadError, match="mobilenet_v3_small"):
         create_model("mobilenet_v3_small", num_classes=3, pretrained=True)
+
+
+def test_builtin_names_match_what_the_builtin_modules_register() -> None:
+    registered = {a.name for a in list_archs()
+                  if a.builder.__module__ in registry._BUILTIN_MODULES}
+    assert registered == set(registry.BUILTIN_ARCHS)
+
+
+def test_check_arch_name_needs_no_torch() -> None:
+    """Issue 12: `train --arch resnet19` took 3.6 s (torch import) to suggest resnet18."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom babyemo.cli import app\n"
+            "try:\n    app(['train', '--arch', 'resnet19'])\nexcept SystemExit as e:\n"
+            "    assert e.code == 1, e.code\n"
+            "assert 'torch' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "Unknown architecture 'resnet19'" in proc.stderr and "resnet18" in proc.stderr
+    registry.check_arch_name("custom_resnet")
+    with pytest.raises(RegistryError, match="did you mean"):
+        registry.check_arch_name("custom_resnt")

@@ -29,15 +29,24 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain help: no rich markup that eats "[onnx]", no "<bool>" after flags, paragraphs
+    # re-wrapped to the terminal (and `--help` renders without loading rich's help code)
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(data_cmds.app, name="data")
 app.add_typer(models_cmds.app, name="models")
-app.command("train")(train_cmds.train_command)
-app.command("evaluate")(evaluate_cmds.evaluate_command)
-app.command("predict")(predict_cmds.predict_command)
-app.command("calibrate")(calibrate_cmds.calibrate_command)
-app.command("export")(export_cmds.export_command)
+# short_help: one line each in `babyemo --help` at 80 columns (click cuts longer ones)
+app.command("train", short_help="Train a model: checkpoints, resume, early stopping, curves."
+            )(train_cmds.train_command)
+app.command("evaluate", short_help="Metrics, confusion matrix and calibration on a split."
+            )(evaluate_cmds.evaluate_command)
+app.command("predict", short_help="Label the emotion in photos: files, folders -> CSV/JSON."
+            )(predict_cmds.predict_command)
+app.command("calibrate", short_help="Fit temperature scaling on a held-out split."
+            )(calibrate_cmds.calibrate_command)
+app.command("export", short_help="Export a checkpoint to ONNX (needs babyemo[onnx])."
+            )(export_cmds.export_command)
 
 
 def _version(value: bool) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from babyemo.cli._common import cli_errors, say, stdout
+from babyemo.cli._common import cli_errors, say, stderr, stdout
 from babyemo.config import Precision
 
 
@@ -16,7 +17,8 @@ def calibrate_command(
                                     "place, atomically)."),
     model: str = typer.Option(None, "--model", help="A trained model name (default: the "
                               "registry's default model)."),
-    data: Path = typer.Option(None, "--data", help="Manifest (default: last prepared)."),
+    data: Path = typer.Option(None, "--data", help="Manifest (default: the one the model was "
+                              "trained on, recorded in its checkpoint)."),
     split: str = typer.Option("val", "--split", help="Held-out split to fit on: val (never "
                               "the split you report on)."),
     device: str = typer.Option("auto", "--device"),
@@ -51,9 +53,14 @@ def calibrate_command(
         import json
 
         stdout.print_json(json.dumps({**result.to_dict(), "checkpoint": (
-            str(result.checkpoint) if result.checkpoint else None)}))
+            str(result.checkpoint) if result.checkpoint else None),
+            "manifest": str(result.manifest), "manifest_source": result.manifest_source,
+            "warnings": result.warnings}))
         return
-    say(f"temperature {result.temperature:.4f} fitted on {result.fitted_on} (n={result.n})")
+    say(f"temperature {result.temperature:.4f} fitted on {result.fitted_on} (n={result.n}) of "
+        f"{result.manifest} ({result.manifest_source})")
     say(f"ECE ({result.n_bins} bins) {result.ece_before:.4f} -> {result.ece_after:.4f}; "
         f"NLL {result.nll_before:.4f} -> {result.nll_after:.4f}")
     say(f"written to {result.checkpoint}" if result.checkpoint else "not written (--dry-run)")
+    for warning in result.warnings:
+        stderr.print(f"[yellow]Warning:[/yellow] {escape(warning)}")

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from babyemo.cli._common import cli_errors, stdout
+from babyemo.cli._common import cli_errors, say, stderr, stdout
 
 app = typer.Typer(help="Datasets: download, prepare (manifest + split), split, inspect.",
                   no_args_is_help=True)
@@ -53,14 +53,14 @@ def _print_catalog() -> None:
         stdout.print(f"  demographics: {escape(entry.demographics)}")
 
 
-@app.command("catalog")
+@app.command("catalog", short_help="List the known datasets, their classes and terms.")
 @cli_errors
 def catalog_command() -> None:
     """List the known datasets with their classes and terms of use."""
     _print_catalog()
 
 
-@app.command("download")
+@app.command("download", short_help="Download a catalogue dataset or an archive URL.")
 @cli_errors
 def download_command(
     name: Annotated[str | None, typer.Argument(help="Catalogue name (see --list).")] = None,
@@ -112,8 +112,40 @@ def _counts_table(counts: dict[str, dict[str, int]], class_names: list[str],
 
 
 def _print_warnings(warnings: list[str]) -> None:
+    """Warnings of a command that writes something (prepare): log lines, on stderr."""
     for w in warnings:
-        stdout.print(f"[yellow]Warning:[/yellow] {escape(w)}")
+        stderr.print(f"[yellow]Warning:[/yellow] {escape(w)}")
+
+
+def _print_problems(problems: list[str]) -> None:
+    """The problems ``data inspect`` found: its result, on stdout."""
+    if not problems:
+        stdout.print("[green]No problems found.[/green]")
+        return
+    stdout.print(f"[bold]Problems found ({len(problems)}):[/bold]")
+    for p in problems:
+        stdout.print(f"  - {escape(p)}")
+
+
+_SHOWN_DUPLICATES = 3
+"""Duplicate groups listed per kind by ``data inspect`` when none is a problem."""
+
+
+def _print_duplicate_groups(kind: str, stats: dict[str, Any]) -> None:
+    """List a kind's groups: every problem group (up to the report's examples), else a few;
+    then how many are not listed."""
+    examples = stats["examples"]
+    shown = examples[:max(stats["problems"], _SHOWN_DUPLICATES)]
+    if not shown:
+        return
+    first = " (spanning splits or with conflicting labels first)" if stats["problems"] else ""
+    stdout.print(f"{kind} groups{first}:")
+    for group in shown:
+        stdout.print("  [dim]" + escape(" = ".join(group)) + "[/dim]")
+    more = stats["groups"] - len(shown)
+    if more > 0:
+        listed = " (up to 10 in --json)" if len(examples) > len(shown) else ""
+        stdout.print(f"  [dim]... and {more} more {kind} group(s){listed}[/dim]")
 
 
 _MAX_LISTED = 10
@@ -142,7 +174,7 @@ def _print_skipped(skipped: dict[str, int], skipped_files: list[dict[str, str]],
         stdout.print(f"  [dim]... and {more} more (see {escape(where)})[/dim]")
 
 
-@app.command("prepare")
+@app.command("prepare", short_help="Scan a dataset into a manifest with a leak-free split.")
 @cli_errors
 def prepare_command(
     source: Annotated[str | None, typer.Argument(
@@ -183,7 +215,7 @@ def prepare_command(
     _print_warnings(result.warnings)
 
 
-@app.command("split")
+@app.command("split", short_help="Re-split a prepared dataset (duplicate-aware).")
 @cli_errors
 def split_command(
     manifest: Annotated[Path, typer.Argument(help="manifest.csv or its folder.")],
@@ -244,8 +276,8 @@ def _print_report(report: Any) -> None:
     _dup_row(table, "byte-identical", d["exact_duplicates"])
     _dup_row(table, "near-duplicate", d["near_duplicates"])
     stdout.print(table)
-    for group in (d["exact_duplicates"]["examples"][:3] + d["near_duplicates"]["examples"][:3]):
-        stdout.print("  [dim]" + escape(" = ".join(group)) + "[/dim]")
+    _print_duplicate_groups("byte-identical", d["exact_duplicates"])
+    _print_duplicate_groups("near-duplicate", d["near_duplicates"])
 
     faces = d.get("faces")
     if faces:
@@ -282,31 +314,33 @@ def _print_report(report: Any) -> None:
         if meta["subjects"]:
             s = meta["subjects"]
             stdout.print(f"Subjects: {s['n']}, in more than one split: {s['in_several_splits']}")
-    _print_warnings(d["warnings"])
-    if not d["warnings"]:
-        stdout.print("[green]No problems found.[/green]")
+    _print_problems(d["warnings"])
 
 
-@app.command("inspect")
+@app.command("inspect", short_help="Counts, formats, duplicates, leaks, demographics.")
 @cli_errors
 def inspect_command(
     path: Annotated[Path | None, typer.Argument(
         help="manifest.csv, a prepared folder or a dataset folder "
-             "(default: the last prepared dataset).")] = None,
+             "(default: the last dataset prepared in this babyemo home).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Report counts, balance, formats, duplicates, leaks and demographics of a dataset."""
     from babyemo.data.inspect import inspect_dataset
-    from babyemo.data.prepare import last_manifest
+    from babyemo.data.lookup import manifest_for_training
 
-    report = inspect_dataset(path if path is not None else last_manifest())
+    if path is None:
+        choice = manifest_for_training(None)
+        say(f"Inspecting {choice.describe()}", stderr)
+        path = choice.path
+    report = inspect_dataset(path)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
         return
     _print_report(report)
 
 
-@app.command("metadata")
+@app.command("metadata", short_help="Write a metadata CSV: stock photos, FER subsets, copies.")
 @cli_errors
 def metadata_command(
     source: Annotated[str, typer.Argument(

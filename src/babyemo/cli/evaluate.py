@@ -15,6 +15,7 @@ from babyemo.cli._common import (
     TTA_OPTION,
     cli_errors,
     say,
+    stderr,
     stdout,
 )
 from babyemo.config import Backend, Precision
@@ -25,7 +26,8 @@ def evaluate_command(
     checkpoint: Path = typer.Option(None, "--checkpoint", help="A .pt file."),
     model: str = typer.Option(None, "--model", help="A trained model name (default: the "
                               "registry's default model)."),
-    data: Path = typer.Option(None, "--data", help="Manifest (default: last prepared)."),
+    data: Path = typer.Option(None, "--data", help="Manifest (default: the one the model was "
+                              "trained on, recorded in its checkpoint)."),
     split: str = typer.Option("test", "--split", help="train, val, test or all."),
     out: Path = typer.Option(None, "--out", help="Folder for report.json, confusion.csv/png, "
                              "predictions.csv, misclassified.png, reliability.png (and "
@@ -84,7 +86,8 @@ def evaluate_command(
         return
     m = report.metrics
     only = "".join(f", {c}={v}" for c, v in report.where.items())
-    say(f"{report.checkpoint} on {report.manifest}, split {split}{only}, n={m['n']}")
+    say(f"{report.checkpoint} on {report.manifest} ({report.manifest_source}), split "
+        f"{split}{only}, n={m['n']}")
     if report.engine.get("tta"):
         say("test-time augmentation: mean of each image's and its mirror image's logits")
     if report.engine.get("backend", "torch") != "torch":
@@ -144,6 +147,8 @@ def _print_calibration(cal: dict) -> None:
     say(f"calibration: temperature {cal['temperature']:.3f} ({how}); ECE ({cal['n_bins']} bins) "
         f"{cal['ece_before']:.3f} at T=1, {cal['ece_after']:.3f} after scaling; NLL "
         f"{cal['nll_before']:.3f} -> {cal['nll_after']:.3f}")
+    for warning in cal.get("warnings", []):
+        stderr.print(f"[yellow]Warning:[/yellow] {escape(warning)}")
 
 
 def _print_slices(slices: dict) -> None:

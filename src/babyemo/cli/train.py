@@ -15,7 +15,7 @@ _D = TrainConfig()
 @cli_errors
 def train_command(
     data: Path = typer.Option(None, "--data", help="Manifest (CSV or its folder). "
-                              "Default: the last prepared dataset."),
+                              "Default: the last dataset prepared in this babyemo home."),
     arch: str = typer.Option(_D.arch, "--arch", help="Architecture (see `babyemo models list`)."),
     device: str = typer.Option(_D.device, "--device", help="auto, cpu, cuda, cuda:N or mps."),
     epochs: int = typer.Option(_D.epochs, "--epochs", min=1),
@@ -65,8 +65,9 @@ def train_command(
 ) -> None:
     """Train an architecture on a prepared dataset (best.pt, last.pt, metrics, curves)."""
     from babyemo.config import AugmentConfig
-    from babyemo.training import train
+    from babyemo.models.registry import check_arch_name
 
+    check_arch_name(arch)  # before importing torch: a typo fails in well under a second
     config = TrainConfig(
         data=str(data) if data else None, arch=arch, pretrained=pretrained,
         image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -78,6 +79,8 @@ def train_command(
         overwrite=overwrite, resume=resume, init=init or None, name=name,
         faces=faces, face_margin=face_margin, face_align=face_align,
         train_splits=tuple(s.strip() for s in train_on.split(",") if s.strip()))
+    from babyemo.training import train
+
     result = train(config)
     m = result.best_metrics
     nan = float("nan")
@@ -86,3 +89,4 @@ def train_command(
         f" ({result.seconds / 60:.1f} min)")
     say(f"model '{result.name}': {result.best_checkpoint}")
     say(f"run folder: {result.run_dir}")
+    say(f"manifest: {result.manifest} ({result.manifest_source})")

@@ -56,6 +56,7 @@ class DuplicateStats:
         images: Images in those groups.
         spanning_splits: Groups whose images are in more than one split (a leak).
         conflicting_labels: Groups whose images carry different labels.
+        problems: Groups that span splits or carry conflicting labels (or both).
         examples: Up to :data:`MAX_EXAMPLES` groups (paths), problem groups first.
     """
 
@@ -63,6 +64,7 @@ class DuplicateStats:
     images: int = 0
     spanning_splits: int = 0
     conflicting_labels: int = 0
+    problems: int = 0
     examples: list[list[str]] = field(default_factory=list)
 
 
@@ -168,6 +170,7 @@ def _duplicate_stats(groups: list[list[int]], items: Sequence[_Item]) -> Duplica
         conflict = len({items[i].label for i in g}) > 1
         stats.spanning_splits += spans
         stats.conflicting_labels += conflict
+        stats.problems += spans or conflict
         (problems if spans or conflict else others).append(g)
     for g in (problems + others)[:MAX_EXAMPLES]:
         stats.examples.append([f"{items[i].path} [{items[i].label}, {items[i].split}]"

@@ -26,6 +26,7 @@ from typing import Any
 from babyemo import paths
 from babyemo.data.face_index import annotate_faces
 from babyemo.data.hashing import NEAR_BLANK_STD, format_hash
+from babyemo.data.lookup import remember_prepared
 from babyemo.data.manifest import (
     METADATA_FILE,
     Manifest,
@@ -39,12 +40,10 @@ from babyemo.data.metadata import check_metadata, read_metadata, subject_groups
 from babyemo.data.scan import ScanResult, scan_folder
 from babyemo.data.sources import resolve_source
 from babyemo.data.split import DEFAULT_RATIOS, assign_splits, duplicate_ids, validate_ratios
-from babyemo.errors import ConfigError, DataError
+from babyemo.errors import ConfigError
 from babyemo.io import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
-
-_PREPARE_HINT = "run `babyemo data prepare` first"
 
 
 def _check_name(name: str) -> str:
@@ -208,7 +207,7 @@ def prepare(
         atomic_write_bytes(out_dir / METADATA_FILE, meta_bytes)
     manifest_path = write_manifest(rows, out_dir, info)
     manifest = read_manifest(manifest_path)
-    paths.update_state(last_manifest=str(manifest_path.resolve()))
+    remember_prepared(manifest_path)
     logger.info("Prepared %s: %d images -> %s", name, len(rows), manifest_path)
     return PrepareResult(manifest=manifest, manifest_path=manifest_path, skipped=scan.skipped,
                          skipped_files=scan.skipped_files, n_images=len(rows),
@@ -275,23 +274,8 @@ def split_manifest(
     if meta_file is not None and meta_file.is_file() and not same_folder:
         atomic_write_bytes(out_dir / METADATA_FILE, meta_file.read_bytes())
     written = write_manifest(manifest.rows, out_dir, info)
-    paths.update_state(last_manifest=str(written.resolve()))
+    remember_prepared(written)
     return read_manifest(written)
 
 
-def last_manifest() -> Path:
-    """The ``manifest.csv`` of the most recently prepared (or re-split) dataset.
-
-    Raises:
-        DataError: Nothing was prepared yet, or that manifest is gone.
-    """
-    recorded = paths.read_state().get("last_manifest")
-    if not recorded:
-        raise DataError("No prepared dataset yet.", _PREPARE_HINT)
-    path = Path(recorded)
-    if not path.is_file():
-        raise DataError(f"The last prepared manifest {path} no longer exists.", _PREPARE_HINT)
-    return path
-
-
-__all__ = ["PrepareResult", "last_manifest", "prepare", "split_manifest"]
+__all__ = ["PrepareResult", "prepare", "split_manifest"]

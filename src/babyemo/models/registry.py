@@ -25,6 +25,12 @@ Builder = Callable[..., "torch.nn.Module"]
 
 _BUILTIN_MODULES = ("babyemo.models.torchvision_archs", "babyemo.models.seeds")
 
+BUILTIN_ARCHS = ("cnn3", "custom_resnet", "efficientnet_b0", "mobilenet_v3_large",
+                 "mobilenet_v3_small", "resnet18", "resnet34", "resnet50", "skip_cnn", "vgg16",
+                 "vgg_fer")
+"""Names the built-in modules register (a test checks they match), so that an arch name can
+be checked by :func:`check_arch_name` without importing torch."""
+
 
 @dataclass(frozen=True)
 class ArchInfo:
@@ -93,6 +99,19 @@ def list_archs(pattern: str | None = None) -> list[ArchInfo]:
     """Registered architectures sorted by name, optionally filtered by a glob ``pattern``."""
     _load_builtins()
     return [a for n, a in sorted(_ARCHS.items()) if pattern is None or fnmatch.fnmatch(n, pattern)]
+
+
+def check_arch_name(name: str) -> None:
+    """Raise unless ``name`` is a built-in or already registered architecture.
+
+    Cheap: it does not import torch or the built-in modules, so a command can reject a
+    mistyped ``--arch`` before loading anything heavy.
+
+    Raises:
+        RegistryError: Unknown name; the hint lists the closest names.
+    """
+    if name not in BUILTIN_ARCHS and name not in _ARCHS:
+        raise unknown_name("architecture", name, set(BUILTIN_ARCHS) | _ARCHS.keys())
 
 
 def get_arch(name: str) -> ArchInfo:

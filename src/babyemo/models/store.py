@@ -9,14 +9,17 @@ one chosen with ``babyemo models default NAME``, else the model packaged with ba
 from __future__ import annotations
 
 import datetime as _dt
-import json
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from babyemo import paths
 from babyemo.errors import RegistryError, unknown_name
-from babyemo.io import atomic_write_text
+from babyemo.io import read_json_object, sha256_file, update_json_object
+
+log = logging.getLogger(__name__)
 
 PACKAGED_MODEL = "babyemo-infant"
 """Name of the packaged default model (``babyemo/models/weights/<name>.pt``)."""
@@ -41,49 +44,72 @@ def _file() -> Path:
 
 
 def _read_all() -> dict[str, Any]:
-    try:
-        data = json.loads(_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    """``models.json`` as read (``{}`` when missing).
+
+    Raises:
+        StateError: The file is corrupt: never read as empty, so that nothing rewrites
+            the store from a failed read and loses the models in it.
+    """
+    return read_json_object(_file())
 
 
-def _read() -> dict[str, dict[str, Any]]:
-    models = _read_all().get("models", {})
+def _models(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    models = data.get("models", {})
     return models if isinstance(models, dict) else {}
 
 
-def _write(models: dict[str, dict[str, Any]] | None = None, *,
-           default: str | None | bool = False) -> None:
-    """Rewrite ``models.json``: replace the models (``None``: keep them) and/or the chosen
-    default (``False``: keep it; ``None``: clear it)."""
-    data = _read_all()
-    if models is not None:
+def _read() -> dict[str, dict[str, Any]]:
+    return _models(_read_all())
+
+
+def _update(change: Callable[[dict[str, dict[str, Any]], dict[str, Any]], None]) -> None:
+    """Change the store under its lock: ``change(models, data)`` edits the models dict
+    and/or the whole file's object in place; other processes' entries are kept."""
+
+    def apply(data: dict[str, Any]) -> None:
+        models = _models(data)
+        change(models, data)
         data["models"] = models
-    if default is not False:
-        data["default"] = default
-    atomic_write_text(_file(), json.dumps({k: v for k, v in data.items() if v is not None},
-                                          indent=2))
+        if data.get("default") is None:
+            data.pop("default", None)
+
+    update_json_object(_file(), apply)
+
+
+def _name_conflict(name: str, path: str, models: dict[str, dict[str, Any]]) -> RegistryError | None:
+    """The error for registering ``path`` as ``name``, or ``None`` when it is allowed.
+
+    A name is free when unused, when it already names ``path``, or when the checkpoint
+    it names no longer exists (a dangling entry is replaced, see :func:`register_trained`).
+    """
+    if name in packaged_models():
+        return RegistryError(f"'{name}' is the name of the model packaged with babyemo.",
+                             "choose another --name")
+    old = models.get(name, {}).get("checkpoint")
+    if old is not None and old != path and Path(old).is_file():
+        return RegistryError(f"A trained model named '{name}' already exists ({old}).",
+                             "choose another --name")
+    return None
 
 
 def check_name_free(name: str, checkpoint: str | os.PathLike[str]) -> None:
-    """Raise unless ``name`` is unused or already names ``checkpoint``.
+    """Raise unless ``name`` is unused, already names ``checkpoint``, or names a deleted one.
 
     Raises:
-        RegistryError: ``name`` names a different checkpoint.
+        RegistryError: ``name`` names a different, existing checkpoint.
+        StateError: ``models.json`` is corrupt.
     """
-    models = _read()
-    path = str(Path(checkpoint).resolve())
-    if name in packaged_models():
-        raise RegistryError(f"'{name}' is the name of the model packaged with babyemo.",
-                            "choose another --name")
-    if name in models and models[name]["checkpoint"] != path:
-        raise RegistryError(f"A trained model named '{name}' already exists "
-                            f"({models[name]['checkpoint']}).", "choose another --name")
+    error = _name_conflict(name, str(Path(checkpoint).resolve()), _read())
+    if error is not None:
+        raise error
 
 
 def register_trained(name: str, checkpoint: str | os.PathLike[str], **info: Any) -> None:
     """Record a trained checkpoint under ``name``.
+
+    The check and the write happen under the store's lock, so two processes registering
+    at once both keep their entries. An entry whose checkpoint file was deleted is
+    replaced (with a warning in the log).
 
     Args:
         name: Unique model name.
@@ -91,20 +117,86 @@ def register_trained(name: str, checkpoint: str | os.PathLike[str], **info: Any)
         **info: Plain-type facts shown by ``models list`` (arch, class_names, metrics...).
 
     Raises:
-        RegistryError: ``name`` already names a different checkpoint.
+        RegistryError: ``name`` already names a different, existing checkpoint.
+        StateError: ``models.json`` is corrupt (left as it is) or locked too long.
     """
-    check_name_free(name, checkpoint)
-    models = _read()
     path = str(Path(checkpoint).resolve())
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    models[name] = {"checkpoint": path, "created": created, **info}
-    _write(models)
+
+    def add(models: dict[str, dict[str, Any]], data: dict[str, Any]) -> None:
+        error = _name_conflict(name, path, models)
+        if error is not None:
+            raise error
+        old = models.get(name, {}).get("checkpoint")
+        if old is not None and old != path:
+            log.warning("The model name '%s' named %s, which no longer exists; it now names "
+                        "%s.", name, old, path)
+        models[name] = {"checkpoint": path, "created": created, **info}
+
+    _update(add)
 
 
 def list_trained() -> dict[str, dict[str, Any]]:
     """Trained models by name: the packaged model first, then the user's, oldest first."""
     user = dict(sorted(_read().items(), key=lambda kv: kv[1].get("created", "")))
     return {**packaged_models(), **user}
+
+
+def registered_name(checkpoint: str | os.PathLike[str]) -> str | None:
+    """The name under which a checkpoint file is registered (packaged models included).
+
+    Args:
+        checkpoint: A ``.pt`` file.
+
+    Returns:
+        The first registered name whose checkpoint is that file (compared as resolved
+        paths), or ``None``.
+
+    Raises:
+        StateError: The registry file (``models.json``) is corrupt.
+    """
+    target = Path(checkpoint).expanduser().resolve()
+    for name, rec in list_trained().items():
+        path = rec.get("checkpoint") if isinstance(rec, dict) else None
+        if path and Path(path).resolve() == target:
+            return name
+    return None
+
+
+def model_label(checkpoint: str | os.PathLike[str]) -> str:
+    """A short name of a checkpoint for titles (plots, cards), never a full path.
+
+    Its registered name when it has one; else, for a run folder's ``best.pt`` or
+    ``last.pt``, the folder's name (``runs/main-job/best.pt`` -> ``main-job``); else the
+    file's stem.
+
+    Args:
+        checkpoint: A ``.pt`` file.
+
+    Raises:
+        StateError: The registry file (``models.json``) is corrupt.
+    """
+    name = registered_name(checkpoint)
+    if name is not None:
+        return name
+    path = Path(checkpoint).expanduser().resolve()
+    if path.stem in ("best", "last") and path.parent.name:
+        return path.parent.name
+    return path.stem
+
+
+def packaged_name_of(sha256: str) -> str | None:
+    """The name of the packaged model whose file has this SHA-256 (``None``: none has).
+
+    Lets a checkpoint fine-tuned from a copy of a packaged file name its donor.
+    """
+    for name, rec in packaged_models().items():
+        try:
+            if sha256_file(rec["checkpoint"]) == sha256:
+                return name
+        except OSError:
+            continue
+    return None
 
 
 def get_trained(name: str) -> dict[str, Any]:
@@ -127,7 +219,7 @@ def set_default(name: str | None) -> None:
     """
     if name is not None:
         get_trained(name)
-    _write(default=name)
+    _update(lambda models, data: data.update(default=name))
 
 
 def default_model() -> str | None:
