@@ -7,15 +7,29 @@ slice, and calibration. Everything comes from the checkpoint itself: its trainin
 the evaluations stored with ``babyemo evaluate --record`` and an optional ``card`` entry of
 free text (``intended_use``, ``out_of_scope``, ``training_data``, ``biases``, ``notes``),
 so a card can be regenerated at any time and cannot drift from the weights.
+
+A fine-tuned model's donor is named as the reader knows it: the name recorded at training,
+else the packaged model it is recognised as (by the recorded sha256 or facts, see
+:func:`init_donor`), else the file's name with its facts; never a path of the machine that
+trained it.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 from babyemo.checkpoint import Checkpoint, load_checkpoint
+from babyemo.errors import BabyEmoError
+from babyemo.models.store import (
+    model_label,
+    packaged_models,
+    packaged_name_of,
+    registered_name,
+)
 
 INTENDED_USE = (
     "Research on infants' and young children's facial expressions (angry, crying, happy "
@@ -32,6 +46,131 @@ OUT_OF_SCOPE = (
     "age, skin tone or camera setting (see the training data's biases), on video, or on "
     "faces that are partly hidden; outside those conditions its metrics do not apply.")
 """Default "out-of-scope use" text of a card without its own."""
+
+
+INIT_FACTS = ("arch", "dataset", "n_train", "epoch", "input_size", "val_macro_f1")
+"""Facts of a donor model recorded in ``train["init"]`` that identify it when no name or
+hash was recorded (checkpoints written before babyemo recorded them)."""
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    """A checkpoint's dict, with its tensors memory-mapped rather than read.
+
+    Only the small pickle is read (the weights of an 11 MB file stay on disk). Anything
+    the fast path cannot read goes through :func:`babyemo.checkpoint.read_checkpoint_dict`,
+    which raises the typed error.
+    """
+    import torch
+
+    from babyemo.checkpoint import FORMAT, FORMAT_VERSION, REQUIRED_KEYS, read_checkpoint_dict
+
+    try:
+        with warnings.catch_warnings():  # as read_checkpoint_dict: foreign files warn
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # legacy (non-zip) or corrupt file: let the full reader judge it
+        return read_checkpoint_dict(path)
+    if (not isinstance(data, dict) or data.get("format") != FORMAT
+            or data.get("format_version") != FORMAT_VERSION
+            or any(k not in data for k in REQUIRED_KEYS)):
+        return read_checkpoint_dict(path)
+    return data
+
+
+def own_test_evaluation(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The latest recorded evaluation of a checkpoint on its own dataset's whole test split.
+
+    Args:
+        raw: The checkpoint's dict (:attr:`babyemo.checkpoint.Checkpoint.raw`).
+
+    Returns:
+        The ``evaluations`` entry (same dataset as trained on, split ``test``, no
+        ``where`` and no label map), or ``None``.
+    """
+    dataset = (raw.get("train") or {}).get("dataset")
+    evaluations = raw.get("evaluations")
+    found = None
+    for ev in evaluations if isinstance(evaluations, list) else []:
+        if (isinstance(ev, dict) and ev.get("split") == "test" and ev.get("dataset") == dataset
+                and not ev.get("where") and not ev.get("label_map")):
+            found = ev
+    return found
+
+
+def checkpoint_facts(checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
+    """What a listing shows of a checkpoint, read without loading its weights.
+
+    Args:
+        checkpoint: A ``.pt`` file.
+
+    Returns:
+        Plain-type facts: ``arch``, ``class_names``, ``dataset``, ``n_train``, ``epoch``
+        (the epoch kept), ``input_size`` (pixels), ``created`` (ISO-8601 UTC),
+        ``val_macro_f1`` (validation split at that epoch; ``None`` for a model trained on
+        train+val), ``test_macro_f1`` and ``test_n`` (its latest recorded evaluation on its
+        own dataset's whole test split, see :func:`own_test_evaluation`; ``None``
+        without one).
+
+    Raises:
+        CheckpointError: Missing or unreadable file, or not a babyemo checkpoint.
+    """
+    data = _read_metadata(Path(checkpoint))
+    train = data.get("train") or {}
+    metrics = data.get("metrics") or {}
+    test = own_test_evaluation(data)
+    return {"arch": data["arch"], "class_names": list(data["class_names"]),
+            "dataset": train.get("dataset"), "n_train": train.get("n_train"),
+            "epoch": metrics.get("epoch", train.get("epoch")),
+            "input_size": (data.get("input") or {}).get("size"), "created": data.get("created"),
+            "val_macro_f1": (metrics.get("val") or {}).get("macro_f1"),
+            "test_macro_f1": test.get("macro_f1") if test else None,
+            "test_n": test.get("n") if test else None}
+
+
+def _same_fact(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def init_donor(init: dict[str, Any]) -> dict[str, Any]:
+    """Who a model was initialised from, for readers who do not have the donor's file.
+
+    In order: the name recorded at training (``init["name"]``, babyemo >= 0.2); else the
+    packaged model whose file has the recorded ``sha256``; else the packaged model whose
+    facts (:data:`INIT_FACTS`: arch, dataset, training images, epoch, input size and
+    validation macro-F1, all recorded) equal the recorded ones; else only the donor file's
+    name.
+
+    Args:
+        init: ``train["init"]`` of a checkpoint (see ``docs/checkpoint-format.md``).
+
+    Returns:
+        ``{"name": registered name or None, "packaged": bool, "how": "recorded" |
+        "sha256" | "facts" | None, "file": the donor file's name, e.g. "fer-final.pt"}``.
+    """
+    packaged = packaged_models()
+    file = Path(str(init.get("checkpoint") or "")).name or None
+    name = init.get("name")
+    if isinstance(name, str) and name:
+        return {"name": name, "packaged": name in packaged, "how": "recorded", "file": file}
+    sha = init.get("sha256")
+    if sha:
+        pname = packaged_name_of(sha)
+        return {"name": pname, "packaged": pname is not None,
+                "how": "sha256" if pname else None, "file": file}
+    for pname, rec in packaged.items():
+        if all(init.get(k) is not None for k in INIT_FACTS):
+            try:
+                facts = checkpoint_facts(rec["checkpoint"])
+            except BabyEmoError:
+                continue
+            if all(_same_fact(init[k], facts.get(k)) for k in INIT_FACTS):
+                return {"name": pname, "packaged": True, "how": "facts", "file": file}
+    return {"name": None, "packaged": False, "how": None, "file": file}
 
 
 def _pct(x: float | None) -> str:
@@ -96,12 +235,59 @@ def _evaluation_section(ev: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _start_weights(cfg: dict[str, Any], init: dict[str, Any] | None) -> str:
+    """The recipe line's words on the starting weights (the donor has a line of its own)."""
+    if init:
+        return ""
+    if cfg.get("pretrained"):
+        return ", ImageNet-pretrained weights (torchvision)"
+    if cfg.get("init") == "auto":
+        return (", trained from scratch (`--init auto` found no packaged model of this "
+                "architecture and input)")
+    if cfg.get("init") in (None, "", "none"):
+        return ", trained from scratch"
+    return f", initialised from `{Path(str(cfg['init'])).name}`"
+
+
+def _init_line(init: dict[str, Any], asked: Any) -> str:
+    """The card's line on the model a checkpoint was initialised from (``train["init"]``).
+
+    Names the donor (see :func:`init_donor`), never a path of the machine that trained it.
+    """
+    donor = init_donor(init)
+    note = ""
+    if donor["name"] is None:
+        who = (f"the checkpoint file `{donor['file']}` (not a model registered here)"
+               if donor["file"] else "a checkpoint")
+    else:
+        who = (f"`{donor['name']}`, a model packaged with babyemo (its card: `babyemo models "
+               f"card {donor['name']}`)" if donor["packaged"]
+               else f"the trained model `{donor['name']}`")
+        if asked == "auto":
+            who += ", chosen by `--init auto`"
+        if donor["how"] == "facts":
+            note = (f" The training run recorded the donor as the file `{donor['file']}`, "
+                    f"which is `{donor['name']}`: the architecture, dataset, training images, "
+                    "epoch, input size and val macro-F1 it recorded are exactly "
+                    f"`{donor['name']}`'s.")
+        elif donor["how"] == "sha256":
+            note = (f" The training run recorded the donor as the file `{donor['file']}`, "
+                    f"which is `{donor['name']}`: the sha256 it recorded is that file's.")
+    return (f"- Initialised from {who}: a `{init.get('arch')}` trained on "
+            f"`{init.get('dataset')}` ({init.get('n_train')} images, kept at epoch "
+            f"{init.get('epoch')}, {init.get('input_size')} px; val macro-F1 "
+            f"{_pct(init.get('val_macro_f1'))}); {init.get('tensors_loaded')} of "
+            f"{init.get('tensors')} tensors loaded, classifier rows copied for "
+            f"{', '.join(init.get('head_classes') or []) or 'no class'}.{note}")
+
+
 def model_card(ckpt: Checkpoint, name: str | None = None) -> str:
     """The Markdown model card of a checkpoint.
 
     Args:
         ckpt: The loaded checkpoint.
-        name: Model name for the title (default: the file name).
+        name: The model's registered name, for the title and the command that records an
+            evaluation (default: :func:`model_label` of the file, and ``--checkpoint``).
 
     Returns:
         Markdown text.
@@ -115,7 +301,7 @@ def model_card(ckpt: Checkpoint, name: str | None = None) -> str:
     n_params = sum(int(t.numel()) for k, t in ckpt.state_dict.items()
                    if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
     size_mb = ckpt.path.stat().st_size / 1e6 if ckpt.path.is_file() else float("nan")
-    title = name or ckpt.path.stem
+    title = name or model_label(ckpt.path)
     faces = ckpt.faces
     lines = [f"# Model card: {title}", "",
              "## Model details", "",
@@ -146,22 +332,16 @@ def model_card(ckpt: Checkpoint, name: str | None = None) -> str:
                  f"`{str(train.get('manifest_sha256', ''))[:16]}…`.")
     if cfg:
         aug = cfg.get("augment") or {}
-        lines.append(f"- Recipe: {cfg.get('epochs')} epochs, batch {cfg.get('batch_size')}, "
+        epochs = cfg.get("epochs")
+        lines.append(f"- Recipe: {epochs} epoch{'' if epochs == 1 else 's'}, batch "
+                     f"{cfg.get('batch_size')}, "
                      f"{cfg.get('optimizer')} lr {cfg.get('lr')} weight decay "
                      f"{cfg.get('weight_decay')}, {cfg.get('scheduler')} schedule, label "
                      f"smoothing {cfg.get('label_smoothing')}, augmentation {aug}, seed "
-                     f"{cfg.get('seed')}"
-                     + (f", initialised from `{Path(cfg['init']).name}`" if cfg.get("init")
-                        else "") + ".")
+                     f"{cfg.get('seed')}" + _start_weights(cfg, train.get("init")) + ".")
     init = train.get("init") or {}
     if init:
-        lines.append(f"- Initialised from a `{init.get('arch')}` trained on "
-                     f"`{init.get('dataset')}` ({init.get('n_train')} images, "
-                     f"{init.get('epoch')} epochs, "
-                     f"{init.get('input_size')} px; val macro-F1 "
-                     f"{_pct(init.get('val_macro_f1'))}): {init.get('tensors_loaded')} of "
-                     f"{init.get('tensors')} tensors loaded, classifier rows copied for "
-                     f"{', '.join(init.get('head_classes') or []) or 'no class'}.")
+        lines.append(_init_line(init, cfg.get("init")))
     if card.get("training_data"):
         lines.append(f"- {card['training_data']}")
     notes = catalogue_notes(dataset) if dataset else None
@@ -176,8 +356,12 @@ def model_card(ckpt: Checkpoint, name: str | None = None) -> str:
     lines += ["", "## Metrics", ""]
     evaluations = ckpt.evaluations
     if not evaluations:
-        lines += ["No evaluation is recorded in this checkpoint (run `babyemo evaluate "
-                  "--record`).", ""]
+        which = f"--model {name}" if name else f"--checkpoint {ckpt.path}"
+        lines += ["No evaluation is recorded in this checkpoint, so this card has no test "
+                  "metrics. Record one (accuracy, macro-F1 and per-class results on images "
+                  "the model never trained on, with 95% intervals from `--bootstrap`) and "
+                  f"regenerate the card: `babyemo evaluate {which} --split test --bootstrap "
+                  "1000 --record`.", ""]
     val = (ckpt.metrics or {}).get("val") or {}
     if val:
         lines += [f"Validation (model selection) at epoch {ckpt.metrics.get('epoch')}: "
@@ -195,7 +379,8 @@ def write_model_card(checkpoint: str | os.PathLike[str] | None = None, *,
     """Build the model card of a trained model and optionally write it.
 
     Args:
-        checkpoint: A ``.pt`` file; or give ``model``; neither = the default model.
+        checkpoint: A ``.pt`` file (named by its registered name when it has one); or give
+            ``model``; neither = the default model.
         model: Name of a trained model in the registry.
         out: Markdown file to write (atomically); ``None``: only return the text.
 
@@ -205,12 +390,13 @@ def write_model_card(checkpoint: str | os.PathLike[str] | None = None, *,
     Raises:
         RegistryError: No model given and none registered, or an unknown name.
         CheckpointError: Unusable checkpoint.
+        StateError: The registry file (``models.json``) is corrupt.
     """
     from babyemo.io import atomic_write_text
     from babyemo.models.store import default_model, resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint, model)
-    name = model or (None if checkpoint is not None else default_model())
+    name = model or (registered_name(path) if checkpoint is not None else default_model())
     text = model_card(load_checkpoint(path), name)
     if out is None:
         return text, None

@@ -19,9 +19,18 @@ app = typer.Typer(help="The model registry: architectures, trained models, model
 @cli_errors
 def list_command(
     pattern: str = typer.Argument(None, help="Glob filter on architecture names, e.g. 'resnet*'."),
+    wide: bool = typer.Option(False, "--wide", help="Every column of the trained models: "
+                              "dataset, val and test macro-F1, creation time and checkpoint "
+                              "file (lines are not cut to the terminal's width)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """List registered architectures and trained models."""
+    """List registered architectures, trained models and face detectors.
+
+    A trained model's macro-F1 is its recorded test evaluation (babyemo evaluate --split
+    test --record) when it has one, else its validation score.
+    """
+    from babyemo.card import checkpoint_facts
+    from babyemo.errors import CheckpointError
     from babyemo.faces import list_detectors
     from babyemo.models.registry import list_archs
     from babyemo.models.store import default_model, list_trained
@@ -30,6 +39,14 @@ def list_command(
     trained = list_trained()
     default = default_model()
     detectors = list_detectors()
+    rows = {}
+    for name, rec in trained.items():
+        try:
+            facts = checkpoint_facts(rec["checkpoint"])
+        except CheckpointError as e:  # a deleted run folder must not hide the other models
+            facts = {"error": e.message}
+        rows[name] = {**rec, **{k: v for k, v in facts.items() if v is not None},
+                      "default": name == default}
     if as_json:
         stdout.print_json(json.dumps({
             "face_detectors": [{"name": d.name, "description": d.description}
@@ -37,40 +54,90 @@ def list_command(
             "architectures": [{"name": a.name, "input": a.default_input.to_dict(),
                                "pretrained": a.pretrained, "description": a.description}
                               for a in archs],
-            "trained": trained, "default": default}))
+            "trained": rows, "default": default}))
         return
     table = Table(title="Architectures")
-    for col in ("name", "input", "pretrained", "description"):
-        table.add_column(col)
+    table.add_column("name", no_wrap=True)
+    table.add_column("input", no_wrap=True)
+    table.add_column("pretrained", no_wrap=True)
+    table.add_column("description")
     for a in archs:
         spec = a.default_input
         table.add_row(a.name, f"{spec.size}px {'RGB' if spec.channels == 3 else 'gray'}",
                       "yes" if a.pretrained else "no", escape(a.description))
-    stdout.print(table)
-    table = Table(title="Trained models")
-    table.add_column("name", no_wrap=True)
-    for col in ("arch", "classes", "val macro-F1", "created", "checkpoint"):
-        table.add_column(col, overflow="fold")
-    for name, rec in reversed(trained.items()):
-        if rec.get("packaged"):
-            from babyemo.checkpoint import load_checkpoint
+    stdout.print(table, soft_wrap=False)
+    if trained:
+        table = _trained_table(rows, wide)
+        if wide:  # full paths: let the terminal wrap the long lines, never fold a word
+            from rich.console import Console
+            from rich.measure import Measurement
 
-            ckpt = load_checkpoint(rec["checkpoint"])
-            rec = {**rec, "arch": ckpt.arch, "class_names": ckpt.class_names,
-                   "val_macro_f1": (ckpt.metrics.get("val") or {}).get("macro_f1")}
-        f1 = rec.get("val_macro_f1")
-        label = name + (" (packaged)" if rec.get("packaged") else "")
-        cells = [label + (" (default)" if name == default else ""), rec.get("arch", ""),
-                 ",".join(rec.get("class_names", [])), "" if f1 is None else f"{f1:.3f}",
-                 rec.get("created", ""), rec["checkpoint"]]
-        table.add_row(*[escape(c) for c in cells])
-    stdout.print(table if trained else "No trained models yet (babyemo train).")
+            need = Measurement.get(stdout, stdout.options.update_width(10_000), table).maximum
+            Console(file=stdout.file, width=max(stdout.width, need), highlight=False,
+                    force_terminal=stdout.is_terminal, no_color=stdout.no_color).print(table)
+        else:
+            stdout.print(table, soft_wrap=False)  # the caption wraps at word boundaries
+    else:
+        stdout.print("No trained models yet (babyemo train).")
     table = Table(title="Face detectors")
     table.add_column("name", no_wrap=True)
     table.add_column("description")
     for d in detectors:
         table.add_row(escape(d.name), escape(d.description))
-    stdout.print(table)
+    stdout.print(table, soft_wrap=False)
+
+
+def _f1(value: float | None, n: int | None = None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3f}" + (f" (n={n})" if n else "")
+
+
+def _trained_table(rows: dict[str, dict], wide: bool) -> Table:
+    """The "Trained models" table, newest first: name, arch, classes and one macro-F1 (fits
+    80 characters), or with ``wide`` every column."""
+    caption = ("macro-F1: the recorded test evaluation (test) if any, else the validation "
+               "split at the best epoch (val; a model trained on train+val has none); —: "
+               "none recorded (babyemo evaluate --model NAME --split test --record). All "
+               "columns: --wide." if not wide else
+               "test: the latest recorded evaluation on the model's own test split (babyemo "
+               "evaluate --model NAME --split test --record); val: the validation split at "
+               "the best epoch (a model trained on train+val has none); —: none recorded.")
+    table = Table(title="Trained models (newest first)", caption=caption,
+                  caption_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("arch", no_wrap=True)
+    table.add_column("classes")
+    if wide:
+        table.add_column("dataset", no_wrap=True)
+        table.add_column("val macro-F1", no_wrap=True)
+        table.add_column("test macro-F1", no_wrap=True)
+        table.add_column("created", no_wrap=True)
+        table.add_column("checkpoint", no_wrap=True)
+    else:
+        table.add_column("macro-F1", no_wrap=True)
+    for name, rec in reversed(rows.items()):
+        missing = not Path(rec["checkpoint"]).is_file()
+        tags = ", ".join(t for t, on in (("packaged", rec.get("packaged")),
+                                         ("default", rec.get("default")),
+                                         ("file missing", missing),
+                                         ("unreadable", rec.get("error") and not missing))
+                         if on)
+        label = escape(name) + (f"\n[dim]{tags}[/dim]" if tags else "")
+        cells = [label, escape(str(rec.get("arch", ""))),
+                 escape(", ".join(rec.get("class_names", [])))]
+        if wide:
+            cells += [escape(str(rec.get("dataset", ""))), _f1(rec.get("val_macro_f1")),
+                      _f1(rec.get("test_macro_f1"), rec.get("test_n")),
+                      escape(str(rec.get("created") or "")),
+                      escape(str(rec["checkpoint"]))]
+        else:
+            test, val = rec.get("test_macro_f1"), rec.get("val_macro_f1")
+            score = (f"{test:.3f} test" if test is not None
+                     else f"{val:.3f} val" if val is not None else "—")
+            cells.append(score)
+        table.add_row(*cells)
+    return table
 
 
 @app.command("info")
@@ -125,7 +192,7 @@ def _show_checkpoint(path, title: str | None = None) -> None:
             f"{ev['accuracy']:.3f}, macro-F1 {ev['macro_f1']:.3f}")
 
 
-@app.command("card")
+@app.command("card", short_help="Write a model card: use, data, biases, metrics with CIs.")
 @cli_errors
 def card_command(
     name: str = typer.Argument(None, help="Trained model name or .pt file (default: the "
