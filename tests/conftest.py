@@ -174,3 +174,24 @@ def subset_manifest(source: Path, out: Path, keep: dict[str, int]) -> Path:
             rows.append(row)
     return write_manifest(rows, out / "subset", info=full.info)
 
+
+
+HEAVY_MODULES = ("torch", "torchvision", "sklearn", "matplotlib")
+"""Modules that `--help` and early argument errors must not import (seconds each)."""
+
+
+def run_cli_in_subprocess(args: list[str], *, exit_code: int = 0,
+                          heavy: tuple[str, ...] = HEAVY_MODULES):
+    """Run ``babyemo ARGS`` in a fresh interpreter, assert its exit code and that none of
+    ``heavy`` was imported; returns the :class:`subprocess.CompletedProcess`."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom babyemo.cli import app\n"
+            f"try:\n    app({list(args)!r})\nexcept SystemExit as e:\n"
+            f"    assert e.code == {exit_code}, e.code\n"
+            f"bad = [m for m in {tuple(heavy)!r} if m in sys.modules]\n"
+            "assert not bad, f'imported {bad}'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc

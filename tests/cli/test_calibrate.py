@@ -3,8 +3,6 @@ predict, through the real Typer app."""
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -12,7 +10,7 @@ from typer.testing import CliRunner
 from babyemo.checkpoint import load_checkpoint
 from babyemo.cli import app
 from babyemo.data.manifest import read_manifest
-from tests.conftest import make_checkpoint
+from tests.conftest import make_checkpoint, run_cli_in_subprocess
 
 runner = CliRunner()
 
@@ -25,12 +23,7 @@ def _ok(args):
 
 @pytest.mark.parametrize("args", [["calibrate", "--help"], ["data", "metadata", "--help"]])
 def test_help_does_not_import_torch(args):
-    code = ("import sys\nfrom babyemo.cli import app\n"
-            f"try:\n    app({args!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
-            "bad = [m for m in ('torch', 'sklearn', 'matplotlib') if m in sys.modules]\n"
-            "assert not bad, bad\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    run_cli_in_subprocess(args)
 
 
 def test_calibrate_writes_the_temperature(prepared, tiny_arch, tmp_path):

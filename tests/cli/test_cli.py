@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from babyemo import __version__
 from babyemo.cli import app
+from tests.conftest import run_cli_in_subprocess
 
 runner = CliRunner()
 
@@ -16,14 +17,7 @@ runner = CliRunner()
                                   ["train", "--help"], ["evaluate", "--help"],
                                   ["predict", "--help"]])
 def test_help_does_not_import_torch(args):
-    code = ("import sys\nfrom babyemo.cli import app\n"
-            f"try:\n    app({args!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
-            "heavy = ('torch', 'torchvision', 'sklearn', 'matplotlib')\n"
-            "bad = [m for m in heavy if m in sys.modules]\n"
-            "assert not bad, bad\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert "Usage" in proc.stdout
+    assert "Usage" in run_cli_in_subprocess(args).stdout
 
 
 def test_version_and_python_m():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import subprocess
 import sys
 
 import pytest
@@ -12,17 +11,14 @@ from typer.testing import CliRunner
 from babyemo.cli import app
 from babyemo.config import TrainConfig
 from babyemo.training import train
+from tests.conftest import run_cli_in_subprocess
 
 runner = CliRunner()
 
 
 def test_export_help_imports_no_heavy_module():
-    code = ("import sys\nfrom babyemo.cli import app\n"
-            "try:\n    app(['export', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
-            "bad = [m for m in ('torch', 'torchvision', 'onnx', 'onnxruntime', 'onnxscript')"
-            " if m in sys.modules]\nassert not bad, bad\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_cli_in_subprocess(["export", "--help"], heavy=(
+        "torch", "torchvision", "onnx", "onnxruntime", "onnxscript"))
     assert "--int8" in proc.stdout and "--calibration-data" in proc.stdout
 
 

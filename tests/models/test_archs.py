@@ -234,15 +234,9 @@ def test_builtin_names_match_what_the_builtin_modules_register() -> None:
 
 def test_check_arch_name_needs_no_torch() -> None:
     """Issue 12: `train --arch resnet19` took 3.6 s (torch import) to suggest resnet18."""
-    import subprocess
-    import sys
+    from tests.conftest import run_cli_in_subprocess
 
-    code = ("import sys\nfrom babyemo.cli import app\n"
-            "try:\n    app(['train', '--arch', 'resnet19'])\nexcept SystemExit as e:\n"
-            "    assert e.code == 1, e.code\n"
-            "assert 'torch' not in sys.modules\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_cli_in_subprocess(["train", "--arch", "resnet19"], exit_code=1)
     assert "Unknown architecture 'resnet19'" in proc.stderr and "resnet18" in proc.stderr
     registry.check_arch_name("custom_resnet")
     with pytest.raises(RegistryError, match="did you mean"):
