@@ -461,7 +461,8 @@ def calibrate_checkpoint(checkpoint: str | os.PathLike[str] | None = None, *,
         model: Name of a trained model in the registry.
         data: Manifest (CSV or its folder); default: the one the model was trained on
             (see :func:`babyemo.data.lookup.manifest_for_model`).
-        split: ``train``, ``val``, ``test`` or ``all``.
+        split: ``val`` (or ``train`` / ``test``: one split, never ``all``, which holds
+            the training images).
         device: ``auto|cpu|cuda|cuda:N|mps``.
         precision: ``auto|fp32|bf16|fp16``.
         batch_size: Images per forward pass.
@@ -478,16 +479,25 @@ def calibrate_checkpoint(checkpoint: str | os.PathLike[str] | None = None, *,
         ManifestError: No or unreadable manifest; without ``data``, the model's own
             manifest changed or is not on this machine.
         DataError: Empty split, or labels not among the checkpoint's class names.
+        ConfigError: ``split`` is not one split name, or the model was trained on that
+            split of that manifest (e.g. ``val`` for a model trained on train+val).
     """
     from babyemo.checkpoint import load_checkpoint
     from babyemo.data.dataset import checkpoint_dataset
-    from babyemo.data.lookup import manifest_for_model
-    from babyemo.data.manifest import read_manifest
+    from babyemo.data.lookup import manifest_for_model, trained_on
+    from babyemo.data.manifest import check_split, read_manifest
     from babyemo.models.store import resolve_checkpoint
 
+    check_split(split, allow_all=False)
     path = resolve_checkpoint(checkpoint, model)
     ckpt = load_checkpoint(path)
     choice = manifest_for_model(data, ckpt.train, model or str(path))
+    if trained_on(choice.path, ckpt.train, split):
+        raise ConfigError(
+            f"{model or path} was trained on the '{split}' split of {choice.path}: a "
+            "temperature fitted on images the model has seen sharpens it wrongly.",
+            "fit it on held-out data (--data, --split), or copy the temperature of the same "
+            "recipe trained on train only (--copy-from)")
     manifest = read_manifest(choice.path)
     dataset = checkpoint_dataset(manifest, split, ckpt)
     result = calibrate_on_dataset(path, dataset, fitted_on=split, device=device,

@@ -42,7 +42,7 @@ from babyemo.calibration import (
 from babyemo.checkpoint import Checkpoint, load_checkpoint
 from babyemo.config import Precision
 from babyemo.data.dataset import ManifestDataset, checkpoint_dataset
-from babyemo.data.lookup import manifest_for_model
+from babyemo.data.lookup import manifest_for_model, trained_on
 from babyemo.data.manifest import Manifest, check_split, read_manifest
 from babyemo.devices import default_num_workers, default_streams, stream_batches
 from babyemo.engines import Engine, FlipTTA, TorchEngine, create_engine
@@ -298,6 +298,9 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
     ckpt_path = resolve_checkpoint(checkpoint, model)
     ckpt = load_checkpoint(ckpt_path)
     choice = manifest_for_model(data, ckpt.train, model or str(ckpt_path))
+    if trained_on(choice.path, ckpt.train, split):
+        log.warning("%s was trained on the '%s' split of %s: these metrics are not held-out "
+                    "estimates.", model or ckpt_path, split, choice.path)
     manifest = read_manifest(choice.path)
     conditions = parse_where(where)
     if conditions:

@@ -34,3 +34,12 @@ def test_command_lists_are_whole_lines_and_extras_survive():
     assert "pip install 'babyemo[onnx]'" in _help(["export"])
     for group in (["data"], ["models"]):
         assert "..." not in _help(group).split("Commands:")[1]
+
+
+def test_a_mistyped_split_fails_before_importing_torch():
+    from tests.conftest import run_cli_in_subprocess
+
+    proc = run_cli_in_subprocess(["evaluate", "--split", "testt"], exit_code=1)
+    assert "Unknown split 'testt'" in proc.stderr and "train, val, test, all" in proc.stderr
+    proc = run_cli_in_subprocess(["calibrate", "--split", "all"], exit_code=1)
+    assert "use one of train, val, test" in proc.stderr

@@ -64,3 +64,20 @@ def test_resume_keeps_its_manifest_when_the_last_prepared_changes(tmp_path, tiny
     result = runner.invoke(app, [*args, "--epochs", "2", "--resume"])
     assert result.exit_code == 0, result.output
     assert f"manifest: {(tmp_path / 'pa' / 'manifest.csv').resolve()}" in result.stdout
+
+
+def test_calibrate_refuses_a_split_the_model_trained_on(tmp_path, tiny_arch, caplog):
+    """A train+val model fitted on val (the packaged model's case) gets a temperature from
+    images it has seen; evaluate on such a split warns that it is not held out."""
+    root = make_imagefolder(tmp_path / "mine", per_class=8)
+    runner.invoke(app, ["data", "prepare", str(root), "--out", str(tmp_path / "prep")])
+    result = runner.invoke(app, ["train", "--arch", tiny_arch, "--epochs", "1",
+                                 "--precision", "fp32", "--train-on", "train,val",
+                                 "--out", str(tmp_path / "run"), "--name", "final"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["calibrate", "--model", "final", "--dry-run"])
+    assert result.exit_code == 1
+    assert "was trained on the 'val' split" in result.stderr and "--copy-from" in result.stderr
+    result = runner.invoke(app, ["evaluate", "--model", "final", "--split", "val"])
+    assert result.exit_code == 0, result.output
+    assert "these metrics are not held-out estimates" in caplog.text

@@ -35,6 +35,9 @@ def calibrate_command(
     predict and evaluate then use calibrated probabilities, softmax(logits / T). Training
     already does this on the val split; use it for older checkpoints or other data.
     """
+    from babyemo.data.manifest import check_split
+
+    check_split(split, allow_all=False)  # before importing torch
     from babyemo.calibration import calibrate_checkpoint
 
     if copy_from is not None:

@@ -70,6 +70,9 @@ def evaluate_command(
     adds metrics per value of a metadata column; --label-map evaluates on another dataset's
     labels.
     """
+    from babyemo.data.manifest import check_split
+
+    check_split(split)  # before importing torch: a typo fails in well under a second
     from babyemo.evaluation import evaluate
     from babyemo.metrics import BOOTSTRAP_METRICS
 

@@ -157,6 +157,33 @@ def manifest_for_model(data: str | os.PathLike[str] | None, train: Mapping[str, 
         f"pass {option} MANIFEST{example}")
 
 
+def trained_on(manifest_path: str | os.PathLike[str], train: Mapping[str, Any] | None,
+               split: str | None) -> bool:
+    """Whether a model was trained on ``split`` of this very manifest (same bytes).
+
+    Args:
+        manifest_path: The manifest about to be used.
+        train: The checkpoint's ``train`` record.
+        split: A split name; ``"all"`` / ``None`` mean every row.
+
+    Returns:
+        True when the manifest's SHA-256 is the recorded one and ``split`` is (or, for
+        all rows, includes) a split the model trained on (``config.train_splits``).
+    """
+    train = train or {}
+    digest = train.get("manifest_sha256")
+    splits = set((train.get("config") or {}).get("train_splits") or ["train"])
+    chosen = set(splits) if split in (None, "all") else {split}
+    if not digest or not chosen & splits:
+        return False
+    path = Path(manifest_path)
+    path = path / MANIFEST_FILE if path.is_dir() else path
+    try:
+        return sha256_file(path) == digest
+    except OSError:
+        return False
+
+
 def _find_same_manifest(digest: str) -> Path | None:
     """A prepared manifest of this home whose SHA-256 is ``digest`` (``None``: none)."""
     candidates = sorted(paths.prepared_dir().glob(f"*/{MANIFEST_FILE}"))
@@ -173,4 +200,4 @@ def _find_same_manifest(digest: str) -> Path | None:
 
 
 __all__ = ["FOUND", "GIVEN", "LAST_PREPARED", "RECORDED", "ManifestChoice", "last_prepared",
-           "manifest_for_model", "manifest_for_training", "remember_prepared"]
+           "manifest_for_model", "manifest_for_training", "remember_prepared", "trained_on"]
