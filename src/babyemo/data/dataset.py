@@ -6,6 +6,7 @@ Both decode with :func:`babyemo.data.images.load_image` at the same draft size
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,26 @@ from torch.utils.data import Dataset
 
 from babyemo.config import InputSpec
 from babyemo.data.file_errors import FileErrorCode
-from babyemo.data.image_cache import ImageCache, cache_key
-from babyemo.data.images import load_image
+from babyemo.data.image_cache import ImageCache, cache_key, content_digest
+from babyemo.data.images import load_image, read_image_bytes
 from babyemo.data.manifest import Manifest, check_split
 from babyemo.errors import DataError, ImageError
 
 Transform = Callable[[Any], torch.Tensor]
+
+logger = logging.getLogger(__name__)
+
+_WARNED_CHANGED: set[Path] = set()
+"""Manifests whose changed images were already reported in this process (once each)."""
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, with any OS refusal (a name too long, permission denied on a
+    folder of the path) or a value the OS cannot take counted as "not a file"."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def decode_size(spec: InputSpec, augment: bool = False) -> int:
@@ -52,7 +67,9 @@ class ManifestDataset(Dataset):
         cache: Where decoded images are kept after the first epoch (no JPEG decoding
             afterwards): a :class:`babyemo.data.image_cache.RamCache` (each DataLoader
             worker holds its own), a :class:`~babyemo.data.image_cache.DiskCache`, or
-            ``None``.
+            ``None``. Entries are keyed on the SHA-256 of the bytes read at each load (not
+            the manifest's ``sha256`` column), and a miss decodes those same bytes: a file
+            replaced since ``prepare`` is decoded anew, never served from the cache.
         augment: Decode at twice the input size, for training augmentation (see
             :func:`decode_size`).
         crop: Crop each image to its face box from the manifest (see
@@ -97,7 +114,7 @@ class ManifestDataset(Dataset):
         self.faces = [r.face for r in rows]
         self.n_without_face = sum(1 for f in self.faces if f is None) if crop else 0
         self.paths = [manifest.resolve(r) for r in rows]  # ManifestError: escapes the root
-        missing = [r.path for r, p in zip(rows, self.paths, strict=True) if not p.is_file()]
+        missing = [r.path for r, p in zip(rows, self.paths, strict=True) if not _is_file(p)]
         if missing:
             raise DataError(f"{len(missing)} file(s) of {manifest.path} are missing or "
                             f"unreachable (e.g. {missing[0]}).",
@@ -107,6 +124,7 @@ class ManifestDataset(Dataset):
         self.sha256 = [r.sha256 for r in rows]
         self.spec, self.transform, self.cache = spec, transform, cache
         self.draft_size = decode_size(spec, augment)
+        self.manifest_path = manifest.path
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -117,19 +135,28 @@ class ManifestDataset(Dataset):
         Raises:
             ImageError: The file cannot be decoded (prepare normally excludes these).
         """
-        key = None
+        key = data = None
         if self.cache is not None:
+            data = read_image_bytes(self.paths[i])
+            digest = content_digest(data)
+            if (self.sha256[i] and digest != self.sha256[i]
+                    and self.manifest_path not in _WARNED_CHANGED):
+                _WARNED_CHANGED.add(self.manifest_path)
+                logger.warning("%s changed since the manifest %s was prepared (its SHA-256 "
+                               "differs); its current pixels are used. Prepare the dataset "
+                               "again if images were replaced.", self.rel_paths[i],
+                               self.manifest_path)
             mode = "RGB" if self.spec.channels == 3 else "L"
-            key = cache_key(self.sha256[i], size=self.draft_size, mode=mode, crop=self.crop,
+            key = cache_key(digest, size=self.draft_size, mode=mode, crop=self.crop,
                             face=self.faces[i] if self.crop is not None else None)
             img = self.cache.get(key)
             if img is not None:
                 return img
         if self.crop is not None:
             img = load_face_crop(self.paths[i], self.faces[i], self.crop, self.spec,
-                                 self.draft_size)
+                                 self.draft_size, data=data)
         else:
-            img = load_image(self.paths[i], self.spec.channels, self.draft_size)
+            img = load_image(self.paths[i], self.spec.channels, self.draft_size, data=data)
         if key is not None:
             self.cache.put(key, img)
         return img
@@ -161,18 +188,19 @@ def checkpoint_dataset(manifest: Manifest, split: str | None, ckpt: Any,
 
 
 def load_face_crop(path: Path, face: dict[str, Any] | None, crop: Any,
-                   spec: InputSpec, size: int) -> Any:
+                   spec: InputSpec, size: int, data: bytes | None = None) -> Any:
     """Decode ``path`` at full resolution and crop it to ``face`` (whole image if ``None``).
 
     Boxes are in pixels of the full-resolution upright image, so no JPEG draft is used.
     The crop is ``size`` pixels square (see :func:`decode_size`), in the spec's channels.
+    ``data``: the file's bytes, already read (decoded instead of the file).
 
     Raises:
         ImageError: The file cannot be decoded.
     """
     from babyemo.faces import Face, crop_face
 
-    img = load_image(path, 3)
+    img = load_image(path, 3, data=data)
     if face is not None:
         img = crop_face(img, Face.from_dict(face), crop, out_size=size)
     return img if spec.channels == 3 else img.convert("L")

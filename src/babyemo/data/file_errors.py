@@ -31,7 +31,9 @@ class FileErrorCode(str, Enum):
     CORRUPT = "corrupt"
     """The image data is damaged: the decoder failed on it."""
     TOO_LARGE = "too_large"
-    """More pixels than the decompression-bomb limit, or too large to decode in memory."""
+    """More pixels than the decompression-bomb limit, one side over 20 times the other
+    (a pixel bomb: a tiny 200000x1 file whose resize to a square input needs gigabytes),
+    or too large to decode in memory."""
     UNREADABLE = "unreadable"
     """The file or folder cannot be read: permission denied, an input/output error, deleted
     or moved while running, a folder that cannot be listed."""

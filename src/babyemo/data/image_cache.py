@@ -3,8 +3,12 @@
 ``ram`` keeps the PIL images in a dict of the process; ``disk`` keeps them as raw
 ``uint8`` ``.npy`` arrays under :func:`babyemo.paths.image_cache_dir`, shared by DataLoader
 worker processes and by later runs on the same files. Keys are made by
-:func:`cache_key` from the file's SHA-256 (from the manifest) and everything that changes
-the decoded pixels, so a changed file or another decode size never reads a stale entry.
+:func:`cache_key` from :func:`content_digest` of the bytes read at load time (never from the
+manifest's ``sha256`` column, which goes stale when an image is replaced after ``prepare``
+and may be blank or repeated in a hand-made manifest) and everything that changes the
+decoded pixels, so a changed file or another decode size never reads a stale entry, and two
+different files never share one. On a miss those same bytes are decoded, so an entry always
+holds the pixels of the bytes its key names.
 """
 
 from __future__ import annotations
@@ -12,13 +16,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
+from babyemo.errors import ConfigError
 from babyemo.io import atomic_open
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class ImageCache(Protocol):
@@ -31,12 +39,17 @@ class ImageCache(Protocol):
         """Store ``img`` under ``key``."""
 
 
+def content_digest(data: bytes) -> str:
+    """SHA-256 (hex) of a file's bytes, as read now: the identity of its cache entries."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def cache_key(sha256: str, *, size: int, mode: str, crop: Any = None,
               face: dict[str, Any] | None = None) -> str:
     """A key naming one decoded image.
 
     Args:
-        sha256: The file's SHA-256 (hex), as in ``manifest.csv``.
+        sha256: :func:`content_digest` of the bytes that are decoded (64 hex digits).
         size: Decode size in pixels (JPEG draft / crop output side).
         mode: PIL mode of the result (``"RGB"`` or ``"L"``).
         crop: The :class:`babyemo.faces.CropSpec` or ``None`` (whole image).
@@ -45,7 +58,14 @@ def cache_key(sha256: str, *, size: int, mode: str, crop: Any = None,
     Returns:
         ``<sha256>-<size>-<mode>`` plus, for face crops, a short hash of the crop
         settings and the face box.
+
+    Raises:
+        ConfigError: ``sha256`` is not 64 hex digits (e.g. a blank manifest value): such a
+            key would be shared by unrelated images.
     """
+    if not _HEX64.fullmatch(sha256 or ""):
+        raise ConfigError(f"An image-cache key needs the SHA-256 of the file's bytes, got "
+                          f"{sha256!r}.", "use content_digest() of the bytes read")
     key = f"{sha256}-{size}-{mode}"
     if crop is not None:
         extra = json.dumps({"crop": repr(crop), "face": face}, sort_keys=True, default=str)

@@ -8,14 +8,19 @@ sentence, never a decoder's internals such as Pillow's "bytes not processed") wi
 :class:`~babyemo.data.file_errors.FileErrorCode` in ``code``, which callers turn into a
 skipped file or an error row.
 
-Decompression bombs: an image over :data:`MAX_PIXELS` pixels is refused from its header,
-before any pixel is decoded, whatever ``PIL.Image.MAX_IMAGE_PIXELS`` is set to. HEIC/HEIF
+Decompression and pixel bombs: an image over :data:`MAX_PIXELS` pixels, or longer than
+:data:`MAX_ASPECT_RATIO` times its width (or wider than that times its height), is refused
+from its header (:func:`check_geometry`), before any pixel is decoded, whatever
+``PIL.Image.MAX_IMAGE_PIXELS`` is set to. Every decode goes through that one check, so it
+comes before every resize that follows (JPEG draft, the evaluation transform's resize to the
+model's square input, the face detector's input scaling, face crops). HEIC/HEIF
 photos (iPhones) are read when the optional package ``pillow-heif`` is installed; without
 it they fail with a reason that says so.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -33,6 +38,19 @@ logger = logging.getLogger(__name__)
 MAX_PIXELS = 89_478_485
 """Pillow's default decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``), made an error:
 images with more pixels (width x height) are refused before decoding."""
+
+MAX_ASPECT_RATIO = 20
+"""Longest side / shortest side above which an image is refused (``too_large``), from its
+header.
+
+A few-hundred-byte PNG of 200000x1 pixels is under :data:`MAX_PIXELS`, yet resizing its
+shorter side to the model's input (:class:`babyemo.transforms.EvalTransform`) asks for
+``size**2 * aspect`` pixels: 7.5 GB for that strip at 112 px, terabytes for a 1x80,000,000
+one. At 20:1 that resize stays under ``20 * size**2`` pixels (1 M pixels, 3 MB, at 224 px).
+Real photos stay far below it (4:3, 3:2, 16:9; phone panoramas about 4:1, even full-circle
+ones under 10:1), while at 20:1 the square the model sees is under 5% of the picture and the
+face detector (longest side scaled to 640 px) sees a short side of at most 32 px: nothing
+babyemo could classify is lost."""
 
 HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1",
                          b"msf1", b"heif", b"avci", b"avcs"})
@@ -100,6 +118,40 @@ def _os_error(path: Path, error: OSError) -> ImageError:
 def _too_large(width: int, height: int) -> str:
     return (f"image too large ({width}x{height} = {width * height:,} pixels, over the "
             f"{MAX_PIXELS:,}-pixel limit)")
+
+
+ASPECT_HINT = ("pixel-bomb guard: resizing so thin a strip to a square input needs huge "
+               "memory; crop the photo if it is real")
+
+
+def check_geometry(path: str | os.PathLike[str], width: int, height: int) -> None:
+    """Refuse an image size that decoding or resizing could not afford.
+
+    The one guard before every decode and resize (see the module docstring).
+
+    Args:
+        path: The file (named in the error).
+        width: Width in pixels, from the header.
+        height: Height in pixels, from the header.
+
+    Raises:
+        ImageError: ``code`` ``too_large``: more than :data:`MAX_PIXELS` pixels, or longest
+            side / shortest side over :data:`MAX_ASPECT_RATIO`; ``corrupt``: a side of 0
+            pixels.
+    """
+    path = Path(path)
+    if width * height > MAX_PIXELS:
+        raise _error(path, FileErrorCode.TOO_LARGE, _too_large(width, height), BOMB_HINT)
+    short, long = min(width, height), max(width, height)
+    if short < 1:
+        raise _error(path, FileErrorCode.CORRUPT, f"image of {width}x{height} pixels (no "
+                     "pixels)")
+    if long > MAX_ASPECT_RATIO * short:
+        ratio = long / short
+        ratio_text = f"{ratio:,.0f}" if ratio >= 100 else f"{ratio:.1f}"
+        raise _error(path, FileErrorCode.TOO_LARGE,
+                     f"image too elongated ({width}x{height} pixels, {ratio_text}:1, over "
+                     f"the {MAX_ASPECT_RATIO}:1 aspect-ratio limit)", ASPECT_HINT)
 
 
 def _known_format(head: bytes) -> str | None:
@@ -226,21 +278,28 @@ def _truncated(path: Path, fmt: str | None) -> str:
             "download or copy?)")
 
 
-def _open(path: Path) -> Image.Image:
-    """Open ``path`` lazily (header only), refusing decompression bombs.
+def _open(path: Path, data: bytes | None = None) -> Image.Image:
+    """Open ``path`` lazily (header only), refusing decompression and pixel bombs
+    (:func:`check_geometry`).
+
+    Args:
+        path: The file.
+        data: Its bytes, already read (then they are decoded, not the file).
 
     Raises:
-        ImageError: Missing, unreadable, not an image, or over :data:`MAX_PIXELS`.
+        ImageError: Missing, unreadable, not an image, over :data:`MAX_PIXELS` or
+            :data:`MAX_ASPECT_RATIO`.
     """
     try:
         heif_available()  # registers pillow-heif's opener once, when it is installed
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
-        if img.width * img.height > MAX_PIXELS:
-            size = img.size
+            img = Image.open(path if data is None else io.BytesIO(data))
+        try:
+            check_geometry(path, *img.size)
+        except ImageError:
             img.close()
-            raise _error(path, FileErrorCode.TOO_LARGE, _too_large(*size), BOMB_HINT)
+            raise
         return img
     except ImageError:
         raise
@@ -321,10 +380,25 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return img.point(lambda v: (v - lo) * scale).convert("L")
 
 
+def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of an image file, read once (to hash them and decode the same bytes).
+
+    Raises:
+        ImageError: The file cannot be read (missing, permission denied, a folder...),
+            with its :class:`~babyemo.data.file_errors.FileErrorCode` in ``code``.
+    """
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise _os_error(path, e) from e
+
+
 def load_image(
     path: str | os.PathLike[str],
     channels: int = 3,
     draft_size: int | None = None,
+    data: bytes | None = None,
 ) -> Image.Image:
     """Decode an image fully, upright, as RGB (``channels=3``) or L (``channels=1``).
 
@@ -334,6 +408,8 @@ def load_image(
         draft_size: If given, JPEGs are decoded at a reduced scale no smaller than this
             many pixels per side (Pillow ``draft``), which is several times faster when
             the model input is much smaller than the file.
+        data: The file's bytes, already read (:func:`read_image_bytes`): they are
+            decoded instead of the file, so what was hashed is what is decoded.
 
     Returns:
         A loaded PIL image in mode ``"RGB"`` or ``"L"``, upright (EXIF orientation
@@ -344,14 +420,15 @@ def load_image(
 
     Raises:
         ImageError: Missing, unreadable (permission denied, symlink loop), empty,
-            truncated, not an image, HEIC without ``pillow-heif``, or over
-            :data:`MAX_PIXELS` pixels. The message starts with the path; the reason
-            follows it; ``code`` holds the
+            truncated, not an image, HEIC without ``pillow-heif``, over
+            :data:`MAX_PIXELS` pixels or :data:`MAX_ASPECT_RATIO` (``too_large``, refused
+            from the header before any decoding). The message starts with the path; the
+            reason follows it; ``code`` holds the
             :class:`~babyemo.data.file_errors.FileErrorCode` value.
     """
     path = Path(path)
     mode = "RGB" if channels == 3 else "L"
-    img = _open(path)
+    img = _open(path, data)
     fmt = img.format
     try:
         with img:

@@ -201,12 +201,16 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 def check_relpath(rel: str, where: Path | str = "manifest") -> PurePosixPath:
-    """Validate a manifest path: relative, ``/``-separated, no ``..``, not empty.
+    """Validate a manifest path: relative, ``/``-separated, no ``..``, not empty, no NUL.
 
     Raises:
         ManifestError: The path could escape the dataset root (absolute, a drive letter,
-            a backslash or a ``..`` component).
+            a backslash or a ``..`` component), or holds a NUL character (no file system
+            accepts one in a name).
     """
+    if "\x00" in (rel or ""):
+        raise ManifestError(f"{where}: path {rel!r} contains a NUL character, which no file "
+                            "name can hold.", "fix or remove that row (a damaged manifest?)")
     if (not rel or rel.startswith("/") or "\\" in rel or _DRIVE.match(rel)
             or ".." in rel.split("/")):
         raise ManifestError(
@@ -290,6 +294,11 @@ def _read_info(folder: Path) -> dict[str, Any]:
 
 
 def _parse_row(raw: dict[str, str], line: int, where: Path) -> ManifestRow:
+    for column in COLUMNS + FACE_COLUMNS:
+        if "\x00" in (raw.get(column) or ""):
+            raise ManifestError(f"{where}, line {line}: the {column} value "
+                                f"{raw[column]!r} contains a NUL character.",
+                                "fix or remove that row (a damaged manifest?)")
     values = {k: (raw.get(k) or "").strip() for k in COLUMNS + FACE_COLUMNS}
     values["path"] = raw.get("path") or ""  # verbatim: a file name may end in a space
     if values["split"] not in SPLITS:
@@ -315,16 +324,23 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
 
     Args:
         path: ``manifest.csv`` or the folder holding it (and ``dataset.json``). Without
-            ``dataset.json`` the root is the manifest's folder.
+            ``dataset.json`` (or without its ``root``) the root is the manifest's folder; a
+            relative ``root`` is relative to that folder. Both are made absolute from the
+            manifest's own location, whatever the current directory and however ``path``
+            was given (relative or not).
 
     Returns:
         The :class:`Manifest`.
 
     Raises:
-        ManifestError: Missing file, missing columns, a bad split value or row, an empty
-            manifest, an unreadable ``dataset.json``, or a root folder that is gone.
+        ManifestError: Missing file, missing columns, a bad split value or row (a NUL
+            character in any value included), an empty manifest, an image listed on more
+            than one row (its path, after removing ``.`` components and repeated ``/``:
+            which label and split would hold?), an unreadable ``dataset.json``, or a root
+            folder that is gone.
     """
     csv_path = _manifest_file(path)
+    folder = csv_path.parent.absolute()  # the base of relative roots, never the cwd's "."
     info = _read_info(csv_path.parent)
     try:
         with open(csv_path, encoding="utf-8-sig", newline="") as f:
@@ -339,20 +355,145 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
         raise ManifestError(f"Cannot read {csv_path} ({e}).", _PREPARE_HINT) from e
     if not rows:
         raise ManifestError(f"{csv_path} has no rows.", _PREPARE_HINT)
+    _check_unique_paths(rows, csv_path)
     root_text = info.get("root")
     if root_text is not None and not isinstance(root_text, str):
         raise ManifestError(f"{csv_path.parent / INFO_FILE}: \"root\" must be a folder path, "
                             f"got {root_text!r}.", "delete it and prepare the dataset again")
-    root = Path(root_text) if root_text else csv_path.parent
-    if not root.is_absolute():
-        root = csv_path.parent / root
-    if not root.is_dir():
+    root = folder / root_text if root_text else folder
+    if not _is_dir(root):
         raise ManifestError(f"The dataset root {root} of {csv_path} does not exist.",
                             "the images moved? prepare the dataset again")
     class_names = sorted({r.label for r in rows})
-    name = str(info.get("name") or csv_path.parent.name)
+    name = str(info.get("name") or folder.name)
     return Manifest(path=csv_path, root=root.resolve(), name=name, class_names=class_names,
                     rows=rows, info=info)
+
+
+def _classes_without_rows(manifest: Manifest, splits: Sequence[str]) -> list[str]:
+    present = {r.label for r in manifest.rows if r.split in splits}
+    return [c for c in manifest.class_names if c not in present]
+
+
+def warn_training_classes(manifest: Manifest, splits: Sequence[str] = ("train",)) -> list[str]:
+    """Warn (logged, and returned) when the training splits lack classes of the manifest.
+
+    The model gets one output per class of the manifest (:attr:`Manifest.class_names`, all
+    splits); a class with no training image is an output it can never learn: every val and
+    test image of it is a certain error, and best.pt is chosen on that. It is a warning, not
+    an error, because babyemo's own split can make it: groups of duplicates, near-duplicates
+    or one subject are never split, so a small class whose photos form one group can land
+    whole in val or test (the test suite's synthetic classes do). A class missing from
+    ``val`` only weakens model selection: a warning too.
+
+    Args:
+        manifest: The dataset.
+        splits: The splits trained on (``("train",)``, or ``("train", "val")``). With no
+            row in them nothing is checked (the dataset reports the empty split).
+
+    Returns:
+        The warnings, one sentence each (empty when every class is there).
+    """
+    splits = (splits,) if isinstance(splits, str) else tuple(splits)
+    if not any(r.split in splits for r in manifest.rows):
+        return []
+    out = []
+    missing = _classes_without_rows(manifest, splits)
+    if missing:
+        counts = manifest.counts()
+        elsewhere = ", ".join(
+            f"{c!r} ({', '.join(f'{counts[s][c]} in {s}' for s in counts if counts[s][c])})"
+            for c in missing)
+        out.append(f"The {'+'.join(splits)} split of {manifest.path} has no image of "
+                   f"{len(missing)} class(es): {elsewhere}. The model cannot learn them: every "
+                   "image of them will be misclassified. Move some to train (`babyemo data "
+                   "split` with another --seed, or more images), or remove those rows.")
+    if "val" not in splits and manifest.rows_for("val"):
+        absent = _classes_without_rows(manifest, ("val",))
+        if absent:
+            out.append(f"The val split of {manifest.path} has no image of "
+                       f"{', '.join(repr(c) for c in absent)}: validation metrics and the "
+                       "choice of best.pt ignore it.")
+    for text in out:
+        logger.warning("%s", text)
+    return out
+
+
+def warn_split_classes(manifest: Manifest, split: str | None) -> list[str]:
+    """Warn (logged, and returned) when an evaluated split lacks classes of its manifest.
+
+    Their recall cannot be measured, balanced accuracy leaves them out and macro-F1 counts
+    them only if predicted (as F1 = 0). ``"all"`` or ``None`` (every row) warns of nothing.
+
+    Args:
+        manifest: The dataset.
+        split: The evaluated split.
+
+    Returns:
+        The warnings, one sentence each (empty when every class is there).
+    """
+    if split in (None, ALL_SPLITS) or not manifest.rows_for(split):
+        return []
+    absent = _classes_without_rows(manifest, (split,))
+    if not absent:
+        return []
+    text = (f"The {split} split of {manifest.path} has no image of "
+            f"{', '.join(repr(c) for c in absent)}: its recall cannot be measured, balanced "
+            "accuracy leaves it out, and macro-F1 counts it (as 0) only if it is predicted.")
+    logger.warning("%s", text)
+    return [text]
+
+
+def _is_dir(path: Path) -> bool:
+    """``path.is_dir()``, with an OS refusal (permission denied on a parent, a name too
+    long) or a value the OS cannot take counted as "not a folder"."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _path_key(rel: str) -> str:
+    """``rel`` as :class:`~pathlib.PurePosixPath` normalises it (``a/./b``, ``a//b`` and
+    ``a/b/`` are ``a/b``); the string itself when there is nothing to normalise (fast)."""
+    if "//" in rel or "/./" in rel or rel.startswith("./") or rel.endswith(("/", "/.")):
+        return str(PurePosixPath(rel))
+    return rel
+
+
+def _check_unique_paths(rows: Sequence[ManifestRow], where: Path) -> None:
+    """Refuse a manifest that lists one image on several rows.
+
+    A manifest is one row per image: two rows of one path either repeat it (it would count
+    twice in training and in every metric: ``evaluate`` reported n=69 for 60 images), give
+    it two labels, or put it in two splits (a leak: evaluated on an image it trained on).
+    No reader can tell which row is meant, so none is guessed. Paths are compared after
+    :class:`~pathlib.PurePosixPath` normalisation (``a/./b.jpg`` and ``a//b.jpg`` are
+    ``a/b.jpg``); byte-identical copies under different names are not rows of one path and
+    stay a warning of ``data inspect`` (FER-2013 ships hundreds of them across its splits).
+
+    Raises:
+        ManifestError: Naming the first repeated path, its lines, splits and labels, and
+            how many paths repeat.
+    """
+    first: dict[str, int] = {}
+    repeated: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        key = _path_key(row.path)
+        if key in first:
+            repeated.setdefault(key, [first[key]]).append(i)
+        else:
+            first[key] = i
+    if not repeated:
+        return
+    path, idx = next(iter(repeated.items()))
+    lines = ", ".join(f"{i + 2} ({rows[i].split}/{rows[i].label})" for i in idx)
+    more = f"; {len(repeated)} paths are listed more than once" if len(repeated) > 1 else ""
+    leak = (" in more than one split (a leak between training and evaluation)"
+            if len({rows[i].split for i in idx}) > 1 else "")
+    raise ManifestError(f"{where}: {path!r} is listed on lines {lines}{leak}{more}.",
+                        "a manifest lists each image once: keep one row per path, or prepare "
+                        "the dataset again")
 
 
 def _check_writable(row: ManifestRow) -> None:
@@ -360,8 +501,9 @@ def _check_writable(row: ManifestRow) -> None:
 
     Raises:
         ManifestError: A bad split or path, an empty label, a text value with surrounding
-            whitespace (the reader strips it; the path is kept verbatim), or a carriage
-            return (the CSV writer does not quote it, so the reader would split the line).
+            whitespace (the reader strips it; the path is kept verbatim), a carriage
+            return (the CSV writer does not quote it, so the reader would split the line),
+            or a NUL character (the reader refuses it).
     """
     if row.split not in SPLITS:
         raise ManifestError(f"Row {row.path!r} has split {row.split!r}, not one of "
@@ -374,9 +516,10 @@ def _check_writable(row: ManifestRow) -> None:
         raise ManifestError(f"Row {row.path!r} has an empty label.")
     for name in ("label", "sha256", "format", "dhash"):
         value = getattr(row, name)
-        if isinstance(value, str) and (value != value.strip() or "\r" in value):
+        if isinstance(value, str) and (value != value.strip() or "\r" in value
+                                       or "\x00" in value):
             raise ManifestError(f"Row {row.path!r}: {name} {value!r} cannot be stored as is "
-                                "(surrounding whitespace or a carriage return).",
+                                "(surrounding whitespace, a carriage return or a NUL).",
                                 "rename the class folder (or fix the value) without them")
 
 
@@ -395,8 +538,8 @@ def write_manifest(manifest: Manifest | Sequence[ManifestRow], out_dir: str | os
 
     Raises:
         ManifestError: No rows, no info, or a row that would not read back as written (a
-            bad split or path, an empty label, surrounding whitespace in a text value, or
-            a carriage return); nothing is written then.
+            bad split or path, an empty label, surrounding whitespace in a text value, a
+            carriage return, or a path on two rows); nothing is written then.
     """
     if isinstance(manifest, Manifest):
         rows, info = manifest.rows, dict(info if info is not None else manifest.info)
@@ -409,6 +552,7 @@ def write_manifest(manifest: Manifest | Sequence[ManifestRow], out_dir: str | os
         raise ManifestError("Refusing to write an empty manifest.")
     for row in rows:
         _check_writable(row)
+    _check_unique_paths(rows, Path(out_dir) / MANIFEST_FILE)
     info["class_names"] = sorted({r.label for r in rows})
     info.setdefault("format", FORMAT_NAME)
     info.setdefault("format_version", FORMAT_VERSION)
