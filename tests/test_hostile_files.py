@@ -341,7 +341,8 @@ def test_catalogue_downloads_are_https_with_a_size_limit(entry, monkeypatch):
     monkeypatch.setattr(fetch, "download_url", fake_download)
     with pytest.raises(DownloadError, match="stop here"):
         fetch._download_entry_archive(entry)
-    assert calls == [(entry.url, {"sha256": entry.sha256, "max_bytes": entry.max_bytes})]
+    assert calls == [(entry.url, {"sha256": entry.sha256, "max_bytes": entry.max_bytes,
+                                  "verify": fetch.check_archive, "refresh": False})]
 
 
 @pytest.mark.parametrize("url", ["http://example.org/a.zip", "ftp://example.org/a.zip",

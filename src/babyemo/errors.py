@@ -67,6 +67,11 @@ class DownloadError(BabyEmoError):
     """A download failed, or its checksum or archive was rejected."""
 
 
+class CorruptArchiveError(DownloadError):
+    """An archive cannot be read: not a zip or tar file, truncated, corrupt or encrypted
+    (not raised for the zip-bomb limits, nor for unsafe entries)."""
+
+
 class UnsafeArchiveError(DownloadError):
     """An archive entry would be written outside the extraction folder."""
 

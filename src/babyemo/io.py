@@ -1,14 +1,20 @@
 """Atomic file writing: write to a temporary name in the same folder, then rename.
 
-A crash or Ctrl-C therefore never leaves a truncated file under the final name.
+A crash or Ctrl-C therefore never leaves a truncated file under the final name. What an
+existing target becomes depends on its kind (:func:`output_target`): a symbolic link is
+followed and its target replaced (the link stays a link); a character device or FIFO
+(``/dev/null``, a named pipe) is written through, never replaced by a regular file; a
+folder, socket or block device is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -18,7 +24,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from babyemo.errors import StateError
+from babyemo.errors import ConfigError, StateError
+
+_log = logging.getLogger(__name__)
 
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
 """Names of :func:`atomic_open`'s temporary files: ``.<final name>.<8 random>.tmp``."""
@@ -49,9 +57,83 @@ def _new_file_mode(path: Path) -> int:
         return 0o666 & ~_umask()
 
 
+FILE = "file"
+"""Kind of output target: a regular file (or none yet), written to a temporary file and
+renamed over it."""
+STREAM = "stream"
+"""Kind of output target: a character device or FIFO, written through (opened as is)."""
+
+_SPECIAL_KINDS = {stat.S_IFSOCK: "a socket", stat.S_IFBLK: "a block device (a disk)",
+                  stat.S_IFCHR: "a character device", stat.S_IFIFO: "a FIFO (named pipe)"}
+
+
+def special_kind(mode: int) -> str:
+    """``"a socket"``, ``"a FIFO (named pipe)"``... for a file mode that is neither a
+    regular file nor a folder (``st_mode`` of :func:`os.stat`)."""
+    return _SPECIAL_KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def output_target(path: str | os.PathLike[str]) -> tuple[str, Path]:
+    """What writing to ``path`` would write: its kind (:data:`FILE` or :data:`STREAM`)
+    and the path actually written.
+
+    - missing, or a regular file: ``(FILE, path)``;
+    - a symbolic link (also a dangling one, whose target is then created) to a regular
+      file: ``(FILE, the link's resolved target)``, so the link stays a link;
+    - a character device or FIFO, also through a link (``/dev/null``, ``/dev/stdout``, a
+      named pipe, ``/dev/fd/N`` of a shell's ``>(...)``): ``(STREAM, path)``.
+
+    Args:
+        path: The output file.
+
+    Returns:
+        ``(kind, path to write)``.
+
+    Raises:
+        ConfigError: ``path`` is a folder, a socket, a block device, a symbolic link loop,
+            or cannot be looked at (e.g. a parent that is a file).
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ConfigError(f"{path} is a symbolic link loop.",
+                              "remove the link or give another path") from None
+        if e.errno == errno.ENOTDIR:
+            raise ConfigError(f"{path} cannot be written: a part of it is a file, not a "
+                              "folder.", "give a path in a folder") from None
+        raise ConfigError(f"{path} cannot be written: {e.strerror or e}.",
+                          "give another path") from None
+    if mode is not None:
+        if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+            return STREAM, path
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{path} is a folder, not a file.", "give a file name")
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{path} is {special_kind(mode)}; babyemo writes regular files, "
+                              "character devices (such as /dev/null) and FIFOs only.",
+                              "give a file name")
+    if os.path.islink(path):
+        return FILE, Path(os.path.realpath(path))
+    return FILE, path
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success it replaces ``path``.
+
+    What is written depends on what ``path`` is now (:func:`output_target`):
+
+    - missing or a regular file: a temporary file beside it, renamed over it (atomic);
+    - a symbolic link: the same, at the link's resolved target; the link stays a link;
+    - a character device or FIFO (``/dev/null``, a named pipe): written through, opened
+      as is, with no temporary file and no rename, so the device or pipe stays what it
+      is. Opening a FIFO waits for a reader, as any writer's does. Nothing is atomic
+      then: what was written before an error has been written.
+    - a folder, socket, block device or symlink loop: refused (:class:`ConfigError`).
 
     Args:
         path: Final file name. Its parent folder is created if missing.
@@ -64,12 +146,31 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Iter
         the block ends, the file is flushed, fsynced and renamed to ``path``. If the block
         raises (also ``KeyboardInterrupt``), the temporary file is removed and ``path`` is
         left as it was; a process killed outright (``SIGKILL``) may leave the temporary
-        file behind, never a partial ``path`` (see :func:`remove_stale_temps`).
+        file behind, never a partial ``path`` (see :func:`remove_stale_temps`). For a
+        device or FIFO: the device or pipe itself, opened (its ``write`` raises
+        :class:`ConfigError` instead of :class:`OSError`).
+
+    Raises:
+        ConfigError: ``path`` is of a kind that is refused (see above); or writing to a
+            device or FIFO failed (``/dev/full``: no space left; a pipe whose reader
+            closed it).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    kind, path = output_target(path)
     if "b" not in mode:
         kwargs.setdefault("encoding", "utf-8")
+    if kind == STREAM:
+        with _stream_errors(path):
+            f = open(path, mode, **kwargs)  # noqa: SIM115 (closed below, errors converted)
+        try:
+            yield _Stream(f, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                f.close()
+            raise
+        with _stream_errors(path):
+            f.close()
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with contextlib.suppress(OSError):
@@ -83,6 +184,42 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Iter
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def _stream_errors(path: Path) -> Iterator[None]:
+    """Turn an :class:`OSError` of opening or writing the device or FIFO ``path`` into
+    :class:`ConfigError`."""
+    try:
+        yield
+    except OSError as e:
+        raise ConfigError(f"Cannot write {path}: {e.strerror or e}.",
+                          "give another output file") from None
+
+
+class _Stream:
+    """A file opened on a device or FIFO whose write errors (``/dev/full``: no space left;
+    a pipe whose reader went away) are :class:`ConfigError` naming it; anything else is
+    the file's own."""
+
+    def __init__(self, file: IO, path: Path) -> None:
+        self._file = file
+        self._path = path
+
+    def write(self, data: Any) -> int:
+        with _stream_errors(self._path):
+            return self._file.write(data)
+
+    def writelines(self, lines: Any) -> None:
+        with _stream_errors(self._path):
+            self._file.writelines(lines)
+
+    def flush(self) -> None:
+        with _stream_errors(self._path):
+            self._file.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -102,35 +239,58 @@ LOCK_TIMEOUT_S = 120.0
 
 
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike[str], timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Hold an exclusive lock between processes (and threads) on ``<path>.lock``.
+def file_lock(path: str | os.PathLike[str], timeout: float | None = LOCK_TIMEOUT_S, *,
+              lock_file: str | os.PathLike[str] | None = None,
+              what: str | None = None) -> Iterator[None]:
+    """Hold an exclusive lock between processes (and threads) while changing ``path``.
 
-    Uses the ``filelock`` package (``fcntl.flock`` on POSIX, ``msvcrt.locking`` on
-    Windows): the lock is released when the block ends or the process dies, so a killed
-    holder never blocks the others.
+    The one lock of babyemo (the model store, the state file, downloads, installs and
+    extractions), on the ``filelock`` package: ``fcntl.flock`` on POSIX,
+    ``msvcrt.locking`` on Windows. The operating system releases it when its holder ends
+    or dies (SIGKILL included), so a killed holder never blocks the others, and whoever
+    holds it knows that no live process of babyemo is writing ``path``. It is re-entrant
+    within a thread (one lock object per lock file, ``is_singleton``).
 
     Args:
-        path: The file the lock protects; the lock file is ``<path>.lock`` beside it (its
-            folder is created if missing).
-        timeout: Seconds to wait for another holder.
+        path: What the lock protects (its folder is created if missing).
+        timeout: Seconds to wait for another holder; ``None`` waits as long as it takes
+            (e.g. for another download of the same file to finish).
+        lock_file: The lock file (default: ``<path>.lock`` beside ``path``).
+        what: What the holder is writing, for the log line shown while waiting.
 
     Raises:
-        StateError: Another process held the lock for more than ``timeout`` seconds.
+        StateError: Another process held the lock for more than ``timeout`` seconds, or
+            the lock file cannot be created (e.g. a read-only folder).
     """
     import filelock
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(path) + ".lock", timeout=timeout)
+    lock_path = Path(lock_file) if lock_file is not None else Path(f"{path}.lock")
     try:
-        lock.acquire()
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(lock_path), is_singleton=True)
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            _log.info("Waiting for another babyemo process writing %s to finish", what or path)
+            lock.acquire(timeout=-1 if timeout is None else timeout)
     except filelock.Timeout:
-        raise StateError(f"Another babyemo process has held {path}.lock for over "
+        raise StateError(f"Another babyemo process has held {lock_path} for over "
                          f"{timeout:.0f} s.", "wait for it to finish, then try again") from None
+    except OSError as e:
+        raise StateError(f"Cannot create the lock file {lock_path}: {e.strerror or e}.",
+                         "check that the folder is writable") from None
     try:
         yield
     finally:
         lock.release()
+
+
+def lock_held(lock_file: str | os.PathLike[str]) -> bool:
+    """Whether this thread holds the :func:`file_lock` of ``lock_file`` already."""
+    import filelock
+
+    return filelock.FileLock(str(lock_file), is_singleton=True).is_locked
 
 
 def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -137,7 +137,7 @@ def test_zip_bomb_guard_counts_real_bytes(tmp_path, monkeypatch):
         zf.writestr("a.bin", b"\0" * 600_000)
         zf.writestr("b.bin", b"\0" * 600_000)
     real_plan = archives._zip_plan
-    monkeypatch.setattr(archives, "_zip_plan", lambda zf: (real_plan(zf)[0], 0))
+    monkeypatch.setattr(archives, "_zip_plan", lambda zf, *limits: (real_plan(zf, *limits)[0], 0))
     with pytest.raises(DownloadError, match="unpacks to more than the limit"):
         extract_archive(archive, tmp_path / "out" / "t", max_bytes=1_000_000)
     assert list((tmp_path / "out").iterdir()) == []  # temp folder removed

@@ -71,25 +71,43 @@ def download_command(
     url: Annotated[str | None, typer.Option(
         "--url", help="Download a zip/tar archive from this URL.")] = None,
     sha256: Annotated[str | None, typer.Option(
-        "--sha256", help="Expected SHA-256 of the --url archive.")] = None,
+        "--sha256", help="Expected SHA-256 of the --url archive (checked on every use).")
+    ] = None,
+    refresh: Annotated[bool, typer.Option(
+        "--refresh", help="Download again and reinstall, replacing the cached archive and "
+                          "folder (e.g. when one is corrupt).")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the catalogue and exit.")] = False,
 ) -> None:
     """Download a catalogue dataset (or an archive URL) and print its local folder."""
     if list_:
         _print_catalog()
         return
-    from babyemo.data import fetch
-
     if url is not None:
         if name is not None or source is not None:
             raise typer.BadParameter("give either NAME (with --source) or --url, not both")
-        folder = fetch.fetch_url_dataset(url, sha256=sha256, dest=dest)
     else:
         if name is None:
             raise typer.BadParameter("give a dataset NAME, --url URL or --list")
         if sha256 is not None:
             raise typer.BadParameter("--sha256 goes with --url")
-        folder = fetch.fetch_dataset(name, dest=dest, source=source)
+        if refresh and source is not None:
+            raise typer.BadParameter("--refresh downloads again; it does not go with --source")
+    from babyemo.data.http_download import check_scheme, normalize_sha256
+    from babyemo.errors import ConfigError
+
+    if sha256 is not None:  # before any network or disk work
+        try:
+            sha256 = normalize_sha256(sha256)
+        except ConfigError:
+            raise typer.BadParameter(f"expected 64 hexadecimal digits, got {sha256!r}",
+                                     param_hint="--sha256") from None
+    from babyemo.data import fetch
+
+    if url is not None:
+        check_scheme(url)
+        folder = fetch.fetch_url_dataset(url, sha256=sha256, dest=dest, refresh=refresh)
+    else:
+        folder = fetch.fetch_dataset(name, dest=dest, source=source, refresh=refresh)
     typer.echo(str(folder))
 
 
@@ -174,6 +192,14 @@ def _print_skipped(skipped: dict[str, int], skipped_files: list[dict[str, str]],
         stdout.print(f"  [dim]... and {more} more (see {escape(where)})[/dim]")
 
 
+def _check_out_folder(out: Path | None) -> None:
+    """``--out`` of prepare and split is a folder one can write (before importing the
+    data API; the API then checks it against the data)."""
+    from babyemo.data.folders import check_outputs
+
+    check_outputs(folders={"--out": out})
+
+
 @app.command("prepare", short_help="Scan a dataset into a manifest with a leak-free split.")
 @cli_errors
 def prepare_command(
@@ -197,6 +223,7 @@ def prepare_command(
 ) -> None:
     """Scan a dataset, make a duplicate-aware split and write manifest.csv + dataset.json."""
     ratios = _parse_split(split)
+    _check_out_folder(out)
     from babyemo.data.prepare import prepare
 
     result = prepare(source, out=out, split=ratios, seed=seed, resplit=resplit,
@@ -226,6 +253,7 @@ def split_command(
 ) -> None:
     """Re-split a prepared dataset (duplicate-aware; no image is decoded)."""
     ratios = _parse_split(split)
+    _check_out_folder(out)
     from babyemo.data.prepare import split_manifest
 
     result = split_manifest(manifest, split=ratios, seed=seed, out=out)
@@ -358,6 +386,9 @@ def metadata_command(
     --slice-by source --metadata CSV`, `evaluate --where fer_subset=PrivateTest`, or `data
     prepare --metadata CSV`.
     """
+    from babyemo.data.folders import check_outputs
+
+    check_outputs({"--out": out})  # write_stock_metadata() also checks it against the data
     from babyemo.data.stock import write_stock_metadata
 
     summary = write_stock_metadata(source, out)

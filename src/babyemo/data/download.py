@@ -1,8 +1,10 @@
 """Fetch datasets: the documented entry points, re-exported from where they live.
 
-- :func:`download_url`: resumable, checksum-verified downloads
+- :func:`download_url`: resumable downloads, kept only once verified (checksum, or a check
+  such as :func:`babyemo.data.archives.check_archive`), with a minimum rate
   (:mod:`babyemo.data.http_download`).
-- :func:`extract_archive`: safe zip/tar extraction (:mod:`babyemo.data.archives`).
+- :func:`extract_archive`: safe zip/tar extraction with zip-bomb limits
+  (:mod:`babyemo.data.archives`).
 - :func:`fetch_dataset` and :func:`fetch_url_dataset`: catalogue datasets and archives
   from any URL, made available as local dataset folders (:mod:`babyemo.data.fetch`).
 """
