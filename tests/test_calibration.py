@@ -8,6 +8,7 @@ from babyemo.calibration import (
     CalibrationResult,
     calibrate_checkpoint,
     calibrate_logits,
+    copy_calibration,
     expected_calibration_error,
     fit_temperature,
     nll,
@@ -188,3 +189,32 @@ def test_a_useless_model_gets_warnings_not_a_good_looking_ece(caplog):
     good = np.eye(3, dtype=np.float32)[y] * 2 + rng.normal(0, 1, (150, 3)).astype(np.float32)
     assert calibration_warnings(good, y, 1.3) == []
     assert len(calibration_warnings(good, y, 0.1)) == 1  # extreme only
+
+
+def test_packaged_models_are_never_rewritten(tiny_arch, tmp_path, monkeypatch):
+    """Issue 13: `calibrate` with no model rewrote the packaged model in the package."""
+    from babyemo.checkpoint import check_writable, record_evaluation
+    from babyemo.errors import CheckpointError
+    from babyemo.models import store
+    from tests.conftest import make_checkpoint
+
+    weights = tmp_path / "site-packages" / "babyemo" / "models" / "weights"
+    weights.mkdir(parents=True)
+    packaged = make_checkpoint(weights / "babyemo-infant.pt", tiny_arch)
+    source = write_calibration(make_checkpoint(tmp_path / "src.pt", tiny_arch),
+                               {"temperature": 1.7, "fitted_on": "val"})
+    monkeypatch.setattr(store, "_weights_folder", lambda: weights)
+    before = packaged.read_bytes()
+    with pytest.raises(CheckpointError, match="read-only"):
+        check_writable(packaged)
+    with pytest.raises(CheckpointError, match="read-only"):
+        record_evaluation(packaged, {"key": "x"})
+    entry = copy_calibration(source, packaged)
+    assert packaged.read_bytes() == before
+    copy = store.get_trained("babyemo-infant-calibrated")["checkpoint"]
+    assert entry["written_to"] == copy and load_checkpoint(copy).temperature == 1.7
+    other = make_checkpoint(tmp_path / "seven.pt", tiny_arch,
+                            classes=("a", "b", "c", "d", "e", "f", "g"))
+    write_calibration(other, {"temperature": 2.0, "fitted_on": "val"})
+    with pytest.raises(CheckpointError, match="does not belong to these logits"):
+        copy_calibration(other, tmp_path / "src.pt")

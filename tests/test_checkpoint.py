@@ -129,3 +129,46 @@ def test_torn_pickle_stream_gives_checkpoint_error(tmp_path, tiny_arch, opcode):
     (tmp_path / "torn.pt").write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         read_checkpoint_dict(tmp_path / "torn.pt")
+
+
+def _tampered(src, dst, change):
+    data = torch.load(src, weights_only=True)
+    change(data)
+    torch.save(data, dst)
+    return dst
+
+
+@pytest.mark.parametrize("case", ["nan", "inf", "size", "duplicate", "one_class", "empty"])
+def test_every_command_refuses_a_checkpoint_that_cannot_be_right(case, tiny_arch, tmp_path):
+    """Issue 13: NaN weights labelled every image with the first class, confidence nan."""
+    from babyemo.cli import app
+    from tests.conftest import make_checkpoint, make_image
+
+    good = make_checkpoint(tmp_path / "good.pt", tiny_arch)
+
+    def change(d):
+        first = next(k for k, v in d["state_dict"].items() if v.is_floating_point())
+        if case in ("nan", "inf"):
+            d["state_dict"][first].view(-1)[0] = float(case)
+        elif case == "size":
+            d["input"]["size"] = 100_000
+        elif case == "duplicate":
+            d["class_names"] = ["angry", "angry", "happy"]
+        elif case == "one_class":
+            d["class_names"] = ["angry"]
+        else:
+            d["class_names"] = ["angry", " ", "happy"]
+
+    bad = _tampered(good, tmp_path / "bad.pt", change)
+    message = {"nan": "NaN or infinite", "inf": "NaN or infinite", "size": "over the 2048 px",
+               "duplicate": "appear more than once", "one_class": "two or more",
+               "empty": "two or more"}[case]
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(bad)
+    make_image(tmp_path / "photos" / "a.png")
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "photos"), "--checkpoint",
+                                      str(bad), "--json", str(tmp_path / "p.json")])
+    assert result.exit_code == 1 and message in result.stderr
+    assert not (tmp_path / "p.json").exists()

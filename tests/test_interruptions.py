@@ -168,13 +168,24 @@ def _parked_train(prepared, tiny_arch, tmp_path: Path, hook: str):
     return run, proc, log
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread in this process, as in the child (``OMP_NUM_THREADS=1``): a run
+    resumed or repeated here is bit-identical to the child's only with the same float
+    summation order (it passed or failed with the thread count earlier tests left)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _no_temp_files(folder: Path) -> bool:
     return not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
 @POSIX_SIGNALS
 def test_ctrl_c_mid_epoch_then_resume_equals_an_uninterrupted_run(prepared, tiny_arch,
-                                                                  tmp_path):
+                                                                  tmp_path, one_thread):
     run, proc, log = _parked_train(prepared, tiny_arch, tmp_path, "pause-in-epoch-2")
     # epoch 1 saved; epoch 2 has taken one step
     proc.send_signal(signal.SIGINT)
@@ -196,7 +207,7 @@ def test_ctrl_c_mid_epoch_then_resume_equals_an_uninterrupted_run(prepared, tiny
 
 @POSIX_SIGNALS
 def test_kill_mid_checkpoint_write_keeps_last_pt_whole_and_resumes(prepared, tiny_arch,
-                                                                   tmp_path):
+                                                                   tmp_path, one_thread):
     run, proc, log = _parked_train(prepared, tiny_arch, tmp_path,
                                    "stall-writing-last-pt-of-epoch-2")
     # half of epoch 2's last.pt is in a temporary file
@@ -215,6 +226,22 @@ def test_kill_mid_checkpoint_write_keeps_last_pt_whole_and_resumes(prepared, tin
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
     assert _no_temp_files(run)  # the resume removed the torn temporary file
     _assert_same_run(run, _uninterrupted(run, tmp_path / "reference").run_dir)
+
+
+@POSIX_SIGNALS
+def test_sigterm_mid_checkpoint_write_cleans_up_like_ctrl_c(prepared, tiny_arch, tmp_path):
+    """Issue 13: SIGTERM left hidden partial files that later runs never cleaned."""
+    run, proc, log = _parked_train(prepared, tiny_arch, tmp_path,
+                                   "stall-writing-last-pt-of-epoch-2")
+    assert [p for p in run.iterdir() if p.name.startswith(".last.pt.")]  # mid-write
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 143, log.read_text()
+    output = log.read_text()
+    assert "Terminated." in output and "holds epoch 1" in output and "--resume" in output
+    assert "Traceback" not in output
+    assert _no_temp_files(run)  # the partial last.pt was removed by the writer itself
+    raw = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    assert raw["resume"]["epoch"] == 1
 
 
 # ------------------------------------------------------------- atomic writes everywhere

@@ -74,6 +74,29 @@ def test_resume_matches_uninterrupted_run(prepared, tiny_arch, tmp_path):
     assert resumed.best_metrics == full.best_metrics
 
 
+def test_resume_refuses_options_that_conflict_with_the_run(prepared, tiny_arch, tmp_path):
+    """Issue 13: `train --resume` ignored --arch, --lr, --image-size given with it."""
+    cfg = _config(prepared, tiny_arch, tmp_path / "run", epochs=1)
+    train(cfg)
+    base = {**cfg.to_dict(), "resume": True}
+    for change, text in (({"arch": "custom_resnet", "lr": 0.5}, "--lr 0.5 (the run has 0.01)"),
+                         ({"image_size": 48}, "--image-size 48 (the run has None)"),
+                         ({"epochs": 1, "seed": 9}, "--seed 9")):
+        with pytest.raises(ConfigError, match="conflict with it") as err:
+            train(TrainConfig(**{**base, **change}))
+        assert text in err.value.message and "--epochs" in err.value.hint
+    other = tmp_path / "other.csv"
+    other.write_bytes(prepared.read_bytes())
+    with pytest.raises(ConfigError, match="--data"):
+        train(TrainConfig(**{**base, "data": str(other)}))
+    # more epochs extend the run; how it runs (precision, workers) may change
+    longer = train(TrainConfig(**{**base, "epochs": 3, "num_workers": 0}))
+    assert [r["epoch"] for r in longer.history] == [1, 2, 3]
+    resume = read_checkpoint_dict(longer.last_checkpoint)
+    assert resume["train"]["config"]["epochs"] == 3
+    assert resume["resume"]["scheduler"]["T_max"] == 3
+
+
 def _interrupt_after_epoch_one(cfg):
     """Run ``cfg`` and raise KeyboardInterrupt when epoch 1's summary is logged."""
     import logging

@@ -343,6 +343,8 @@ class CalibrationResult:
             :func:`calibration_warnings`); also logged.
         manifest: The manifest the data came from, when known.
         manifest_source: Why that manifest (see :class:`babyemo.data.lookup.ManifestChoice`).
+        copy_name: For a packaged model (read-only), the registered name of the calibrated
+            copy that ``checkpoint`` is (see :func:`babyemo.models.store.writable_copy`).
     """
 
     temperature: float
@@ -357,6 +359,7 @@ class CalibrationResult:
     warnings: list[str] = field(default_factory=list)
     manifest: Path | None = None
     manifest_source: str | None = None
+    copy_name: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The checkpoint's ``calibration`` entry (plain types only)."""
@@ -468,7 +471,9 @@ def calibrate_checkpoint(checkpoint: str | os.PathLike[str] | None = None, *,
         batch_size: Images per forward pass.
         num_workers: DataLoader workers.
         n_bins: Number of ECE bins.
-        write: Write the result into the checkpoint (``False``: only report it).
+        write: Write the result into the checkpoint (``False``: only report it); a
+            packaged model is never rewritten: its calibrated copy is written and
+            registered instead (``copy_name``).
 
     Returns:
         The :class:`CalibrationResult`.
@@ -482,7 +487,7 @@ def calibrate_checkpoint(checkpoint: str | os.PathLike[str] | None = None, *,
         ConfigError: ``split`` is not one split name, or the model was trained on that
             split of that manifest (e.g. ``val`` for a model trained on train+val).
     """
-    from babyemo.checkpoint import load_checkpoint
+    from babyemo.checkpoint import load_checkpoint, write_calibration
     from babyemo.data.dataset import checkpoint_dataset
     from babyemo.data.lookup import manifest_for_model, trained_on
     from babyemo.data.manifest import check_split, read_manifest
@@ -502,7 +507,10 @@ def calibrate_checkpoint(checkpoint: str | os.PathLike[str] | None = None, *,
     dataset = checkpoint_dataset(manifest, split, ckpt)
     result = calibrate_on_dataset(path, dataset, fitted_on=split, device=device,
                                   precision=precision, batch_size=batch_size,
-                                  num_workers=num_workers, n_bins=n_bins, write=write)
+                                  num_workers=num_workers, n_bins=n_bins, write=False)
+    if write:
+        result.checkpoint, result.copy_name = _write_calibration_somewhere(
+            path, result.to_dict(), write_calibration)
     result.manifest, result.manifest_source = manifest.path, choice.source
     return result
 
@@ -520,10 +528,14 @@ def copy_calibration(source: str | os.PathLike[str], target: str | os.PathLike[s
         target: The checkpoint to calibrate.
 
     Returns:
-        The calibration entry written.
+        The calibration entry written, with ``written_to``: the file written (``target``,
+        or for a packaged model its copy in the babyemo home, see
+        :func:`babyemo.models.store.writable_copy`).
 
     Raises:
-        CheckpointError: Unusable files, or ``source`` has no calibration.
+        CheckpointError: Unusable files, ``source`` has no calibration, or its class names
+            differ from ``target``'s (a temperature belongs to one model's logits: the
+            same classes, in the same order, and the same recipe).
     """
     from babyemo.checkpoint import load_checkpoint, write_calibration
     from babyemo.errors import CheckpointError
@@ -532,6 +544,29 @@ def copy_calibration(source: str | os.PathLike[str], target: str | os.PathLike[s
     if not src.calibration:
         raise CheckpointError(f"{source} has no calibration to copy.",
                               "calibrate it first with `babyemo calibrate`")
+    dst = load_checkpoint(target)
+    if src.class_names != dst.class_names:
+        raise CheckpointError(
+            f"{source} has class names {src.class_names}, {target} has {dst.class_names}: "
+            "its temperature does not belong to these logits.",
+            "copy from the same recipe trained on train only (same classes)")
+    if src.arch != dst.arch:
+        log.warning("Copying the temperature of a %s model into a %s model: it was fitted "
+                    "for another architecture.", src.arch, dst.arch)
     entry = {**src.calibration, "copied_from": str(Path(source).resolve())}
-    write_calibration(target, entry)
-    return entry
+    written = _write_calibration_somewhere(Path(target), entry, write_calibration)
+    return {**entry, "written_to": str(written[0])}
+
+
+def _write_calibration_somewhere(target: Path, entry: dict[str, Any],
+                                 write: Any) -> tuple[Path, str | None]:
+    """Write ``entry`` into ``target``, or into a registered copy of it when ``target`` is
+    a packaged model (read-only). Returns ``(file written, name of the copy or None)``."""
+    from babyemo.models.store import is_packaged, writable_copy
+
+    if is_packaged(target):
+        copy, name = writable_copy(target)
+        log.info("%s is packaged with babyemo (read-only): calibrated copy %s, registered "
+                 "as '%s'.", target.name, copy, name)
+        return write(copy, entry), name
+    return write(target, entry), None

@@ -391,11 +391,15 @@ def write_model_card(checkpoint: str | os.PathLike[str] | None = None, *,
         RegistryError: No model given and none registered, or an unknown name.
         CheckpointError: Unusable checkpoint.
         StateError: The registry file (``models.json``) is corrupt.
+        ConfigError: ``out`` cannot be written or is the checkpoint (see
+            :func:`~babyemo.data.folders.check_outputs`).
     """
+    from babyemo.data.folders import check_outputs
     from babyemo.io import atomic_write_text
     from babyemo.models.store import default_model, resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint, model)
+    check_outputs({"output file": out}, inputs=[path])
     name = model or (registered_name(path) if checkpoint is not None else default_model())
     text = model_card(load_checkpoint(path), name)
     if out is None:

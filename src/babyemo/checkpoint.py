@@ -225,6 +225,39 @@ def read_checkpoint_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+_CORRUPT_HINT = "the file is corrupt or was not written by babyemo; use another copy"
+
+
+def _check_class_names(path: str | os.PathLike[str], names: Any) -> None:
+    """Raise unless ``names`` is a list of >= 2 unique, non-empty strings."""
+    ok = (isinstance(names, (list, tuple)) and len(names) >= 2
+          and all(isinstance(n, str) and n.strip() for n in names))
+    if not ok:
+        raise CheckpointError(f"{path}: 'class_names' must be two or more non-empty "
+                              f"names, got {names!r:.200}.", _CORRUPT_HINT)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise CheckpointError(f"{path}: class names {repeated} appear more than once.",
+                              _CORRUPT_HINT)
+
+
+def _check_finite(path: str | os.PathLike[str], state_dict: Any) -> None:
+    """Raise when ``state_dict`` is not a dict of tensors, or a float tensor of it holds a
+    NaN or an infinity (naming the first such tensor and how many values are bad)."""
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"{path}: 'state_dict' is not a dict of tensors.", _CORRUPT_HINT)
+    for name, tensor in state_dict.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"{path}: weight {name!r} is not a tensor.", _CORRUPT_HINT)
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"{path}: weight {name!r} holds {bad} NaN or infinite value(s) of "
+                f"{tensor.numel()}.",
+                "the training diverged or the file is corrupt; use another checkpoint "
+                "(e.g. best.pt of an earlier epoch)")
+
+
 def _first_line(error: BaseException) -> str:
     """The first line of an exception's message (torch's are long), or its type name."""
     text = str(error).strip().splitlines()
@@ -296,14 +329,31 @@ def record_evaluation(path: str | os.PathLike[str], summary: dict[str, Any]) -> 
     return _rewrite_entry(path, "evaluations", add)
 
 
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise when ``path`` is a model packaged with babyemo: packaged files are read-only
+    to every command (``calibrate`` works on a copy, see
+    :func:`babyemo.models.store.writable_copy`).
+
+    Raises:
+        CheckpointError: A packaged model's file.
+    """
+    from babyemo.models.store import is_packaged
+
+    if is_packaged(path):
+        raise CheckpointError(f"{path} is a model packaged with babyemo; packaged files are "
+                              "read-only.", "copy it and pass the copy with --checkpoint")
+
+
 def _rewrite_entry(path: str | os.PathLike[str], key: str,
                    update: Callable[[Any], Any]) -> Path:
     """Replace one top-level entry of a checkpoint file (atomically) with
     ``update(old value or None)``; every other key is kept as it was.
 
     Raises:
-        CheckpointError: See :func:`read_checkpoint_dict`.
+        CheckpointError: See :func:`read_checkpoint_dict`; or ``path`` is a model packaged
+            with babyemo (read-only).
     """
+    check_writable(path)
     data = read_checkpoint_dict(path)
     data[key] = update(data.get(key))
     with atomic_open(path, "wb") as f:
@@ -311,17 +361,34 @@ def _rewrite_entry(path: str | os.PathLike[str], key: str,
     return Path(path)
 
 
+MAX_INPUT_SIZE = 2048
+"""Largest input side (pixels) a checkpoint may ask for: a larger one is corrupt or
+hostile (a 100,000 px input would make every image a 30 GB tensor)."""
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Load and validate a babyemo checkpoint.
 
+    Every command that uses a model goes through here, so every one of them gets the
+    same checks: the input spec is sane (size 8 to :data:`MAX_INPUT_SIZE` pixels, 1 or 3
+    channels), the class names are at least two unique non-empty strings, and every
+    floating-point tensor of the weights is finite (a NaN weight makes every prediction
+    ``nan``; it was labelled with the first class and confidence ``nan``).
+
     Raises:
-        CheckpointError: See :func:`read_checkpoint_dict`, or a malformed ``input``.
+        CheckpointError: See :func:`read_checkpoint_dict`, a malformed ``input``, bad class
+            names, or weights that are not finite.
     """
     data = read_checkpoint_dict(path)
     try:
         spec = InputSpec.from_dict(data["input"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: malformed 'input' entry ({e}).") from e
+    if spec.size > MAX_INPUT_SIZE:
+        raise CheckpointError(f"{path}: input size {spec.size} px is over the "
+                              f"{MAX_INPUT_SIZE} px limit.", _CORRUPT_HINT)
+    _check_class_names(path, data["class_names"])
+    _check_finite(path, data["state_dict"])
     return Checkpoint(path=Path(path), arch=data["arch"], arch_kwargs=dict(data["arch_kwargs"]),
                       class_names=list(data["class_names"]), input_spec=spec,
                       state_dict=data["state_dict"], train=data.get("train", {}),

@@ -42,8 +42,9 @@ from babyemo.calibration import (
 from babyemo.checkpoint import Checkpoint, load_checkpoint
 from babyemo.config import Precision
 from babyemo.data.dataset import ManifestDataset, checkpoint_dataset
+from babyemo.data.folders import check_outputs
 from babyemo.data.lookup import manifest_for_model, trained_on
-from babyemo.data.manifest import Manifest, check_split, read_manifest
+from babyemo.data.manifest import Manifest, check_split, read_manifest, warn_split_classes
 from babyemo.devices import default_num_workers, default_streams, stream_batches
 from babyemo.engines import Engine, FlipTTA, TorchEngine, create_engine
 from babyemo.errors import ConfigError, DataError
@@ -55,6 +56,10 @@ log = logging.getLogger(__name__)
 
 MAX_GRID = 36
 """Most misclassified examples drawn in ``misclassified.png``."""
+
+REPORT_FILES = ("report.json", "confusion.csv", "confusion.png", "predictions.csv",
+                "misclassified.png", "reliability.png", "slices.csv")
+"""The files :func:`write_eval_reports` may write into ``out``."""
 
 
 @dataclass
@@ -270,7 +275,8 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
             ``"column=value"`` strings, all of which must hold (e.g. FER-2013's PrivateTest
             half: ``fer_subset=PrivateTest``; see :func:`filter_rows`).
         record: Also store :meth:`EvalReport.summary` in the checkpoint's ``evaluations``
-            (:func:`babyemo.checkpoint.record_evaluation`), for its model card.
+            (:func:`babyemo.checkpoint.record_evaluation`), for its model card; refused
+            for a packaged model (read-only) before anything runs.
         faces: ``"auto"``: crop faces as the model was trained (from the manifest's boxes);
             ``"none"``: whole images (for datasets of face crops such as FER-2013).
         streams: CPU streams of :func:`predict_logits` (default: one per core for the
@@ -281,13 +287,15 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
 
     Raises:
         RegistryError: No model to evaluate.
-        CheckpointError: Unusable checkpoint.
+        CheckpointError: Unusable checkpoint, or ``record`` on a packaged model.
         ManifestError: Without ``data``: the model's manifest changed since training or
             is not on this machine.
         ExportError: No exported ONNX file, or one that does not match the checkpoint.
         MissingDependencyError: onnxruntime is not installed (backend ``onnxruntime``).
         ConfigError: A label-map entry that names no model class / dataset label, an
-            unknown ``faces`` or split name.
+            unknown ``faces`` or split name; ``out`` is not a folder one can write, or
+            lies inside the dataset's image root (see
+            :func:`~babyemo.data.folders.check_outputs`), checked before any image is read.
         DataError: Empty split, labels not among the checkpoint's class names (without
             ``label_map``), no row left after mapping or ``where``, or no metadata / column
             for ``slice_by`` or ``where``.
@@ -296,12 +304,19 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
         raise ConfigError(f"Unknown --faces '{faces}'.", "use auto or none")
     check_split(split)
     ckpt_path = resolve_checkpoint(checkpoint, model)
+    if record:  # before the work: a packaged model's file is read-only
+        from babyemo.checkpoint import check_writable
+
+        check_writable(ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
     choice = manifest_for_model(data, ckpt.train, model or str(ckpt_path))
     if trained_on(choice.path, ckpt.train, split):
         log.warning("%s was trained on the '%s' split of %s: these metrics are not held-out "
                     "estimates.", model or ckpt_path, split, choice.path)
     manifest = read_manifest(choice.path)
+    warn_split_classes(manifest, split)  # logged: a class absent from the evaluated split
+    check_outputs(folders={"output folder": out}, folder_files={"output folder": REPORT_FILES},
+                  inputs=[ckpt_path, manifest.path, metadata, onnx], scanned=[manifest.root])
     conditions = parse_where(where)
     if conditions:
         manifest = filter_rows(manifest, split, conditions, metadata=metadata)

@@ -53,6 +53,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from babyemo.checkpoint import Checkpoint, load_checkpoint
+from babyemo.data.folders import check_outputs
 from babyemo.engines import (
     OnnxEngine,
     OnnxMetadata,
@@ -178,7 +179,9 @@ def export_onnx(checkpoint: str | os.PathLike[str], *, out: str | os.PathLike[st
         ManifestError: (int8, no ``calibration_data``) the checkpoint records no training
             manifest, or it is not on this machine (see
             :func:`babyemo.data.lookup.manifest_for_model`).
-        ConfigError: ``calibration_images`` < 1.
+        ConfigError: ``calibration_images`` < 1; an output file that cannot be written or
+            is the checkpoint or the calibration manifest (see
+            :func:`~babyemo.data.folders.check_outputs`), checked before exporting.
         DataError: The calibration manifest is unreadable, or its ``train`` split is empty
             or has labels the model does not know.
     """
@@ -191,6 +194,9 @@ def export_onnx(checkpoint: str | os.PathLike[str], *, out: str | os.PathLike[st
     ckpt = load_checkpoint(checkpoint)
     manifest = _calibration_manifest(ckpt, calibration_data) if int8 else None
     fp32_path = Path(out) if out is not None else onnx_paths(ckpt.path)[0]
+    check_outputs({"output file": fp32_path,
+                   "int8 output file": int8_path_for(fp32_path) if int8 else None},
+                  inputs=[ckpt.path, None if manifest is None else manifest.path])
     result = ExportResult(checkpoint=ckpt.path, onnx=fp32_path)
     model = ckpt.build_model("cpu")
     proto = _export_proto(model, ckpt)

@@ -37,8 +37,8 @@ from babyemo.data.dataset import FaceMode, FileDataset, collate_files
 from babyemo.data.file_errors import FileErrorCode
 from babyemo.data.folders import (
     FoundFiles,
-    check_output_files,
     check_output_folder,
+    check_outputs,
     collect_input_files,
     printable_name,
 )
@@ -396,7 +396,7 @@ def _csv_row(pred: Prediction, n_classes: int, with_faces: bool,
 def predict_to_files(inputs: Iterable[str | os.PathLike[str]] | FoundFiles,
                      predictor: Predictor, *,
                      csv_out: str | os.PathLike[str] | IO[str] | None = None,
-                     json_out: str | os.PathLike[str] | None = None,
+                     json_out: str | os.PathLike[str] | IO[str] | None = None,
                      recursive: bool = True, all_files: bool = False) -> PredictSummary:
     """Predict every image under ``inputs`` and write CSV and/or JSON.
 
@@ -406,7 +406,8 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]] | FoundFiles,
             checked its inputs before loading the model).
         predictor: The model.
         csv_out: CSV file path, or an open text stream (e.g. stdout), or ``None``.
-        json_out: JSON file path (a list of row objects), or ``None``.
+        json_out: JSON file path (a list of row objects), or an open text stream, or
+            ``None``.
         recursive: Search sub-folders.
         all_files: Inside folders, try every file, not only those whose names end like an
             image (:data:`~babyemo.data.folders.IMAGE_SUFFIXES`). Files named in
@@ -426,13 +427,19 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]] | FoundFiles,
     Raises:
         DataError: An input path does not exist, or the inputs hold no file to read (an
             empty folder); nothing is written then.
-        ConfigError: ``csv_out`` or ``json_out`` is a folder, or cannot be written.
+        ConfigError: ``csv_out``, ``json_out`` or the predictor's ``save_crops`` folder
+            cannot be written, is one of the inputs (an image, the checkpoint), lies inside
+            an input folder, or ``csv_out`` and ``json_out`` are one file (see
+            :func:`~babyemo.data.folders.check_outputs`); nothing is written then.
     """
     start = time.perf_counter()
     found = (inputs if isinstance(inputs, FoundFiles)
              else collect_input_files(inputs, recursive=recursive, all_files=all_files))
-    check_output_files({"csv_out": None if hasattr(csv_out, "write") else csv_out,
-                        "json_out": json_out})
+    check_outputs({"csv_out": None if hasattr(csv_out, "write") else csv_out,
+                   "json_out": None if hasattr(json_out, "write") else json_out},
+                  {"save_crops": getattr(predictor, "save_crops", None)},
+                  inputs=[*found.files, getattr(predictor, "checkpoint_path", None)],
+                  scanned=found.folders)
     files = found.files
     names = predictor.class_names
     with_faces = predictor.face_mode is not None
@@ -455,7 +462,8 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]] | FoundFiles,
                       else stack.enter_context(atomic_open(csv_out, "w", newline="")))
             writer = csv.writer(stream)
             writer.writerow(header)
-        jstream = stack.enter_context(atomic_open(json_out, "w")) if json_out else None
+        jstream = (None if json_out is None else json_out if hasattr(json_out, "write")
+                   else stack.enter_context(atomic_open(json_out, "w")))
         if jstream:
             jstream.write("[")
         bar = stack.enter_context(progress_bar("predicting", total=summary.n_files, unit="img"))

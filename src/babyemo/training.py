@@ -15,6 +15,7 @@ uninterrupted run would.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import inspect
 import json
@@ -41,9 +42,10 @@ from babyemo.checkpoint import (
 )
 from babyemo.config import CacheMode, InputSpec, OptimizerName, SchedulerName, TrainConfig
 from babyemo.data.dataset import ManifestDataset
+from babyemo.data.folders import check_outputs
 from babyemo.data.image_cache import make_cache
 from babyemo.data.lookup import manifest_for_training
-from babyemo.data.manifest import Manifest, read_manifest
+from babyemo.data.manifest import Manifest, read_manifest, warn_training_classes
 from babyemo.devices import (
     default_num_workers,
     resolve_device,
@@ -102,6 +104,10 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+RUN_FILES = ("config.json", "metrics.csv", "curves.png", "best.pt", "last.pt")
+"""The files :func:`train` writes into its run folder."""
+
+
 def _run_dir(config: TrainConfig) -> Path:
     """The run folder, checked but not created (see :func:`train`)."""
     if config.out:
@@ -109,6 +115,7 @@ def _run_dir(config: TrainConfig) -> Path:
     else:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path("runs") / f"{stamp}-{config.arch}"
+    check_outputs(folders={"run folder": run_dir}, folder_files={"run folder": RUN_FILES})
     if config.resume:
         if not (run_dir / "last.pt").is_file():
             raise ConfigError(f"Cannot resume: {run_dir / 'last.pt'} does not exist.",
@@ -400,6 +407,63 @@ def _interrupt_hint(run_dir: Path, finished: list[int]) -> Iterator[None]:
         raise
 
 
+RESUME_FREE = ("device", "precision", "num_workers", "cache", "compile", "name",
+               "early_stopping")
+"""Options ``--resume`` takes as given: how the run continues, not what it learns."""
+_RESUME_SKIP = ("resume", "out", "overwrite")
+
+
+def _option(name: str) -> str:
+    return "--" + {"num_workers": "workers", "train_splits": "train-on"}.get(
+        name, name.replace("_", "-"))
+
+
+def _resumed_config(given: TrainConfig, saved_train: dict[str, Any], run_dir: Path
+                    ) -> TrainConfig:
+    """The configuration a resumed run continues with.
+
+    The run's own configuration, plus the options given with ``--resume`` that make sense
+    for a run under way: :data:`RESUME_FREE`, and more ``epochs`` than it was started with
+    (the cosine schedule is stretched to the new end). Any other option given with a
+    value that differs from both its default and the run's is refused, not silently
+    ignored.
+
+    Raises:
+        ConfigError: An option that conflicts with the run (named, with both values).
+    """
+    saved = TrainConfig.from_dict(saved_train["config"])
+    # the manifest the run started on (older runs recorded data=None: "last prepared")
+    data = saved.data or saved_train.get("manifest")
+    defaults = TrainConfig()
+    changes: dict[str, Any] = {}
+    conflicts = []
+    for f in dataclasses.fields(TrainConfig):
+        name = f.name
+        value = getattr(given, name)
+        if name in _RESUME_SKIP or value == getattr(defaults, name):
+            continue
+        if name in RESUME_FREE:
+            changes[name] = value
+        elif name == "data":
+            if data and Path(value).resolve() != Path(data).resolve():
+                conflicts.append(f"--data {value} (the run trained on {data})")
+        elif name == "epochs" and value > saved.epochs:
+            log.info("Extending the run from %d to %d epochs.", saved.epochs, value)
+            changes[name] = value
+        elif value != getattr(saved, name):
+            conflicts.append(f"{_option(name)} {value!r} (the run has {getattr(saved, name)!r})")
+    if conflicts:
+        raise ConfigError(f"--resume continues {run_dir} as it was started; these options "
+                          f"conflict with it: {'; '.join(conflicts)}.",
+                          "drop them (only --epochs to extend, --device, --precision, "
+                          "--workers, --cache, --compile, --early-stopping and --name may "
+                          "change), or start a new run with another --out")
+    kept = {k: getattr(given, k) for k in ("device", "precision", "num_workers", "cache",
+                                            "compile")}
+    return TrainConfig.from_dict({**saved_train["config"], **kept, **changes, "resume": True,
+                                  "out": str(run_dir), "data": data})
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Train ``config.arch`` on the manifest ``config.data`` (default: the home's last
     prepared manifest, see :func:`babyemo.data.lookup.manifest_for_training`).
@@ -416,7 +480,9 @@ def train(config: TrainConfig) -> TrainResult:
 
     Raises:
         DataError: No manifest, an empty train split, or labels unusable for training.
-        ConfigError: A bad option, a non-empty run folder, or a diverging loss.
+        ConfigError: A bad option, a non-empty run folder, a run folder that is a file or
+            lies inside the dataset's image root (see
+            :func:`~babyemo.data.folders.check_outputs`), or a diverging loss.
         DeviceError: The device or precision is unavailable.
         RegistryError: Unknown arch, ``config.name`` names another model, or ``config.init``
             is neither a file nor a trained model's name.
@@ -430,12 +496,7 @@ def train(config: TrainConfig) -> TrainResult:
     resume_state: dict[str, Any] | None = None
     if config.resume:
         saved = read_checkpoint_dict(run_dir / "last.pt")
-        keep = {k: getattr(config, k)
-                for k in ("device", "precision", "num_workers", "cache", "compile")}
-        # the manifest the run started on (older runs recorded data=None: "last prepared")
-        data = saved["train"]["config"].get("data") or saved["train"].get("manifest")
-        config = TrainConfig.from_dict({**saved["train"]["config"], **keep, "resume": True,
-                                        "out": str(run_dir), "data": data})
+        config = _resumed_config(config, saved["train"], run_dir)
         resume_state = saved
         info = get_arch(config.arch)
         for stale_file in remove_stale_temps(run_dir):  # left by a killed (SIGKILL) run
@@ -445,6 +506,10 @@ def train(config: TrainConfig) -> TrainResult:
     choice = manifest_for_training(config.data)
     manifest: Manifest = read_manifest(choice.path)
     log.info("Manifest: %s (%s)", manifest.path, choice.source)
+    warn_training_classes(manifest, config.train_splits)  # logged: a class never trained on
+    check_outputs(folders={"run folder": run_dir}, scanned=[manifest.root],
+                  folder_files={"run folder": () if config.resume else RUN_FILES},
+                  inputs=[manifest.path, None if config.resume else config.init])
     # record the manifest itself, never "the last prepared": --resume and evaluation must
     # find this one even after another process prepares something else
     config = replace(config, data=str(manifest.path.resolve()))
@@ -512,6 +577,8 @@ def train(config: TrainConfig) -> TrainResult:
         optimizer.load_state_dict(r["optimizer"])
         if scheduler is not None and r.get("scheduler") is not None:
             scheduler.load_state_dict(r["scheduler"])
+            if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+                scheduler.T_max = config.epochs  # --epochs may extend the run
         if runner.scaler is not None and r.get("scaler") is not None:
             runner.scaler.load_state_dict(r["scaler"])
         history, best, stale = list(r["history"]), dict(r["best"]), int(r["stale"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -64,17 +65,37 @@ def cli_errors(fn: F) -> F:
                 raise
             print_error(e)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            stderr.print("[yellow]Interrupted.[/yellow]")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:
+            raise typer.Exit(_interrupted(e)) from None
 
     return wrapper  # type: ignore[return-value]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (e.g. `kill PID`, a job scheduler's time limit), raised in the main thread
+    like Ctrl-C's KeyboardInterrupt, so that the same clean-up runs: temporary files of
+    atomic writes are removed, training says which epoch ``last.pt`` holds."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _interrupted(error: KeyboardInterrupt) -> int:
+    """Say why the command stopped; the exit code (130 for Ctrl-C, 143 for SIGTERM, as a
+    shell reports a process killed by these signals)."""
+    if isinstance(error, Terminated):
+        stderr.print("[yellow]Terminated.[/yellow]")
+        return 128 + signal.SIGTERM
+    stderr.print("[yellow]Interrupted.[/yellow]")
+    return 128 + signal.SIGINT
+
+
 def run_cli(app: Any) -> None:
-    """Run the Typer app as the console script (Ctrl-C outside a command exits 130)."""
+    """Run the Typer app as the console script: Ctrl-C exits 130, SIGTERM 143, each after
+    the clean-up of whatever was running (see :class:`Terminated`)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app()
-    except KeyboardInterrupt:
-        stderr.print("[yellow]Interrupted.[/yellow]")
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        sys.exit(_interrupted(e))

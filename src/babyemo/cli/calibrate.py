@@ -14,7 +14,8 @@ from babyemo.config import Precision
 @cli_errors
 def calibrate_command(
     checkpoint: Path = typer.Option(None, "--checkpoint", help="A .pt file (rewritten in "
-                                    "place, atomically)."),
+                                    "place, atomically; a packaged model is never rewritten: "
+                                    "a calibrated copy is registered instead)."),
     model: str = typer.Option(None, "--model", help="A trained model name (default: the "
                               "registry's default model)."),
     data: Path = typer.Option(None, "--data", help="Manifest (default: the one the model was "
@@ -47,7 +48,10 @@ def calibrate_command(
         target = resolve_checkpoint(checkpoint, model)
         entry = copy_calibration(copy_from, target)
         say(f"temperature {entry['temperature']:.4f} (fitted on {entry.get('fitted_on')} of "
-            f"{copy_from}) written to {target}")
+            f"{copy_from}) written to {entry['written_to']}")
+        if Path(entry["written_to"]) != Path(target):
+            say(f"({target.name} is packaged with babyemo and read-only: the calibrated copy "
+                "is registered as a trained model; see `babyemo models list`)")
         return
     result = calibrate_checkpoint(checkpoint, model=model, data=data, split=split,
                                   device=device, precision=precision, batch_size=batch_size,
@@ -58,12 +62,16 @@ def calibrate_command(
         stdout.print_json(json.dumps({**result.to_dict(), "checkpoint": (
             str(result.checkpoint) if result.checkpoint else None),
             "manifest": str(result.manifest), "manifest_source": result.manifest_source,
-            "warnings": result.warnings}))
+            "warnings": result.warnings, "copy_name": result.copy_name}))
         return
     say(f"temperature {result.temperature:.4f} fitted on {result.fitted_on} (n={result.n}) of "
         f"{result.manifest} ({result.manifest_source})")
     say(f"ECE ({result.n_bins} bins) {result.ece_before:.4f} -> {result.ece_after:.4f}; "
         f"NLL {result.nll_before:.4f} -> {result.nll_after:.4f}")
     say(f"written to {result.checkpoint}" if result.checkpoint else "not written (--dry-run)")
+    if result.copy_name:
+        say(f"(the packaged model is read-only: this calibrated copy is registered as "
+            f"'{result.copy_name}'; use --model {result.copy_name}, or make it the default "
+            f"with `babyemo models default {result.copy_name}`)")
     for warning in result.warnings:
         stderr.print(f"[yellow]Warning:[/yellow] {escape(warning)}")

@@ -41,6 +41,10 @@ def export_command(
     carrying the class names and preprocessing; then `babyemo predict --backend
     onnxruntime` and `babyemo evaluate --backend onnxruntime` use them.
     """
+    from babyemo.data.folders import check_outputs
+
+    # before importing torch; export_onnx() checks the int8 file too
+    check_outputs({"--out": out}, inputs=[checkpoint, calibration_data])
     from babyemo.export import MAX_F1_DROP, export_onnx
 
     result = export_onnx(checkpoint, out=out, int8=int8, calibration_data=calibration_data,

@@ -197,14 +197,21 @@ def _show_checkpoint(path, title: str | None = None) -> None:
 def card_command(
     name: str = typer.Argument(None, help="Trained model name or .pt file (default: the "
                                "default model)."),
-    out: Path = typer.Option(None, "--out", help="Markdown file to write (default: print "
-                             "to stdout)."),
+    out: str = typer.Option(None, "--out", help="Markdown file to write, or - for stdout "
+                            "(the default)."),
 ) -> None:
     """Write a model card (Markdown): intended and out-of-scope use, training data and its
     biases, metrics with CIs per class and per slice, calibration."""
-    from babyemo.card import write_model_card
+    from babyemo.data.folders import check_outputs
+    from babyemo.models.store import resolve_checkpoint
 
     is_file = name is not None and (name.endswith(".pt") or Path(name).is_file())
+    checkpoint = resolve_checkpoint(Path(name) if is_file else None,
+                                    None if is_file else name)
+    out = None if out == "-" else out
+    check_outputs({"--out": out}, inputs=[checkpoint])  # before importing torch
+    from babyemo.card import write_model_card
+
     text, written = write_model_card(Path(name) if is_file else None,
                                      model=None if is_file else name, out=out)
     if written is None:

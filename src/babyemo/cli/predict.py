@@ -34,7 +34,7 @@ def predict_command(
                               "registry's default model)."),
     csv_out: str = typer.Option(None, "--csv", help="CSV file to write, or - for stdout "
                                 "(the default when neither --csv nor --json is given)."),
-    json_out: Path = typer.Option(None, "--json", help="JSON file to write."),
+    json_out: str = typer.Option(None, "--json", help="JSON file to write, or - for stdout."),
     recursive: bool = typer.Option(True, "--recursive/--no-recursive",
                                    help="Search sub-folders."),
     all_files: bool = typer.Option(False, "--all-files", help="In folders, try every file, "
@@ -69,9 +69,17 @@ def predict_command(
     import sys
     import time
 
-    to_stdout = csv_out == "-" or (csv_out is None and json_out is None)
-    found = _check_arguments(inputs, recursive, all_files, None if to_stdout else csv_out,
-                             json_out, save_crops, checkpoint, model, faces)
+    csv_stdout = csv_out == "-" or (csv_out is None and json_out is None)
+    json_stdout = json_out == "-"
+    to_stdout = csv_stdout or json_stdout
+    if csv_stdout and json_stdout:
+        from babyemo.errors import ConfigError
+
+        raise ConfigError("--csv and --json both write to stdout (-).",
+                          "write one of them to a file")
+    found = _check_arguments(inputs, recursive, all_files, None if csv_stdout else csv_out,
+                             None if json_stdout else json_out, save_crops, checkpoint,
+                             model, faces, onnx)
     start = time.perf_counter()
 
     from babyemo.prediction import Predictor, predict_to_files  # imports torch: seconds
@@ -83,16 +91,16 @@ def predict_command(
                           tta=tta, streams=streams)
     load_seconds = time.perf_counter() - start
     summary = predict_to_files(found, predictor,
-                               csv_out=sys.stdout if to_stdout else csv_out,
-                               json_out=json_out)
+                               csv_out=sys.stdout if csv_stdout else csv_out,
+                               json_out=sys.stdout if json_stdout else json_out)
     report = stderr if to_stdout else stdout
     for line in summary_lines(summary, predictor, load_seconds):
         _say_wrapped(line, report)
     if backend is not Backend.torch:
         say(f"backend: {predictor.engine.describe()}", report)
-    if csv_out and not to_stdout:
+    if csv_out and not csv_stdout:
         say(f"csv: {csv_out}", report)
-    if json_out:
+    if json_out and not json_stdout:
         say(f"json: {json_out}", report)
     if strict and summary.n_errors:
         stderr.print(f"[bold red]Error:[/bold red] {_n(summary.n_errors, 'file')} could not "
@@ -101,28 +109,28 @@ def predict_command(
 
 
 def _check_arguments(inputs: list[Path], recursive: bool, all_files: bool,
-                     csv_out: str | None, json_out: Path | None, save_crops: Path | None,
-                     checkpoint: Path | None, model: str | None, faces: str) -> FoundFiles:
+                     csv_out: str | None, json_out: str | None, save_crops: Path | None,
+                     checkpoint: Path | None, model: str | None, faces: str,
+                     onnx: Path | None = None) -> FoundFiles:
     """What can be checked without loading torch, the model or the face detector: the
-    inputs exist and hold files, the outputs can be written, the model and detector names
-    are known. Returns the files found.
+    inputs exist and hold files, the outputs can be written and replace none of the
+    inputs, the model and detector names are known. Returns the files found.
 
     Raises:
         DataError: See :func:`~babyemo.data.folders.collect_input_files`.
-        ConfigError: An output is a folder, unwritable, or --csv and --json are one file.
+        ConfigError: See :func:`~babyemo.data.folders.check_outputs`.
         RegistryError: Unknown model or face detector name, or no model at all.
         CheckpointError: The checkpoint file does not exist.
     """
-    from babyemo.data.folders import check_output_files, check_output_folder, collect_input_files
+    from babyemo.data.folders import check_outputs, collect_input_files
     from babyemo.errors import CheckpointError, unknown_name
     from babyemo.faces.registry import list_detectors
     from babyemo.models.store import resolve_checkpoint
 
     found = collect_input_files(inputs, recursive=recursive, all_files=all_files)
-    check_output_files({"--csv": csv_out, "--json": json_out})
-    if save_crops is not None:
-        check_output_folder(save_crops, "--save-crops")
     path = resolve_checkpoint(checkpoint, model)
+    check_outputs({"--csv": csv_out, "--json": json_out}, {"--save-crops": save_crops},
+                  inputs=[*found.files, path, onnx], scanned=found.folders)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint not found: {path}",
                               "pass a .pt file written by `babyemo train`")

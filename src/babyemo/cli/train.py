@@ -65,9 +65,11 @@ def train_command(
 ) -> None:
     """Train an architecture on a prepared dataset (best.pt, last.pt, metrics, curves)."""
     from babyemo.config import AugmentConfig
+    from babyemo.data.folders import check_outputs
     from babyemo.models.registry import check_arch_name
 
     check_arch_name(arch)  # before importing torch: a typo fails in well under a second
+    check_outputs(folders={"--out": out})  # train() also checks it against the data
     config = TrainConfig(
         data=str(data) if data else None, arch=arch, pretrained=pretrained,
         image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,

@@ -5,10 +5,12 @@ folders are ``train/``, ``val/`` or ``validation/`` and ``test/`` (case-insensit
 archive often wraps its whole content in one top-level folder. :func:`find_input_files`
 lists the files to predict on, accounting for every entry it does not return; a file is an
 image when its name ends in one of :data:`IMAGE_SUFFIXES` (the bytes then decide the format).
+:func:`check_outputs` is every command's one check of its output paths against its inputs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -19,6 +21,7 @@ from typing import NamedTuple
 
 from babyemo.data.file_errors import FileErrorCode
 from babyemo.errors import ConfigError, DataError
+from babyemo.io import special_kind
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff",
@@ -143,12 +146,15 @@ class FoundFiles:
             reported as error rows, never silently dropped.
         non_images: Files inside folders whose names do not end like an image (a
             ``readme.txt``), skipped and counted (empty with ``all_files``).
+        folders: The inputs that are folders (searched): no output may be written in
+            them (:func:`check_outputs`'s ``scanned``).
     """
 
     files: list[Path] = field(default_factory=list)
     hidden: int = 0
     skipped: list[EntryError] = field(default_factory=list)
     non_images: list[Path] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
 
 
 def entry_error(path: str | os.PathLike[str]) -> tuple[FileErrorCode, str] | None:
@@ -246,6 +252,7 @@ def find_input_files(inputs: Iterable[str | os.PathLike[str]], recursive: bool =
         if problem is not None:
             found.skipped.append(EntryError(path, *problem))
         elif os.path.isdir(path):
+            found.folders.append(path)
             walk(path)
         else:
             found.files.append(path)
@@ -305,8 +312,187 @@ def _unwritable(folder: Path) -> str | None:
     return None
 
 
+StrPath = str | os.PathLike[str]
+
+
+def check_outputs(files: Mapping[str, StrPath | None] | None = None,
+                  folders: Mapping[str, StrPath | None] | None = None, *,
+                  folder_files: Mapping[str, Iterable[str]] | None = None,
+                  inputs: Iterable[StrPath | None] = (),
+                  scanned: Iterable[StrPath | None] = ()) -> None:
+    """The one check of a command's output paths, made before any work (stdlib only, no
+    file is opened or written): what each output is, where it lies and what it would
+    replace.
+
+    Refused, each with a :class:`~babyemo.errors.ConfigError` naming the option:
+
+    - a file output that is a folder, a socket, a block device or a symbolic link loop, or
+      lies under a file or in a folder one may not write to; character devices
+      (``/dev/null``) and FIFOs are fine: :func:`babyemo.io.atomic_open` writes through
+      to them, and a symbolic link is followed to its target;
+    - a folder output that is a file (or a device, a FIFO, a broken link), lies under a
+      file or cannot be written; and, in it, a file it would write (``folder_files``)
+      that is a folder or a special file;
+    - an output that is one of ``inputs`` (the same file, also through a symbolic or hard
+      link: same ``st_dev`` and ``st_ino``), such as ``predict photos --csv photos/a.jpg``
+      or ``models card X.pt --out X.pt``;
+    - an output inside one of ``scanned`` (folders whose files are data: a later scan
+      would find the output among them), such as ``evaluate --out`` in a class folder;
+    - two file outputs that are the same file (``--csv X --json X``).
+
+    Args:
+        files: How the user gave each file output (e.g. ``"--csv"``) -> its path, or
+            ``None`` when not written (also for stdout).
+        folders: How the user gave each folder output -> its path, or ``None``.
+        folder_files: For a key of ``folders``, the names of the files written in it.
+        inputs: Files (and folders) the command reads; ``None`` entries are ignored.
+        scanned: Folders whose every file is data (``predict``'s input folders,
+            ``prepare``'s source folder, a manifest's image root); ``None`` is ignored.
+
+    Raises:
+        ConfigError: See above.
+    """
+    named_files = {what: Path(p) for what, p in (files or {}).items() if p is not None}
+    named_folders = {what: Path(p) for what, p in (folders or {}).items() if p is not None}
+    roots = [Path(s) for s in scanned if s is not None]
+    written: list[tuple[str, Path]] = []
+    for what, path in named_files.items():
+        _check_file_output(path, what, streams=True)
+        written.append((what, path))
+    for what, folder in named_folders.items():
+        _check_folder_output(folder, what)
+        for name in (folder_files or {}).get(what, ()):
+            _check_file_output(folder / name, what, streams=False)
+            written.append((what, folder / name))
+    _check_not_inputs(written, inputs)
+    for what, path in [*named_files.items(), *named_folders.items()]:
+        _check_outside(path, what, roots)
+    seen: dict[tuple, str] = {}
+    for what, path in named_files.items():
+        key = _file_key(path)
+        if key in seen:
+            raise ConfigError(f"{seen[key]} and {what} are the same file "
+                              f"({printable_name(str(path))}).", "give two file names")
+        seen[key] = what
+
+
+def _file_key(path: Path) -> tuple:
+    """What identifies the file ``path`` names: its device and inode when it exists, else
+    its resolved absolute path."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ("path", os.path.realpath(path))
+    return ("inode", st.st_dev, st.st_ino)
+
+
+def _output_mode(path: Path, what: str) -> int | None:
+    """``st_mode`` of what ``path`` names (links followed), ``None`` when nothing is there.
+
+    Raises:
+        ConfigError: ``path`` is a symbolic link loop.
+    """
+    try:
+        return os.stat(path).st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ConfigError(f"{what} {printable_name(str(path))} is a symbolic link loop.",
+                              "remove the link or give another path") from None
+        return None
+
+
+def _check_file_output(path: Path, what: str, *, streams: bool) -> None:
+    """The kind and place of one file output (see :func:`check_outputs`)."""
+    shown = printable_name(str(path))
+    mode = _output_mode(path, what)  # None: missing (or under a file): judged by its folder
+    if mode is not None and stat.S_ISDIR(mode):
+        raise ConfigError(f"{what} {shown} is a folder, not a file.",
+                          "give the name of a file to write" if streams
+                          else "move it away or give another folder")
+    if mode is not None and not stat.S_ISREG(mode):
+        if streams and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+            if not os.access(path, os.W_OK):
+                raise ConfigError(f"{what} {shown} cannot be written: permission denied.",
+                                  "give a file you may write to")
+            return  # written through, never replaced (babyemo.io.atomic_open)
+        raise ConfigError(f"{what} {shown} is {special_kind(mode)}; babyemo writes regular "
+                          "files" + (", character devices (such as /dev/null) and FIFOs"
+                                     if streams else "") + " only.",
+                          "give a file name" if streams else "move it away or give another "
+                          "folder")
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else path
+    problem = _unwritable(target.parent)
+    if problem is not None:
+        raise ConfigError(f"{what} {shown} cannot be written: {problem}.",
+                          "give a path in a folder you may write to")
+
+
+def _check_folder_output(path: Path, what: str) -> None:
+    """The kind and place of one folder output (see :func:`check_outputs`)."""
+    shown = printable_name(str(path))
+    mode = _output_mode(path, what)
+    if mode is None and os.path.islink(path):
+        raise ConfigError(f"{what} {shown} is a broken symbolic link, not a folder.",
+                          "remove the link or give another folder")
+    if mode is not None and not stat.S_ISDIR(mode):
+        kind = "a file" if stat.S_ISREG(mode) else special_kind(mode)
+        raise ConfigError(f"{what} {shown} is {kind}, not a folder.",
+                          "give a folder; it is created if missing")
+    problem = _unwritable(path)
+    if problem is not None:
+        raise ConfigError(f"{what} {shown} cannot be written: {problem}.",
+                          "give a folder you may write to")
+
+
+def _inside(path: str, folder: str) -> bool:
+    """True when the absolute path ``path`` is ``folder`` or lies under it."""
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # different drives (Windows)
+        return False
+
+
+def _check_outside(path: Path, what: str, roots: list[Path]) -> None:
+    """``path`` (resolved, also through links) lies in none of the scanned ``roots``."""
+    if not roots:
+        return
+    real = os.path.realpath(path)
+    for root in roots:
+        if _inside(real, os.path.realpath(root)):
+            shown, folder = printable_name(str(path)), printable_name(str(root))
+            raise ConfigError(f"{what} {shown} is inside the input folder {folder}: a later "
+                              "scan of that folder would read it as data.",
+                              f"write it outside {folder}")
+
+
+def _check_not_inputs(written: list[tuple[str, Path]],
+                      inputs: Iterable[StrPath | None]) -> None:
+    """No file of ``written`` is one of ``inputs`` (same device and inode)."""
+    existing = []
+    for what, path in written:
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            existing.append((what, path, (st.st_dev, st.st_ino)))
+    if not existing:  # a file that does not exist yet is no input: skip stat-ing the inputs
+        return
+    keys: dict[tuple[int, int], StrPath] = {}
+    for item in inputs:
+        if item is None:
+            continue
+        with contextlib.suppress(OSError):
+            st = os.stat(item)
+            keys.setdefault((st.st_dev, st.st_ino), item)
+    for what, path, key in existing:
+        if key in keys:
+            shown, source = printable_name(str(path)), printable_name(str(keys[key]))
+            same = "" if os.path.abspath(source) == os.path.abspath(shown) else f" ({source})"
+            raise ConfigError(f"{what} {shown} is one of the command's inputs{same}: writing "
+                              "it would replace it.", "give another output path")
+
+
 def check_output_file(path: str | os.PathLike[str], what: str = "output file") -> Path:
-    """Check, before any work, that a file can be written at ``path``.
+    """Check, before any work, that a file can be written at ``path``
+    (:func:`check_outputs` of this one file).
 
     The file itself need not exist; missing parent folders are fine (they are created
     when writing) as long as the nearest existing one is a folder one may write to.
@@ -319,22 +505,16 @@ def check_output_file(path: str | os.PathLike[str], what: str = "output file") -
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ConfigError: ``path`` is a folder, lies under a file, or its folder is not writable.
+        ConfigError: ``path`` is a folder or another kind babyemo does not write, lies
+            under a file, or its folder is not writable.
     """
-    path = Path(path)
-    shown = printable_name(str(path))
-    if path.is_dir():
-        raise ConfigError(f"{what} {shown} is a folder, not a file.",
-                          f"give a file name, e.g. {printable_name(str(path / 'out.csv'))}")
-    problem = _unwritable(path.parent)
-    if problem is not None:
-        raise ConfigError(f"{what} {shown} cannot be written: {problem}.",
-                          "give a path in a folder you may write to")
-    return path
+    check_outputs({what: path})
+    return Path(path)
 
 
 def check_output_files(outputs: Mapping[str, str | os.PathLike[str] | None]) -> list[Path]:
-    """:func:`check_output_file` for each output a command writes, and no two the same.
+    """:func:`check_output_file` for each output a command writes, and no two the same
+    (:func:`check_outputs` of these files).
 
     Args:
         outputs: How the user gave each output (e.g. ``"--csv"``) -> its path, or ``None``
@@ -346,23 +526,13 @@ def check_output_files(outputs: Mapping[str, str | os.PathLike[str] | None]) -> 
     Raises:
         ConfigError: See :func:`check_output_file`; or two outputs are the same file.
     """
-    seen: dict[str, str] = {}
-    paths = []
-    for what, path in outputs.items():
-        if path is None:
-            continue
-        paths.append(check_output_file(path, what))
-        key = os.path.abspath(path)
-        if key in seen:
-            raise ConfigError(f"{seen[key]} and {what} are the same file "
-                              f"({printable_name(str(path))}).", "give two file names")
-        seen[key] = what
-    return paths
+    check_outputs(outputs)
+    return [Path(p) for p in outputs.values() if p is not None]
 
 
 def check_output_folder(path: str | os.PathLike[str], what: str = "output folder") -> Path:
     """Check, before any work, that files can be written into the folder ``path`` (created
-    with its missing parents when writing).
+    with its missing parents when writing; :func:`check_outputs` of this one folder).
 
     Args:
         path: The folder.
@@ -374,13 +544,5 @@ def check_output_folder(path: str | os.PathLike[str], what: str = "output folder
     Raises:
         ConfigError: ``path`` is a file, lies under a file, or is not writable.
     """
-    path = Path(path)
-    shown = printable_name(str(path))
-    if os.path.lexists(path) and not path.is_dir():
-        raise ConfigError(f"{what} {shown} is a file, not a folder.",
-                          "give a folder; it is created if missing")
-    problem = _unwritable(path)
-    if problem is not None:
-        raise ConfigError(f"{what} {shown} cannot be written: {problem}.",
-                          "give a folder you may write to")
-    return path
+    check_outputs(folders={what: path})
+    return Path(path)

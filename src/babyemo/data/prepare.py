@@ -25,9 +25,12 @@ from typing import Any
 
 from babyemo import paths
 from babyemo.data.face_index import annotate_faces
+from babyemo.data.folders import check_outputs
 from babyemo.data.hashing import NEAR_BLANK_STD, format_hash
 from babyemo.data.lookup import remember_prepared
 from babyemo.data.manifest import (
+    INFO_FILE,
+    MANIFEST_FILE,
     METADATA_FILE,
     Manifest,
     ManifestRow,
@@ -154,7 +157,9 @@ def prepare(
         dataset (``babyemo train`` without ``--data`` uses it).
 
     Raises:
-        ConfigError: Bad ratios or name.
+        ConfigError: Bad ratios or name; ``out`` is not a folder one can write, lies inside
+            the source folder, or its manifest would replace ``metadata`` (see
+            :func:`~babyemo.data.folders.check_outputs`), checked before scanning.
         DataError: Source not found, bad layout, no images, one class, bad metadata.
         DownloadError: Fetching or extracting the source (or the detector's model) failed.
         RegistryError: Unknown face detector.
@@ -169,6 +174,9 @@ def prepare(
         _check_name(name)
     folder, default_name, source_text = resolve_source(source)
     name = name or default_name
+    out_dir = Path(out).expanduser() if out is not None else paths.prepared_dir() / name
+    check_outputs(folders={"output folder": out_dir}, inputs=[metadata], scanned=[folder],
+                  folder_files={"output folder": (MANIFEST_FILE, INFO_FILE)})
     scan = scan_folder(folder)
     paths_ = [im.path for im in scan.images]
     extra_groups: list[list[int]] = []
@@ -189,7 +197,6 @@ def prepare(
     rows = [ManifestRow(im.path, im.label, s, im.sha256, im.width, im.height, im.format,
                         format_hash(im.dhash)) for im, s in zip(scan.images, splits, strict=True)]
     face_summary = annotate_faces(rows, scan.root, faces) if faces != "none" else None
-    out_dir = Path(out).expanduser() if out is not None else paths.prepared_dir() / name
     info = new_info(
         name, scan.root, source_text, scan.class_names,
         split={"ratios": list(ratios), "seed": seed, **split_info},
@@ -238,11 +245,16 @@ def split_manifest(
         The re-split :class:`Manifest` as written.
 
     Raises:
-        ConfigError: Bad ratios.
+        ConfigError: Bad ratios; an ``out`` that is not a folder one can write, or lies
+            inside the dataset's image root (see :func:`~babyemo.data.folders.check_outputs`).
         ManifestError: Unreadable manifest or a bad ``dhash`` value.
     """
     ratios = validate_ratios(split)
     manifest = read_manifest(manifest_path)
+    if out is not None:  # in place (the default) rewrites the files it read, as asked
+        check_outputs(folders={"output folder": Path(out).expanduser()},
+                      folder_files={"output folder": (MANIFEST_FILE, INFO_FILE)},
+                      scanned=[manifest.root])
     try:
         hashes = [int(r.dhash, 16) for r in manifest.rows]
     except ValueError:

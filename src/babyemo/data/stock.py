@@ -244,21 +244,28 @@ def write_stock_metadata(source: str | os.PathLike[str],
         The :class:`StockSummary`.
 
     Raises:
+        ConfigError: ``out`` cannot be written, is the source's manifest or lies inside
+            its image root (see :func:`~babyemo.data.folders.check_outputs`).
         DataError: The source does not exist or holds no image.
         ManifestError: An unreadable manifest.
         DownloadError: Fetching a catalogue dataset or URL failed.
     """
     import csv
 
+    from babyemo.data.folders import check_outputs
+    from babyemo.data.manifest import INFO_FILE
     from babyemo.io import atomic_open
 
     root, items, manifest = _list_images(source)
+    out = Path(out).expanduser()
+    check_outputs({"output file": out}, scanned=[root],
+                  inputs=[] if manifest is None else [manifest.path,
+                                                      manifest.path.parent / INFO_FILE])
     if not items:
         raise DataError(f"No image files found in {root}.",
                         "give a dataset folder, a manifest or a catalogue name")
     duplicates = train_duplicates(manifest) if manifest is not None else None
     rows = stock_rows((p for p, _ in items), duplicates)
-    out = Path(out).expanduser()
     with atomic_open(out, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(METADATA_HEADER)

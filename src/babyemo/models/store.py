@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from babyemo import paths
 from babyemo.errors import RegistryError, unknown_name
-from babyemo.io import read_json_object, sha256_file, update_json_object
+from babyemo.io import atomic_open, read_json_object, sha256_file, update_json_object
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,47 @@ def packaged_models() -> dict[str, dict[str, Any]]:
     (:data:`PACKAGED_MODEL`) and the FER-2013 model it was fine-tuned from
     (``babyemo-fer2013``). Empty when the files are absent.
     """
-    folder = Path(__file__).resolve().parent / "weights"
+    folder = _weights_folder()
     return {p.stem: {"checkpoint": str(p), "packaged": True, "created": ""}
             for p in sorted(folder.glob("*.pt"))}
+
+
+def _weights_folder() -> Path:
+    return Path(__file__).resolve().parent / "weights"
+
+
+def is_packaged(checkpoint: str | os.PathLike[str]) -> bool:
+    """Whether ``checkpoint`` is one of the files packaged with babyemo (read-only to every
+    command: they live inside the installed package)."""
+    try:
+        return Path(checkpoint).expanduser().resolve().parent == _weights_folder()
+    except OSError:
+        return False
+
+
+def writable_copy(checkpoint: str | os.PathLike[str]) -> tuple[Path, str]:
+    """A copy of a packaged model in the babyemo home, registered, for commands that change
+    a checkpoint (``calibrate``): packaged files are never rewritten.
+
+    The copy is ``<home>/models/<name>-calibrated.pt``, registered as
+    ``<name>-calibrated`` (replaced by a later copy of the same model).
+
+    Returns:
+        ``(path of the copy, its registered name)``.
+
+    Raises:
+        RegistryError: ``checkpoint`` is not a packaged model.
+        StateError: ``models.json`` is corrupt.
+    """
+    source = Path(checkpoint).expanduser().resolve()
+    if not is_packaged(source):
+        raise RegistryError(f"{source} is not a model packaged with babyemo.")
+    name = f"{source.stem}-calibrated"
+    target = paths.models_cache_dir() / f"{name}.pt"
+    with atomic_open(target, "wb") as f, open(source, "rb") as src:
+        shutil.copyfileobj(src, f)
+    register_trained(name, target, copied_from=source.stem)
+    return target, name
 
 
 def _file() -> Path:
