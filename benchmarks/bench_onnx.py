@@ -1,3 +1,4 @@
+
 """ONNX Runtime vs torch inference: images/s at batch 1 and batch 64 of torch eager fp32,
 the torch fast path (babyemo's ``TorchEngine`` with ``precision=auto``: batch norms folded,
 channels_last, bf16 autocast where the CPU has native bf16), onnxruntime fp32 and
@@ -80,6 +81,7 @@ def main() -> None:
     from babyemo.engines import OnnxEngine, TorchEngine
     from babyemo.evaluation import evaluate
     from babyemo.export import export_onnx
+    from babyemo.runtime import Runtime
     from babyemo.transforms import eval_transform, normalize
 
     print_machine()
@@ -90,13 +92,13 @@ def main() -> None:
 
     t0 = time.perf_counter()
     exported = export_onnx(checkpoint, out=tmp / "model.onnx", int8=True,
-                           calibration_images=args.calibration_images)
+                           quantization_images=args.calibration_images)
     figure("export fp32 + int8 (calibration, val comparison)", time.perf_counter() - t0, "s")
     figure("export fp32 max |logit diff| onnxruntime vs torch", exported.max_abs_diff, "",
            digits=7)
     ckpt = load_checkpoint(checkpoint)
     spec = ckpt.input_spec
-    manifest = read_manifest(exported.calibration["manifest"])
+    manifest = read_manifest(exported.quantization["manifest"])
     val = ManifestDataset(manifest, "val", ckpt.class_names, spec, eval_transform(spec),
                           crop=ckpt.crop_spec)
     x = normalize(torch.stack([val[i][0] for i in range(min(len(val), 128))]), spec)
@@ -126,14 +128,13 @@ def main() -> None:
     figure("val same label int8 vs fp32", ev["agreement"], "", digits=3)
     figure("val macro-F1 drop fp32 - int8", 100 * ev["macro_f1_drop"], "points", digits=1)
     reports = {"fp32 torch": evaluate(checkpoint, data=manifest.path, split="test",
-                                      device="cpu", precision="fp32"),
-               "int8 onnxruntime": evaluate(checkpoint, data=manifest.path, split="test",
-                                            backend="onnxruntime", onnx=exported.int8)}
+                                      runtime=Runtime(device="cpu", precision="fp32")),
+               "int8 onnxruntime": evaluate(
+                   checkpoint, data=manifest.path, split="test",
+                   runtime=Runtime(backend="onnxruntime", onnx=exported.int8))}
     for label, r in reports.items():
-        figure(f"test (n={r.metrics['n']}) accuracy {label}", r.metrics["accuracy"], "",
-               digits=3)
-        figure(f"test (n={r.metrics['n']}) macro-F1 {label}", r.metrics["macro_f1"], "",
-               digits=3)
+        figure(f"test (n={r.metrics['n']}) accuracy {label}", r.metrics["accuracy"], "", digits=3)
+        figure(f"test (n={r.metrics['n']}) macro-F1 {label}", r.metrics["macro_f1"], "", digits=3)
     same = (reports["fp32 torch"].y_pred == reports["int8 onnxruntime"].y_pred).mean()
     figure("test same label int8 vs fp32", float(same), "", digits=3)
     home.cleanup()

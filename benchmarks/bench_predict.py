@@ -1,3 +1,4 @@
+
 """Prediction speed: `predict_to_files` end to end (files -> CSV) vs the model alone on
 pre-decoded tensors at the same batch size, vs a naive per-image loop; the reading side
 alone and the ceiling it sets; and the peak memory of prediction over 300 vs 3,000 files.
@@ -93,7 +94,7 @@ def naive_rate(checkpoint: Path, folder: Path, out_csv: Path) -> float:
 
 def model_only_rate(predictor, images) -> float:
     """Images/s of ``predictor.predict_tensor`` on pre-decoded, pre-transformed batches."""
-    bs = predictor.batch_size
+    bs = predictor.model.runtime.batch_size
     t0 = time.perf_counter()
     for i in range(0, len(images), bs):
         predictor.predict_tensor(images[i:i + bs])
@@ -101,17 +102,17 @@ def model_only_rate(predictor, images) -> float:
 
 
 def model_streams_rate(predictor, images) -> float:
-    """Images/s of the model alone run as prediction runs it: ``predictor.streams``
+    """Images/s of the model alone run as prediction runs it: ``predictor.model.readers``
     threads of one intra-op thread each, each calling ``predict_tensor`` on whole batches
     (1 stream: :func:`model_only_rate`)."""
-    from babyemo.devices import map_in_streams
+    from babyemo.devices import map_in_readers
 
-    if predictor.streams == 1:
+    if predictor.model.readers == 1:
         return model_only_rate(predictor, images)
-    bs = predictor.batch_size
+    bs = predictor.model.runtime.batch_size
     t0 = time.perf_counter()
-    for _ in map_in_streams(lambda i: predictor.predict_tensor(images[i:i + bs]),
-                            range(0, len(images), bs), predictor.streams):
+    for _ in map_in_readers(lambda i: predictor.predict_tensor(images[i:i + bs]),
+                            range(0, len(images), bs), predictor.model.readers):
         pass
     return len(images) / (time.perf_counter() - t0)
 
@@ -124,8 +125,10 @@ def decode_only_rate(predictor, folder: Path) -> float:
     from babyemo.data.dataset import FileDataset, collate_files
 
     files = list_files(folder)
-    dataset = FileDataset(files, predictor.input_spec, predictor.transform, predictor.face_mode)
-    loader = DataLoader(dataset, batch_size=predictor.batch_size, collate_fn=collate_files)
+    dataset = FileDataset(files, predictor.model.input_spec, predictor.model.transform,
+                          predictor.face_detection)
+    loader = DataLoader(dataset, batch_size=predictor.model.runtime.batch_size,
+                        collate_fn=collate_files)
     t0 = time.perf_counter()
     for _ in loader:
         pass
@@ -143,24 +146,59 @@ def child(args: argparse.Namespace) -> None:
     import tracemalloc
 
     from babyemo.prediction import Predictor, predict_to_files
+    from babyemo.runtime import Runtime
 
-    predictor = Predictor(args.checkpoint, device="cpu", batch_size=args.batch_size,
-                          num_workers=args.workers, backend=args.backend, onnx=args.onnx)
+    predictor = Predictor(
+        args.checkpoint,
+        runtime=Runtime(
+            device="cpu",
+            batch_size=args.batch_size,
+            workers=args.workers,
+            backend=args.backend,
+            onnx=args.onnx,
+        ),
+    )
     before = proc_status_mb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")
     tracemalloc.start()
     summary = predict_to_files([args.child], predictor, csv_out=args.csv)
     py_peak = tracemalloc.get_traced_memory()[1] / 2**20
-    print(json.dumps({"files": summary.n_files, "failed": summary.n_failed,
-                      "rss_before_mb": before, "peak_mb": proc_status_mb("VmHWM"),
-                      "py_peak_mb": py_peak}))
+    print(
+        json.dumps(
+            {
+                "files": summary.n_files,
+                "failed": summary.n_failed,
+                "rss_before_mb": before,
+                "peak_mb": proc_status_mb("VmHWM"),
+                "py_peak_mb": py_peak,
+            }
+        )
+    )
 
 
-def run_child(checkpoint: Path, folder: Path, batch_size: int, workers: int | None,
-              out_csv: Path, backend: str, onnx: Path | None) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(folder),
-           "--checkpoint", str(checkpoint), "--batch-size", str(batch_size),
-           "--csv", str(out_csv), "--backend", backend]
+def run_child(
+    checkpoint: Path,
+    folder: Path,
+    batch_size: int,
+    workers: int | None,
+    out_csv: Path,
+    backend: str,
+    onnx: Path | None,
+) -> dict:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        str(folder),
+        "--checkpoint",
+        str(checkpoint),
+        "--batch-size",
+        str(batch_size),
+        "--csv",
+        str(out_csv),
+        "--backend",
+        backend,
+    ]
     if onnx is not None:
         cmd += ["--onnx", str(onnx)]
     if workers is not None:
@@ -175,16 +213,32 @@ def main() -> None:
     p.add_argument("--photos", type=Path, default=DATA / "baby-photos")
     p.add_argument("--infant", type=Path, default=DATA / "infant-emotions")
     p.add_argument("--batch-size", type=int, default=32, help="as `babyemo predict`")
-    p.add_argument("--workers", type=int, default=None,
-                   help="Predictor DataLoader workers (default: babyemo's choice)")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="runs of each of the four, alternated (medians)")
-    p.add_argument("--repeat", type=int, default=10,
-                   help="memory run: each photo linked this many times (300 -> 3,000)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
-                   help="predict's engine; onnxruntime exports the checkpoint first")
-    p.add_argument("--int8", action="store_true",
-                   help="with onnxruntime: the int8 export (calibrated on the training split)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Predictor DataLoader workers (default: babyemo's choice)",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=3, help="runs of each of the four, alternated (medians)"
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=10,
+        help="memory run: each photo linked this many times (300 -> 3,000)",
+    )
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnxruntime"],
+        help="predict's engine; onnxruntime exports the checkpoint first",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="with onnxruntime: the int8 export (calibrated on the training split)",
+    )
     p.add_argument("--onnx", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--csv", type=Path, default=None, help=argparse.SUPPRESS)
@@ -198,6 +252,7 @@ def main() -> None:
     import torch
 
     from babyemo.prediction import Predictor, predict_to_files
+    from babyemo.runtime import Runtime
 
     print_machine()
     checkpoint = args.checkpoint
@@ -210,50 +265,85 @@ def main() -> None:
         t0 = time.perf_counter()
         exported = export_onnx(checkpoint, int8=args.int8)
         args.onnx = exported.int8 if args.int8 else exported.onnx
-        figure(f"setup: export onnx{' + int8' if args.int8 else ''}",
-               time.perf_counter() - t0, "s")
-    predictor = Predictor(checkpoint, device="cpu", batch_size=args.batch_size,
-                          num_workers=args.workers, backend=args.backend, onnx=args.onnx)
-    single = Predictor(checkpoint, device="cpu", batch_size=args.batch_size,
-                       num_workers=args.workers, backend=args.backend, onnx=args.onnx,
-                       streams=1)
-    size = predictor.input_spec.size
-    print(f"setup: {predictor.checkpoint.arch} at {size} px, batch {args.batch_size}, "
-          f"engine {predictor.engine.describe()}, workers {predictor.num_workers}, "
-          f"streams {predictor.streams}")
+        figure(f"setup: export onnx{' + int8' if args.int8 else ''}", time.perf_counter() - t0, "s")
+    predictor = Predictor(
+        checkpoint,
+        runtime=Runtime(
+            device="cpu",
+            batch_size=args.batch_size,
+            workers=args.workers,
+            backend=args.backend,
+            onnx=args.onnx,
+        ),
+    )
+    single = Predictor(
+        checkpoint,
+        runtime=Runtime(
+            device="cpu",
+            batch_size=args.batch_size,
+            workers=args.workers,
+            backend=args.backend,
+            onnx=args.onnx,
+            readers=1,
+        ),
+    )
+    size = predictor.model.input_spec.size
+    print(
+        f"setup: {predictor.checkpoint.arch} at {size} px, batch {args.batch_size}, "
+        f"engine {predictor.model.engine.describe()}, workers {predictor.model.workers}, "
+        f"streams {predictor.model.readers}"
+    )
     predictor.predict_tensor(torch.zeros(args.batch_size, 3, size, size))  # warm-up
 
     cores = os.cpu_count() or 1
     for name, folder in (("baby-photos", args.photos), ("infant-emotions", args.infant)):
-        images = torch.stack([predictor.transform(decode(p, size)) for p in list_files(folder)])
-        runs: dict[str, list[float]] = {k: [] for k in (
-            "e2e", "e2e1", "model", "model_streams", "reading", "naive")}
+        images = torch.stack([predictor.model.transform(decode(p, size))
+                              for p in list_files(folder)])
+        runs: dict[str, list[float]] = {
+            k: [] for k in ("e2e", "e2e1", "model", "model_streams", "reading", "naive")
+        }
         for _ in range(args.rounds):  # alternated, so drifts of the machine hit all alike
             summary = predict_to_files([folder], predictor, csv_out=tmp / f"{name}.csv")
             runs["e2e"].append(summary.images_per_s)
-            runs["e2e1"].append(predict_to_files([folder], single, csv_out=tmp / "1.csv")
-                                .images_per_s)
+            runs["e2e1"].append(
+                predict_to_files([folder], single, csv_out=tmp / "1.csv").images_per_s
+            )
             runs["model"].append(model_only_rate(predictor, images))
             runs["model_streams"].append(model_streams_rate(predictor, images))
             runs["reading"].append(decode_only_rate(predictor, folder))
             runs["naive"].append(naive_rate(checkpoint, folder, tmp / f"{name}-naive.csv"))
         med = {k: statistics.median(v) for k, v in runs.items()}
         n = summary.n_files
-        e2e = figure(f"{name} ({n} files) predict_to_files end to end, {predictor.streams} "
-                     f"streams (median of {args.rounds})", med["e2e"], "images/s")
-        figure(f"{name} predict_to_files end to end, 1 stream (median)", med["e2e1"],
-               "images/s")
-        figure(f"{name} model only, one call on {torch.get_num_threads()} threads "
-               f"(pre-decoded, batch {args.batch_size}, median)", med["model"], "images/s")
-        figure(f"{name} model only, {predictor.streams} streams of 1 thread (median)",
-               med["model_streams"], "images/s")
-        reading = figure(f"{name} reading only (decode + transform + collate, one thread, "
-                         "median)", med["reading"], "images/s")
+        e2e = figure(
+            f"{name} ({n} files) predict_to_files end to end, {predictor.model.readers} "
+            f"streams (median of {args.rounds})",
+            med["e2e"],
+            "images/s",
+        )
+        figure(f"{name} predict_to_files end to end, 1 stream (median)", med["e2e1"], "images/s")
+        figure(
+            f"{name} model only, one call on {torch.get_num_threads()} threads "
+            f"(pre-decoded, batch {args.batch_size}, median)",
+            med["model"],
+            "images/s",
+        )
+        figure(
+            f"{name} model only, {predictor.model.readers} streams of 1 thread (median)",
+            med["model_streams"],
+            "images/s",
+        )
+        reading = figure(
+            f"{name} reading only (decode + transform + collate, one thread, median)",
+            med["reading"],
+            "images/s",
+        )
         naive = figure(f"{name} naive per-image fp32 loop (median)", med["naive"], "images/s")
-        ratio(f"{name} predict {predictor.streams} streams", "1 stream", e2e, med["e2e1"])
+        ratio(f"{name} predict {predictor.model.readers} streams", "1 stream", e2e, med["e2e1"])
         ratio(f"{name} predict", "model-only one call", e2e, med["model"])
-        ratio(f"{name} predict", f"model-only {predictor.streams} streams", e2e,
-              med["model_streams"])
+        ratio(
+            f"{name} predict", f"model-only {predictor.model.readers} streams", e2e,
+            med["model_streams"]
+        )
         # The target is judged against the faster way of running the model alone.
         model = max(med["model"], med["model_streams"])
         r_model = e2e / model
@@ -261,8 +351,10 @@ def main() -> None:
         # every core busy), reading 1/reading. With every core busy, end to end cannot
         # beat cores / (cores/model + 1/reading) images/s.
         ceiling = cores / (cores / model + 1 / reading) / model
-        print(f"{name} ceiling of predict/model-only with {cores} cores shared by reading "
-              f"and the model: {ceiling:.2f}x")
+        print(
+            f"{name} ceiling of predict/model-only with {cores} cores shared by reading "
+            f"and the model: {ceiling:.2f}x"
+        )
         r_naive = ratio(f"{name} predict", "naive", e2e, naive)
         target(f"{name} predict/model-only (the faster of the two)", r_model, 0.8)
         target(f"{name} predict/naive", r_naive, 4.0)
@@ -273,19 +365,38 @@ def main() -> None:
         (many / f"copy{k}").mkdir(parents=True)
         for src in photos:
             (many / f"copy{k}" / src.name).symlink_to(src.resolve())
-    small = run_child(checkpoint, args.photos, args.batch_size, args.workers, tmp / "small.csv",
-                      args.backend, args.onnx)
-    large = run_child(checkpoint, many, args.batch_size, args.workers, tmp / "large.csv",
-                      args.backend, args.onnx)
+    small = run_child(
+        checkpoint,
+        args.photos,
+        args.batch_size,
+        args.workers,
+        tmp / "small.csv",
+        args.backend,
+        args.onnx,
+    )
+    large = run_child(
+        checkpoint, many, args.batch_size, args.workers, tmp / "large.csv", args.backend, args.onnx
+    )
     for r in (small, large):
         figure(f"memory run {r['files']} files: RSS before predict", r["rss_before_mb"], "MiB")
         figure(f"memory run {r['files']} files: peak RSS during predict", r["peak_mb"], "MiB")
-        figure(f"memory run {r['files']} files: peak RSS - RSS before",
-               r["peak_mb"] - r["rss_before_mb"], "MiB")
-        figure(f"memory run {r['files']} files: peak Python allocations", r["py_peak_mb"],
-               "MiB", digits=2)
-    growth = ratio(f"peak RSS {large['files']} files", f"{small['files']} files",
-                   large["peak_mb"], small["peak_mb"])
+        figure(
+            f"memory run {r['files']} files: peak RSS - RSS before",
+            r["peak_mb"] - r["rss_before_mb"],
+            "MiB",
+        )
+        figure(
+            f"memory run {r['files']} files: peak Python allocations",
+            r["py_peak_mb"],
+            "MiB",
+            digits=2,
+        )
+    growth = ratio(
+        f"peak RSS {large['files']} files",
+        f"{small['files']} files",
+        large["peak_mb"],
+        small["peak_mb"],
+    )
     figure("peak RSS growth", large["peak_mb"] - small["peak_mb"], "MiB")
     target("peak RSS 3,000/300 files (flat)", growth, 1.1, at_most=True)
     home.cleanup()

@@ -6,9 +6,7 @@ import torch
 
 from babyemo.calibration import (
     CalibrationResult,
-    calibrate_checkpoint,
     calibrate_logits,
-    copy_calibration,
     expected_calibration_error,
     fit_temperature,
     nll,
@@ -19,7 +17,9 @@ from babyemo.checkpoint import load_checkpoint, save_checkpoint, write_calibrati
 from babyemo.config import InputSpec, TrainConfig
 from babyemo.data.manifest import read_manifest
 from babyemo.errors import CheckpointError, ConfigError
+from babyemo.evaluation.calibration import calibrate_checkpoint, copy_calibration
 from babyemo.models.registry import create_model
+from babyemo.runtime import Runtime
 from babyemo.training import train
 
 
@@ -147,18 +147,18 @@ def test_training_calibrates_best_and_calibrate_refits(prepared, tiny_arch, tmp_
     assert cal is not None and cal["fitted_on"] == "val" and cal["n"] == n_val
     assert cal["temperature"] > 0 and math.isfinite(cal["ece_after"])
     assert "calibration" not in torch.load(result.last_checkpoint, weights_only=True)
-    dry = calibrate_checkpoint(result.best_checkpoint, data=prepared, split="test",
-                               precision="fp32", write=False)
+    dry = calibrate_checkpoint(result.best_checkpoint, data=prepared, split="test", write=False,
+                               runtime=Runtime(precision="fp32"))
     assert dry.checkpoint is None and dry.fitted_on == "test"
     assert load_checkpoint(result.best_checkpoint).calibration == cal
-    again = calibrate_checkpoint(result.best_checkpoint, data=prepared, precision="fp32")
+    again = calibrate_checkpoint(result.best_checkpoint, data=prepared,
+                                 runtime=Runtime(precision="fp32"))
     assert again.checkpoint == result.best_checkpoint
     assert load_checkpoint(result.best_checkpoint).temperature == pytest.approx(
         again.temperature)
 
 
 def test_copy_calibration_for_a_train_val_model(tiny_arch, tmp_path):
-    from babyemo.calibration import copy_calibration
     from babyemo.checkpoint import load_checkpoint
     from babyemo.errors import CheckpointError
     from tests.conftest import make_checkpoint
@@ -203,7 +203,9 @@ def test_packaged_models_are_never_rewritten(tiny_arch, tmp_path, monkeypatch):
     packaged = make_checkpoint(weights / "babyemo-infant.pt", tiny_arch)
     source = write_calibration(make_checkpoint(tmp_path / "src.pt", tiny_arch),
                                {"temperature": 1.7, "fitted_on": "val"})
-    monkeypatch.setattr(store, "_weights_folder", lambda: weights)
+    from babyemo.models import packaged as packaged_module
+
+    monkeypatch.setattr(packaged_module, "weights_folder", lambda: weights)
     before = packaged.read_bytes()
     with pytest.raises(CheckpointError, match="read-only"):
         check_writable(packaged)

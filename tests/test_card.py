@@ -5,6 +5,7 @@ from __future__ import annotations
 from babyemo.card import OUT_OF_SCOPE, model_card, write_model_card
 from babyemo.checkpoint import load_checkpoint
 from babyemo.evaluation import evaluate
+from babyemo.runtime import Runtime
 
 
 def test_card_reports_training_and_recorded_evaluations(checkpoint, prepared, tmp_path):
@@ -14,12 +15,26 @@ def test_card_reports_training_and_recorded_evaluations(checkpoint, prepared, tm
     meta = tmp_path / "meta.csv"
     meta.write_text("path,source\n" + "".join(
         f"{r.path},{'stock' if i % 2 else 'other'}\n" for i, r in enumerate(rows)))
-    report = evaluate(checkpoint, num_workers=0, data=prepared, split="test", precision="fp32",
-                      bootstrap=100, slice_by="source", metadata=meta, record=True)
+    report = evaluate(
+        checkpoint,
+        data=prepared,
+        split="test",
+        bootstrap=100,
+        slice_by="source",
+        metadata=meta,
+        record=True,
+        runtime=Runtime(workers=0, precision="fp32"),
+    )
     text, written = write_model_card(checkpoint, out=tmp_path / "card.md")
     assert written == tmp_path / "card.md" and written.read_text() == text
-    for heading in ("## Model details", "## Intended use", "## Out-of-scope use",
-                    "## Training data", "### Known biases", "## Metrics"):
+    for heading in (
+        "## Model details",
+        "## Intended use",
+        "## Out-of-scope use",
+        "## Training data",
+        "### Known biases",
+        "## Metrics",
+    ):
         assert heading in text
     assert "not for clinical diagnosis" in text.lower() and OUT_OF_SCOPE in text
     assert "angry, crying, happy" in text  # class names in logit order
@@ -50,9 +65,17 @@ def test_card_text_and_no_evaluation(checkpoint):
 
 # --------------------------------------------------------------------------- init provenance
 
-FER_FACTS = {"arch": "custom_resnet", "dataset": "fer2013", "n_train": 23618, "epoch": 11,
-             "input_size": 64, "val_macro_f1": 0.49848254332462705, "tensors_loaded": 122,
-             "tensors": 122, "head_classes": ["angry", "happy"]}
+FER_FACTS = {
+    "arch": "custom_resnet",
+    "dataset": "fer2013",
+    "n_train": 23618,
+    "epoch": 11,
+    "input_size": 64,
+    "val_macro_f1": 0.49848254332462705,
+    "tensors_loaded": 122,
+    "tensors": 122,
+    "head_classes": ["angry", "happy"],
+}
 
 
 def _with_init(checkpoint, init, config_init="auto"):
@@ -63,8 +86,11 @@ def _with_init(checkpoint, init, config_init="auto"):
     from babyemo.io import atomic_open
 
     data = read_checkpoint_dict(checkpoint)
-    data["train"] = {**data["train"], "init": init,
-                     "config": {**data["train"]["config"], "init": config_init}}
+    data["train"] = {
+        **data["train"],
+        "init": init,
+        "config": {**data["train"]["config"], "init": config_init},
+    }
     with atomic_open(checkpoint, "wb") as f:
         torch.save(data, f)
     return load_checkpoint(checkpoint)
@@ -81,8 +107,10 @@ def _packaged_or_skip(name="babyemo-fer2013"):
 
 
 def test_card_names_the_recorded_init_model_never_its_path(checkpoint):
-    ckpt = _with_init(checkpoint, {**FER_FACTS, "checkpoint": "/elsewhere/runs/x/best.pt",
-                                   "name": "babyemo-fer2013"})
+    ckpt = _with_init(
+        checkpoint,
+        {**FER_FACTS, "checkpoint": "/elsewhere/runs/x/best.pt", "name": "babyemo-fer2013"},
+    )
     text = model_card(ckpt, "tiny")
     line = next(li for li in text.splitlines() if li.startswith("- Initialised from"))
     assert line.startswith("- Initialised from `babyemo-fer2013`")
@@ -93,20 +121,25 @@ def test_card_names_the_recorded_init_model_never_its_path(checkpoint):
 def test_card_recognises_the_packaged_donor_by_its_recorded_facts(checkpoint):
     _packaged_or_skip()
     # what the packaged babyemo-infant recorded: a path of the machine that trained it
-    ckpt = _with_init(checkpoint, {**FER_FACTS, "checkpoint": "/work/exp/fer-final.pt"},
-                      config_init="/work/exp/fer-final.pt")
+    ckpt = _with_init(
+        checkpoint,
+        {**FER_FACTS, "checkpoint": "/work/exp/fer-final.pt"},
+        config_init="/work/exp/fer-final.pt",
+    )
     text = model_card(ckpt, "tiny")
     line = next(li for li in text.splitlines() if li.startswith("- Initialised from"))
     assert line.startswith("- Initialised from `babyemo-fer2013`, a model packaged with babyemo")
     assert "recorded the donor as the file `fer-final.pt`, which is `babyemo-fer2013`" in line
     assert "/work/exp" not in text
     # a fact that differs: not recognised, only the file's name and its facts are shown
-    ckpt = _with_init(checkpoint, {**FER_FACTS, "epoch": 12,
-                                   "checkpoint": "/work/exp/fer-final.pt"})
-    line = next(li for li in model_card(ckpt).splitlines()
-                if li.startswith("- Initialised from"))
-    assert line.startswith("- Initialised from the checkpoint file `fer-final.pt` (not a "
-                           "model registered here): a `custom_resnet` trained on `fer2013`")
+    ckpt = _with_init(
+        checkpoint, {**FER_FACTS, "epoch": 12, "checkpoint": "/work/exp/fer-final.pt"}
+    )
+    line = next(li for li in model_card(ckpt).splitlines() if li.startswith("- Initialised from"))
+    assert line.startswith(
+        "- Initialised from the checkpoint file `fer-final.pt` (not a "
+        "model registered here): a `custom_resnet` trained on `fer2013`"
+    )
     assert "/work/exp" not in line and "babyemo-fer2013" not in line
 
 
@@ -114,14 +147,16 @@ def test_card_recognises_a_copy_of_a_packaged_file_by_its_recorded_sha256(checkp
     from babyemo.io import sha256_file
 
     path = _packaged_or_skip()
-    ckpt = _with_init(checkpoint, {**FER_FACTS, "epoch": 99, "checkpoint": "/tmp/copy.pt",
-                                   "sha256": sha256_file(path)})
-    line = next(li for li in model_card(ckpt).splitlines()
-                if li.startswith("- Initialised from"))
+    ckpt = _with_init(
+        checkpoint,
+        {**FER_FACTS, "epoch": 99, "checkpoint": "/tmp/copy.pt", "sha256": sha256_file(path)},
+    )
+    line = next(li for li in model_card(ckpt).splitlines() if li.startswith("- Initialised from"))
     assert line.startswith("- Initialised from `babyemo-fer2013`")
     assert "the sha256 it recorded is that file's" in line
-    ckpt = _with_init(checkpoint, {**FER_FACTS, "checkpoint": "/tmp/copy.pt",
-                                   "sha256": "0" * 64})  # a recorded hash outranks the facts
+    ckpt = _with_init(
+        checkpoint, {**FER_FACTS, "checkpoint": "/tmp/copy.pt", "sha256": "0" * 64}
+    )  # a recorded hash outranks the facts
     assert "the checkpoint file `copy.pt`" in model_card(ckpt)
 
 
@@ -136,24 +171,37 @@ def test_packaged_card_names_its_donor_and_no_foreign_path():
     # the claim rests on the facts both files record
     infant = load_checkpoint(path).train["init"]
     fer = load_checkpoint(_packaged_or_skip())
-    assert (infant["arch"], infant["dataset"], infant["n_train"], infant["epoch"],
-            infant["input_size"], infant["val_macro_f1"]) == (
-        fer.arch, fer.train["dataset"], fer.train["n_train"], fer.train["epoch"],
-        fer.input_spec.size, fer.metrics["val"]["macro_f1"])
+    assert (
+        infant["arch"],
+        infant["dataset"],
+        infant["n_train"],
+        infant["epoch"],
+        infant["input_size"],
+        infant["val_macro_f1"],
+    ) == (
+        fer.arch,
+        fer.train["dataset"],
+        fer.train["n_train"],
+        fer.train["epoch"],
+        fer.input_spec.size,
+        fer.metrics["val"]["macro_f1"],
+    )
 
 
 def test_card_without_evaluation_says_how_to_record_one(checkpoint):
     text = model_card(load_checkpoint(checkpoint), "main-job")
-    assert ("`babyemo evaluate --model main-job --split test --bootstrap 1000 --record`"
-            in text)
+    assert "`babyemo evaluate --model main-job --split test --bootstrap 1000 --record`" in text
     text = model_card(load_checkpoint(checkpoint))  # no name: the file
     assert f"`babyemo evaluate --checkpoint {checkpoint} --split test" in text
     assert text.startswith("# Model card: run\n")  # runs/<run>/best.pt: the run's name
 
 
 def test_card_recipe_line_says_where_training_started(checkpoint):
-    recipe = [li for li in model_card(_with_init(checkpoint, None, config_init="none"))
-              .splitlines() if li.startswith("- Recipe:")]
+    recipe = [
+        li
+        for li in model_card(_with_init(checkpoint, None, config_init="none")).splitlines()
+        if li.startswith("- Recipe:")
+    ]
     assert len(recipe) == 1 and recipe[0].endswith(", trained from scratch.")
     assert recipe[0].startswith("- Recipe: 1 epoch, batch 8,")
     text = model_card(_with_init(checkpoint, None, config_init="auto"))
@@ -189,8 +237,13 @@ def test_checkpoint_facts_reads_scores_without_the_weights(checkpoint, prepared)
     assert facts["arch"] == ckpt.arch and facts["class_names"] == ckpt.class_names
     assert facts["val_macro_f1"] == ckpt.metrics["val"]["macro_f1"]
     assert facts["test_macro_f1"] is None and facts["input_size"] == 24
-    report = evaluate(checkpoint, num_workers=0, data=prepared, split="test",
-                      precision="fp32", record=True)
+    report = evaluate(
+        checkpoint,
+        data=prepared,
+        split="test",
+        record=True,
+        runtime=Runtime(workers=0, precision="fp32"),
+    )
     facts = checkpoint_facts(checkpoint)
     assert facts["test_macro_f1"] == report.metrics["macro_f1"]
     assert facts["test_n"] == len(report.y_true)

@@ -24,10 +24,35 @@ def test_train_config_round_trip_is_plain_types():
 
 
 @pytest.mark.parametrize("field,value", [("epochs", 0), ("batch_size", 0), ("lr", 0.0),
-                                         ("label_smoothing", 1.0), ("early_stopping", 0)])
+                                         ("label_smoothing", 1.0), ("patience", 0)])
 def test_train_config_rejects_bad_values(field, value):
     with pytest.raises(ConfigError, match=f"'{field}' parameter"):
         TrainConfig(**{field: value})
+
+
+def test_train_config_takes_the_cli_strings():
+    """Issue 14: --augment and --train-on were parsed by the CLI; the API takes them too."""
+    cfg = TrainConfig(augment="light", train_splits="train,val")
+    assert cfg.augment == AugmentConfig.preset("light")
+    assert cfg.train_splits == ("train", "val")
+    assert TrainConfig(train_splits=" train , val ,").train_splits == ("train", "val")
+    assert TrainConfig(train_splits="train").train_splits == ("train",)
+    assert TrainConfig(augment="default").augment == TrainConfig().augment
+    assert cfg.to_dict()["train_splits"] == ["train", "val"]
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="Unknown augmentation preset"):
+        TrainConfig(augment="heavy")
+    with pytest.raises(ConfigError, match="train_splits"):
+        TrainConfig(train_splits="val")
+
+
+def test_train_config_reads_the_old_early_stopping_key():
+    """Configs saved before the rename (checkpoints, config.json) say early_stopping."""
+    old = {**TrainConfig().to_dict(), "early_stopping": 5}
+    del old["patience"]
+    assert TrainConfig.from_dict(old).patience == 5
+    assert "early_stopping" not in TrainConfig(patience=5).to_dict()
+    assert TrainConfig.from_dict({"patience": 2, "early_stopping": 5}).patience == 2
 
 
 def test_augment_unknown_preset():

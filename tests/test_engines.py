@@ -12,12 +12,10 @@ from babyemo.engines import (
     TorchEngine,
     available_cores,
     create_engine,
-    find_onnx,
     import_onnxruntime,
-    onnx_paths,
-    weights_sha256,
 )
 from babyemo.errors import ExportError, MissingDependencyError
+from babyemo.onnx_format import find_onnx, onnx_paths, weights_sha256
 
 
 def test_torch_engine_returns_float32_cpu_logits(checkpoint):
@@ -38,53 +36,6 @@ def test_torch_engine_returns_float32_cpu_logits(checkpoint):
     except Exception:  # a CPU without bf16 support
         return
     assert bf16.logits(x).dtype == torch.float32
-
-
-def test_predictor_and_predict_logits_use_the_engine(checkpoint, prepared):
-    from babyemo.checkpoint import load_checkpoint
-    from babyemo.data.dataset import ManifestDataset
-    from babyemo.data.manifest import read_manifest
-    from babyemo.evaluation import predict_logits
-    from babyemo.prediction import Predictor
-    from babyemo.transforms import eval_transform
-
-    predictor = Predictor(checkpoint, device="cpu", precision="fp32")
-    assert isinstance(predictor.engine, TorchEngine) and predictor.plan.name == "fp32"
-    x = torch.randn(3, 3, 24, 24)
-    probs = predictor.predict_tensor(x)
-    expected = torch.softmax(predictor.engine.logits(x) / predictor.temperature, dim=1)
-    assert torch.allclose(probs, expected) and torch.allclose(probs.sum(1), torch.ones(3))
-    ckpt = load_checkpoint(checkpoint)
-    ds = ManifestDataset(read_manifest(prepared), "val", ckpt.class_names, ckpt.input_spec,
-                         eval_transform(ckpt.input_spec))
-    calls = []
-
-    class Recording(TorchEngine):
-        def logits(self, images):
-            calls.append(images.shape[0])
-            return super().logits(images)
-
-    logits = predict_logits(ckpt, ds, batch_size=4,
-                            engine=Recording(ckpt, device="cpu", precision="fp32"))
-    assert logits.shape == (len(ds), 3) and sum(calls) == len(ds)
-    default = predict_logits(ckpt, ds, batch_size=4, device="cpu", precision="fp32")
-    assert abs(default - logits).max() < 1e-5
-
-
-def test_predict_logits_in_streams_matches_one_stream_in_order(checkpoint, prepared):
-    from babyemo.checkpoint import load_checkpoint
-    from babyemo.data.dataset import checkpoint_dataset
-    from babyemo.data.manifest import read_manifest
-    from babyemo.evaluation import predict_logits
-
-    ckpt = load_checkpoint(checkpoint)
-    ds = checkpoint_dataset(read_manifest(prepared), None, ckpt)  # all 36 images
-    threads = torch.get_num_threads()
-    one = predict_logits(ckpt, ds, batch_size=5, device="cpu", precision="fp32", streams=1)
-    three = predict_logits(ckpt, ds, batch_size=5, device="cpu", precision="fp32", streams=3)
-    assert one.shape == three.shape == (len(ds), 3)
-    assert abs(one - three).max() < 1e-5  # same rows in the same order
-    assert torch.get_num_threads() == threads
 
 
 def test_onnx_file_names_and_lookup(tmp_path):

@@ -16,13 +16,7 @@ from babyemo.checkpoint import load_checkpoint, read_checkpoint_dict  # noqa: E4
 from babyemo.config import TrainConfig  # noqa: E402
 from babyemo.data.manifest import read_manifest  # noqa: E402
 from babyemo.data.prepare import prepare  # noqa: E402
-from babyemo.engines import (  # noqa: E402
-    OnnxEngine,
-    OnnxMetadata,
-    TorchEngine,
-    create_engine,
-    weights_sha256,
-)
+from babyemo.engines import OnnxEngine, TorchEngine, create_engine  # noqa: E402
 from babyemo.errors import (  # noqa: E402
     ConfigError,
     ExportError,
@@ -30,6 +24,8 @@ from babyemo.errors import (  # noqa: E402
     MissingDependencyError,
 )
 from babyemo.export import export_onnx, int8_path_for  # noqa: E402
+from babyemo.onnx_format import OnnxMetadata, weights_sha256  # noqa: E402
+from babyemo.runtime import Runtime
 from babyemo.training import train  # noqa: E402
 from tests.conftest import _register_tiny_arch, make_imagefolder, subset_manifest  # noqa: E402
 
@@ -47,7 +43,7 @@ def exported(tmp_path_factory):
         ckpt = train(TrainConfig(data=str(manifest), arch=arch, image_size=None, epochs=2,
                                  batch_size=8, precision="fp32", out=str(tmp / "run"))
                      ).best_checkpoint
-        result = export_onnx(ckpt, int8=True, calibration_images=8, batch_size=4)
+        result = export_onnx(ckpt, int8=True, quantization_images=8, batch_size=4)
     return {"tmp": tmp, "manifest": manifest, "ckpt": ckpt, "result": result,
             "images": root}
 
@@ -111,7 +107,7 @@ def test_int8_model_is_quantized_and_compared_on_val(exported):
                                                 - ev["int8_onnxruntime"]["macro_f1"])
 
 
-def test_int8_calibration_reads_only_training_images(exported, tmp_path, monkeypatch):
+def test_int8_quantization_sample_reads_only_training_images(exported, tmp_path, monkeypatch):
     import babyemo.data.dataset as dataset_mod
 
     read: list[Path] = []
@@ -123,11 +119,11 @@ def test_int8_calibration_reads_only_training_images(exported, tmp_path, monkeyp
 
     monkeypatch.setattr(dataset_mod, "load_image", spy)
     result = export_onnx(exported["ckpt"], out=tmp_path / "m.onnx", int8=True,
-                         calibration_images=6, seed=3, eval_split=None)
+                         quantization_images=6, seed=3, eval_split=None)
     manifest = read_manifest(exported["manifest"])
     train_files = {manifest.resolve(r) for r in manifest.rows_for("train")}
     assert len(read) == 6 and set(read) <= train_files
-    assert {manifest.resolve(p) for p in result.calibration["paths"]} == set(read)
+    assert {manifest.resolve(p) for p in result.quantization["paths"]} == set(read)
     assert result.int8 == tmp_path / "m.int8.onnx" and result.int8_eval is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.int8.onnx", "m.onnx"]  # no temp
 
@@ -138,12 +134,12 @@ def test_int8_needs_the_training_manifest(exported, tmp_path):
                                                 manifest_sha256="0" * 64))
     with pytest.raises(ManifestError, match="not on this machine") as e:
         export_onnx(ckpt, int8=True)
-    assert "--calibration-data" in e.value.hint
+    assert "--quantization-data" in e.value.hint
     assert not (tmp_path / "moved.onnx").exists()  # refused before writing anything
     # an explicit manifest works: its train split calibrates
-    result = export_onnx(ckpt, int8=True, calibration_data=exported["manifest"],
-                         calibration_images=4, eval_split=None)
-    assert result.calibration["manifest"] == str(exported["manifest"])
+    result = export_onnx(ckpt, int8=True, quantization_data=exported["manifest"],
+                         quantization_images=4, eval_split=None)
+    assert result.quantization["manifest"] == str(exported["manifest"])
 
 
 def test_predictions_of_onnxruntime_match_torch(exported):
@@ -153,20 +149,31 @@ def test_predictions_of_onnxruntime_match_torch(exported):
     files = sorted(exported["images"].rglob("*.png"))
     rows = {}
     for backend in ("torch", "onnxruntime"):
-        p = Predictor(exported["ckpt"], precision="fp32", backend=backend, batch_size=5)
+        p = Predictor(exported["ckpt"],
+                      runtime=Runtime(precision="fp32", backend=backend, batch_size=5))
         rows[backend] = list(p.predict_files(files))
     assert [r.label for r in rows["torch"]] == [r.label for r in rows["onnxruntime"]]
     np.testing.assert_allclose([r.probs for r in rows["torch"]],
                                [r.probs for r in rows["onnxruntime"]], atol=1e-4)
     reports = {b: evaluate(exported["ckpt"], data=exported["manifest"], split="all",
-                           precision="fp32", backend=b) for b in ("torch", "onnxruntime")}
+                           runtime=Runtime(precision="fp32", backend=b))
+               for b in ("torch", "onnxruntime")}
     assert (reports["torch"].y_pred == reports["onnxruntime"].y_pred).all()
     assert reports["onnxruntime"].engine["backend"] == "onnxruntime"
     assert reports["onnxruntime"].engine["onnx"].endswith("best.onnx")
-    assert reports["torch"].engine == {"backend": "torch", "precision": "fp32",
-                                       "device": "cpu", "tta": False, "whole_images": False}
-    int8 = evaluate(exported["ckpt"], data=exported["manifest"], split="val",
-                    backend="onnxruntime", onnx=exported["result"].int8)
+    assert reports["torch"].engine == {
+        "backend": "torch",
+        "precision": "fp32",
+        "device": "cpu",
+        "tta": False,
+        "whole_images": False,
+    }
+    int8 = evaluate(
+        exported["ckpt"],
+        data=exported["manifest"],
+        split="val",
+        runtime=Runtime(backend="onnxruntime", onnx=exported["result"].int8),
+    )
     assert int8.engine["precision"] == "int8" and "int8_eval" in int8.engine
 
 
@@ -176,7 +183,8 @@ def test_mismatching_exports_are_refused(exported, tmp_path):
         "class names": lambda d: d.update(class_names=["happy", "crying", "angry"]),
         "expects input": lambda d: d["input"].update(size=32),
         "other weights": lambda d: d["state_dict"].update(
-            {k: v + 1 for k, v in d["state_dict"].items() if v.is_floating_point()}),
+            {k: v + 1 for k, v in d["state_dict"].items() if v.is_floating_point()}
+        ),
     }
     for i, (words, edit) in enumerate(cases.items()):
         ckpt = load_checkpoint(_rewrite(exported["ckpt"], tmp_path / f"c{i}.pt", edit))
@@ -184,8 +192,9 @@ def test_mismatching_exports_are_refused(exported, tmp_path):
             create_engine(ckpt, backend="onnxruntime", onnx=onnx_file)
         assert words in e.value.message and "babyemo export" in e.value.hint
     # other checkpoint entries (e.g. a temperature written later) do not matter
-    same = _rewrite(exported["ckpt"], tmp_path / "same.pt",
-                    lambda d: d.update(calibration={"temperature": 2.0}))
+    same = _rewrite(
+        exported["ckpt"], tmp_path / "same.pt", lambda d: d.update(calibration={"temperature": 2.0})
+    )
     engine = create_engine(load_checkpoint(same), backend="onnxruntime", onnx=onnx_file)
     assert engine.metadata.source_checkpoint == "best.pt"
 
@@ -226,7 +235,7 @@ def test_missing_onnxruntime_is_a_typed_error(exported, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails
     with pytest.raises(MissingDependencyError) as e:
-        Predictor(exported["ckpt"], backend="onnxruntime")
+        Predictor(exported["ckpt"], runtime=Runtime(backend="onnxruntime"))
     assert e.value.hint == "pip install 'babyemo[onnx]'"
     with pytest.raises(MissingDependencyError):
         export_onnx(exported["ckpt"])
@@ -238,13 +247,22 @@ def test_int8_agrees_with_fp32_on_real_infant_photos(infant_dir, tmp_path, monke
     """Real photos: calibrate on a fixed subset's train split, compare on its val split."""
     monkeypatch.setenv("BABYEMO_HOME", str(tmp_path / "home"))
     manifest = subset_manifest(infant_dir, tmp_path, {"train": 30, "val": 15})
-    ckpt = train(TrainConfig(data=str(manifest), arch="skip_cnn", image_size=48, epochs=1,
-                             lr=3e-3, batch_size=16, out=str(tmp_path / "run"), seed=0)
-                 ).best_checkpoint
-    result = export_onnx(ckpt, int8=True, calibration_images=60)
-    assert result.calibration["n_images"] == 60 and result.calibration["split"] == "train"
+    ckpt = train(
+        TrainConfig(
+            data=str(manifest),
+            arch="skip_cnn",
+            image_size=48,
+            epochs=1,
+            lr=3e-3,
+            batch_size=16,
+            out=str(tmp_path / "run"),
+            seed=0,
+        )
+    ).best_checkpoint
+    result = export_onnx(ckpt, int8=True, quantization_images=60)
+    assert result.quantization["n_images"] == 60 and result.quantization["split"] == "train"
     train_paths = {r.path for r in read_manifest(manifest).rows if r.split == "train"}
-    assert set(result.calibration["paths"]) <= train_paths
+    assert set(result.quantization["paths"]) <= train_paths
     ev = result.int8_eval
     assert ev["n"] == 45
     # measured on this subset: agreement 1.0 (45 of 45 labels), macro-F1 0.240 for both

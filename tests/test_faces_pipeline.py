@@ -21,6 +21,7 @@ from babyemo.errors import DataError
 from babyemo.evaluation import evaluate
 from babyemo.faces import Face, register_detector
 from babyemo.prediction import Predictor, predict_to_files
+from babyemo.runtime import Runtime
 from babyemo.training import train
 from tests.conftest import make_image, make_imagefolder
 
@@ -103,7 +104,8 @@ def test_train_on_crops_records_face_settings_and_predict_crops_the_same(
     img.save(white)
     out = tmp_path / "pred.csv"
     crops = tmp_path / "crops"
-    predictor = Predictor(result.best_checkpoint, precision="fp32", save_crops=crops)
+    predictor = Predictor(result.best_checkpoint, save_crops=crops,
+                          runtime=Runtime(precision="fp32"))
     summary = predict_to_files([photos], predictor, csv_out=out)
     rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(out.open())}
     assert rows["noface.png"]["error"] == "no_face" and rows["noface.png"]["label"] == ""
@@ -116,14 +118,15 @@ def test_train_on_crops_records_face_settings_and_predict_crops_the_same(
     saved = list(crops.iterdir())
     assert len(saved) == 1 and Image.open(saved[0]).size == (24, 24)  # the input size
 
-    full = Predictor(result.best_checkpoint, precision="fp32", no_face_fallback="full")
+    full = Predictor(result.best_checkpoint, no_face_fallback="full",
+                     runtime=Runtime(precision="fp32"))
     by_name = {p.path.rsplit("/", 1)[-1]: p for p in full.predict_files(
         sorted(photos.iterdir()))}
     assert by_name["noface.png"].error is None and by_name["noface.png"].face_index is None
     assert by_name["noface.png"].box == (0.0, 0.0, 60.0, 40.0)
 
-    whole = Predictor(result.best_checkpoint, precision="fp32", faces="none")
-    assert whole.face_mode is None
+    whole = Predictor(result.best_checkpoint, faces="none", runtime=Runtime(precision="fp32"))
+    assert whole.face_detection is None
     assert all(p.error is None for p in whole.predict_files(sorted(photos.iterdir())))
 
 
@@ -155,7 +158,7 @@ def test_yunet_faces_train_and_predict_on_real_photos(infant_dir, baby_photos_di
                             out=str(tmp_path / "run")))
     photos = sorted(baby_photos_dir.iterdir())[:20]
     predictor = Predictor(run.best_checkpoint)
-    assert predictor.face_mode is not None and predictor.face_mode.detector == "yunet"
+    assert predictor.face_detection is not None and predictor.face_detection.detector == "yunet"
     out = tmp_path / "pred.csv"
     summary = predict_to_files(photos, predictor, csv_out=out)
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
@@ -195,7 +198,7 @@ def test_predict_counts_files_with_several_faces(face_manifest, tiny_arch, tmp_p
         img.putpixel((0, 0), corner)
         img.save(photos / f"p{i}.png")
     summary = predict_to_files([photos], Predictor(result.best_checkpoint, faces=TWO,
-                                                   precision="fp32"),
+                                                   runtime=Runtime(precision="fp32")),
                                csv_out=tmp_path / "out.csv")
     assert summary.n_rows == 2 + 2 + 1 + 1
     assert summary.n_multi_face == 2 and summary.n_no_face == 1

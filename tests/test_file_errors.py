@@ -25,6 +25,7 @@ from babyemo.data.file_errors import FILE_ERROR_CODES, FileErrorCode
 from babyemo.data.images import load_image
 from babyemo.errors import ImageError
 from babyemo.faces import register_detector
+from babyemo.runtime import Runtime
 from tests.bad_files import BAD, build, deny_read, noise_image, quadrant_image
 from tests.conftest import REPO, make_checkpoint, make_image
 
@@ -209,7 +210,7 @@ def test_predict_writes_code_and_detail_for_every_code(tmp_path, tiny_arch, monk
     deny_read(locked, monkeypatch)
     expected["locked.png"] = "unreadable"
     ckpt = make_checkpoint(tmp_path / "m.pt", tiny_arch)
-    predictor = Predictor(ckpt, precision="fp32", num_workers=0, streams=1)
+    predictor = Predictor(ckpt, runtime=Runtime(precision="fp32", workers=0, readers=1))
     out, jout = tmp_path / "o.csv", tmp_path / "o.json"
     summary = predict_to_files([root], predictor, csv_out=out, json_out=jout)
     rows = {Path(r["path"]).name: r for r in csv.DictReader(out.open(encoding="utf-8"))}
@@ -230,7 +231,7 @@ def test_predict_writes_code_and_detail_for_every_code(tmp_path, tiny_arch, monk
     assert data["pipe.jpg"]["error_detail"] == rows["pipe.jpg"]["error_detail"]
 
     produced = set(expected.values())
-    faces = Predictor(ckpt, precision="fp32", num_workers=0, faces=NO_FACE)
+    faces = Predictor(ckpt, faces=NO_FACE, runtime=Runtime(precision="fp32", workers=0))
     summary = predict_to_files([root / "good.png"], faces, csv_out=tmp_path / "f.csv")
     row = next(csv.DictReader((tmp_path / "f.csv").open()))
     assert row["error"] == "no_face" and row["error_detail"] == (

@@ -28,6 +28,7 @@ from babyemo import io as bio
 from babyemo.checkpoint import load_checkpoint, read_checkpoint_dict, save_checkpoint
 from babyemo.cli import app
 from babyemo.config import InputSpec, TrainConfig
+from babyemo.runtime import Runtime
 from babyemo.training import train
 from tests.conftest import REPO, make_checkpoint, make_imagefolder
 
@@ -51,8 +52,8 @@ _CHILD = textwrap.dedent('''
             time.sleep(0.02)  # the test signals us here (or creates the file `go`)
 
     if hook == "pause-in-epoch-2":  # after the first optimizer step of epoch 2
-        import babyemo.training as tr
-        real_loader = tr._loader
+        import babyemo.training.loop as tr
+        real_loader = tr.make_loader
         class Parking:
             def __init__(self, loader):
                 self.loader = loader
@@ -66,7 +67,7 @@ _CHILD = textwrap.dedent('''
         def loader(dataset, config, device, *, shuffle, epoch_seed=0):
             dl = real_loader(dataset, config, device, shuffle=shuffle, epoch_seed=epoch_seed)
             return Parking(dl) if shuffle and epoch_seed == config.seed + 2 else dl
-        tr._loader = loader
+        tr.make_loader = loader
     elif hook == "stall-writing-last-pt-of-epoch-2":  # half of last.pt's bytes written
         import torch
         real_save = torch.save
@@ -80,15 +81,15 @@ _CHILD = textwrap.dedent('''
                 park()
             return real_save(obj, f, *args, **kwargs)
         torch.save = save
-    elif hook == "park-mid-predict":  # two rows written into the temporary CSV
+    elif hook == "park-mid-predict":  # two files' rows written into the temporary CSV
         from babyemo.prediction import Predictor
-        real_predict = Predictor.predict_files
-        def predict_files(self, files):
-            for i, row in enumerate(real_predict(self, files)):
+        real_predict = Predictor.predict_file_results
+        def predict_file_results(self, files):
+            for i, result in enumerate(real_predict(self, files)):
                 if i == 2:
                     park(go=sentinel + ".go")
-                yield row
-        Predictor.predict_files = predict_files
+                yield result
+        Predictor.predict_file_results = predict_file_results
 
     from babyemo.cli import main
     sys.argv = ["babyemo", *sys.argv[1:]]
@@ -346,16 +347,16 @@ def test_prediction_csv_is_absent_when_the_run_fails_midway(tmp_path, tiny_arch,
 
     ckpt = make_checkpoint(tmp_path / "m.pt", tiny_arch)
     photos = make_imagefolder(tmp_path / "photos", per_class=3)
-    predictor = Predictor(ckpt, device="cpu", precision="fp32", num_workers=0)
-    real = predictor.predict_files
+    predictor = Predictor(ckpt, runtime=Runtime(device="cpu", precision="fp32", workers=0))
+    real = predictor.predict_file_results
 
     def failing(files):
-        for i, row in enumerate(real(files)):
+        for i, result in enumerate(real(files)):
             if i == 4:
                 raise KeyboardInterrupt
-            yield row
+            yield result
 
-    monkeypatch.setattr(predictor, "predict_files", failing)
+    monkeypatch.setattr(predictor, "predict_file_results", failing)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         predict_to_files([photos], predictor, csv_out=out / "p.csv", json_out=out / "p.json")
@@ -387,7 +388,8 @@ def test_two_predict_runs_at_once_write_their_own_csvs(tmp_path, tiny_arch):
     Path(f"{sentinel}.go").touch()
     assert proc.wait(120) == 0, log.read_text()
     assert sorted(os.listdir(out)) == ["p0.csv", "p1.csv"]
-    predictor = Predictor(ckpt, device="cpu", precision="fp32", num_workers=0, batch_size=2)
+    predictor = Predictor(ckpt,
+                          runtime=Runtime(device="cpu", precision="fp32", workers=0, batch_size=2))
     for i in (0, 1):
         expected = tmp_path / f"expected{i}.csv"
         predict_to_files([sets[i]], predictor, csv_out=expected)
@@ -406,7 +408,7 @@ def test_threads_writing_the_same_csv_leave_one_whole_file(tmp_path, tiny_arch):
 
     def run(i):
         try:
-            predictor = Predictor(ckpt, device="cpu", precision="fp32", num_workers=0)
+            predictor = Predictor(ckpt, runtime=Runtime(device="cpu", precision="fp32", workers=0))
             for _ in range(3):
                 predict_to_files([sets[i]], predictor, csv_out=target)
         except BaseException as e:  # noqa: BLE001 - reported below

@@ -11,6 +11,7 @@ from babyemo.checkpoint import load_checkpoint
 from babyemo.config import TrainConfig
 from babyemo.io import sha256_file
 from babyemo.models import store
+from babyemo.runtime import Runtime
 from babyemo.training import train
 
 
@@ -32,17 +33,17 @@ def test_training_records_the_init_model_name_and_hash(prepared, tiny_arch, tmp_
     assert init["name"] == "donor-a"
     assert init["sha256"] == sha256_file(donor.best_checkpoint)
     # --init auto: the packaged model, by its name (packaged here: the donor's file)
-    packaged = tmp_path / "weights" / f"{store.PACKAGED_PRETRAINED}.pt"
+    packaged = tmp_path / "weights" / f"{store.PACKAGED_INIT}.pt"
     packaged.parent.mkdir()
     shutil.copy(donor.best_checkpoint, packaged)
     monkeypatch.setattr(store, "packaged_models", lambda: {
-        store.PACKAGED_PRETRAINED: {"checkpoint": str(packaged), "packaged": True,
+        store.PACKAGED_INIT: {"checkpoint": str(packaged), "packaged": True,
                                     "created": ""}})
     auto = train(_config(prepared, tiny_arch, tmp_path / "c", init="auto"))
     ckpt = load_checkpoint(auto.best_checkpoint)
-    assert ckpt.train["init"]["name"] == store.PACKAGED_PRETRAINED
+    assert ckpt.train["init"]["name"] == store.PACKAGED_INIT
     line = _init_line(model_card(ckpt))
-    assert line.startswith(f"- Initialised from `{store.PACKAGED_PRETRAINED}`, a model "
+    assert line.startswith(f"- Initialised from `{store.PACKAGED_INIT}`, a model "
                            "packaged with babyemo")
     assert "chosen by `--init auto`" in line and str(tmp_path) not in line
     # an unregistered copy of the packaged file: recognised by its content
@@ -51,7 +52,7 @@ def test_training_records_the_init_model_name_and_hash(prepared, tiny_arch, tmp_
     shutil.copy(packaged, copy)
     tuned = train(_config(prepared, tiny_arch, tmp_path / "d", init=str(copy)))
     assert load_checkpoint(tuned.best_checkpoint).train["init"]["name"] == \
-        store.PACKAGED_PRETRAINED
+        store.PACKAGED_INIT
     # a file that is no model's: no name; the card shows the file's name, not its folder
     other = tmp_path / "elsewhere" / "mine.pt"
     shutil.copy(by_name.best_checkpoint, other)
@@ -76,8 +77,8 @@ def test_eval_plot_titles_name_the_model_and_n(checkpoint, prepared, tmp_path, m
             return _real(*args, **kw)
 
         monkeypatch.setattr(reports, fn, spy)
-    report = evaluate(checkpoint, num_workers=0, data=prepared, split="test",
-                      precision="fp32", out=tmp_path / "ev")
+    report = evaluate(checkpoint, data=prepared, split="test", out=tmp_path / "ev",
+                      runtime=Runtime(workers=0, precision="fp32"))
     n = len(report.y_true)
     # the fixture's run folder is registered as "run"
     assert titles == {"plot_confusion": f"run on test (n={n})",
@@ -85,17 +86,17 @@ def test_eval_plot_titles_name_the_model_and_n(checkpoint, prepared, tmp_path, m
     copy = tmp_path / "main-job" / "best.pt"
     copy.parent.mkdir()
     shutil.copy(checkpoint, copy)  # not registered: the run folder's name
-    evaluate(copy, num_workers=0, data=prepared, split="val", precision="fp32",
-             out=tmp_path / "ev2")
+    evaluate(copy, data=prepared, split="val", out=tmp_path / "ev2",
+             runtime=Runtime(workers=0, precision="fp32"))
     assert titles["plot_confusion"].startswith("main-job on val (n=")
     store.register_trained("renamed", copy)
-    evaluate(copy, num_workers=0, data=prepared, split="val", precision="fp32",
-             out=tmp_path / "ev3")
+    evaluate(copy, data=prepared, split="val", out=tmp_path / "ev3",
+             runtime=Runtime(workers=0, precision="fp32"))
     assert titles["plot_reliability"].startswith("renamed on val (n=")
 
 
 def test_curves_mark_the_epoch_train_keeps(tmp_path, monkeypatch):
-    from babyemo.training import _write_history
+    from babyemo.training.history import write_history
 
     seen = []
     monkeypatch.setattr(reports, "plot_curves",
@@ -104,9 +105,9 @@ def test_curves_mark_the_epoch_train_keeps(tmp_path, monkeypatch):
             {"epoch": 2, "train_loss": 0.8, "val_loss": 0.7, "val_macro_f1": 0.6},
             {"epoch": 3, "train_loss": 0.7, "val_loss": 0.6, "val_macro_f1": 0.6},
             {"epoch": 4, "train_loss": 0.6, "val_loss": 0.8, "val_macro_f1": 0.6}]
-    _write_history(tmp_path, rows, [])
+    write_history(tmp_path, rows, [])
     assert seen == [3]  # best macro-F1 (0.6), the tie going to the lower val loss
-    _write_history(tmp_path, [{"epoch": e, "train_loss": 1.0 / e} for e in (1, 2, 3)], [])
+    write_history(tmp_path, [{"epoch": e, "train_loss": 1.0 / e} for e in (1, 2, 3)], [])
     assert seen[-1] == 3  # without validation, best.pt is the last epoch
 
 

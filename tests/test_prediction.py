@@ -8,6 +8,7 @@ import pytest
 
 from babyemo.errors import RegistryError
 from babyemo.prediction import Predictor, predict_to_files
+from babyemo.runtime import Runtime
 from tests.conftest import make_image
 
 
@@ -25,7 +26,7 @@ def _photos(tmp_path):
 
 def test_predict_csv_has_a_row_per_file_and_errors(checkpoint, tmp_path):
     photos = _photos(tmp_path)
-    predictor = Predictor(checkpoint, precision="fp32", batch_size=2)
+    predictor = Predictor(checkpoint, runtime=Runtime(precision="fp32", batch_size=2))
     out = tmp_path / "out.csv"
     summary = predict_to_files([photos], predictor, csv_out=out, json_out=tmp_path / "o.json")
     rows = list(csv.DictReader(out.open()))
@@ -56,7 +57,7 @@ def test_predict_csv_has_a_row_per_file_and_errors(checkpoint, tmp_path):
 
 def test_all_files_tries_every_file_and_named_files_are_always_tried(checkpoint, tmp_path):
     photos = _photos(tmp_path)
-    predictor = Predictor(checkpoint, precision="fp32", num_workers=0)
+    predictor = Predictor(checkpoint, runtime=Runtime(precision="fp32", workers=0))
     summary = predict_to_files([photos], predictor, csv_out=tmp_path / "all.csv",
                                all_files=True)
     rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(
@@ -76,14 +77,16 @@ def test_options_are_checked_before_the_model_is_loaded(tmp_path, monkeypatch):
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded before the options were checked")
 
-    monkeypatch.setattr(prediction, "resolve_checkpoint", no_loading)
+    monkeypatch.setattr(prediction.store, "load", no_loading)
     for kwargs, match in (({"no_face_fallback": "skip"}, "no-face fallback"),
                           ({"min_confidence": 2.0}, r"\[0, 1\]"),
-                          ({"streams": 0}, "streams must be >= 1"),
-                          ({"batch_size": 0}, "batch_size must be >= 1"),
                           ({"save_crops": __file__}, "is a file, not a folder")):
         with pytest.raises(ConfigError, match=match):
             Predictor(**kwargs)
+    for runtime, match in (({"readers": 0}, "'readers' must be an int >= 1"),
+                           ({"batch_size": 0}, "'batch_size' must be an int >= 1")):
+        with pytest.raises(ConfigError, match=match):
+            Predictor(runtime=Runtime(**runtime))
     predictor = object.__new__(Predictor)  # never used: inputs and outputs fail first
     with pytest.raises(DataError, match="No such file or folder"):
         predict_to_files([tmp_path / "missing"], predictor, csv_out=tmp_path / "o.csv")
@@ -95,8 +98,8 @@ def test_options_are_checked_before_the_model_is_loaded(tmp_path, monkeypatch):
 
 def test_prediction_does_not_depend_on_batch_neighbours(checkpoint, tmp_path):
     photos = _photos(tmp_path)
-    one = Predictor(checkpoint, precision="fp32", batch_size=1)
-    many = Predictor(checkpoint, precision="fp32", batch_size=8)
+    one = Predictor(checkpoint, runtime=Runtime(precision="fp32", batch_size=1))
+    many = Predictor(checkpoint, runtime=Runtime(precision="fp32", batch_size=8))
     files = sorted(p for p in photos.rglob("*") if p.is_file())
     a = {p.path: p for p in one.predict_files(files)}
     b = {p.path: p for p in many.predict_files(files)}
@@ -122,11 +125,17 @@ def test_min_confidence_labels_uncertain_and_keeps_top_class(tiny_arch, tmp_path
 
     ckpt = make_checkpoint(tmp_path / "m.pt", tiny_arch)
     photos = _photos(tmp_path)
-    plain = {p.path: p for p in Predictor(ckpt, precision="fp32", num_workers=0).predict_files(
-        sorted(photos.rglob("*.png")) + sorted(photos.rglob("*.jpg")))}
+    plain = {
+        p.path: p
+        for p in Predictor(ckpt, runtime=Runtime(precision="fp32", workers=0)).predict_files(
+            sorted(photos.rglob("*.png")) + sorted(photos.rglob("*.jpg"))
+        )
+    }
     ok = [p for p in plain.values() if p.error is None]
     threshold = float(np.median([p.confidence for p in ok])) + 1e-6
-    predictor = Predictor(ckpt, precision="fp32", min_confidence=threshold, num_workers=0)
+    predictor = Predictor(
+        ckpt, min_confidence=threshold, runtime=Runtime(precision="fp32", workers=0)
+    )
     out = tmp_path / "out.csv"
     summary = predict_to_files([photos], predictor, csv_out=out, json_out=tmp_path / "o.json")
     rows = list(csv.DictReader(out.open()))
@@ -147,13 +156,20 @@ def test_min_confidence_labels_uncertain_and_keeps_top_class(tiny_arch, tmp_path
 def test_probabilities_are_temperature_scaled(tiny_arch, tmp_path):
     from tests.conftest import make_checkpoint
 
-    files = [make_image(tmp_path / "a.png", color=(220, 40, 40)),
-             make_image(tmp_path / "b.png", color=(40, 40, 220))]
-    plain = list(Predictor(make_checkpoint(tmp_path / "m.pt", tiny_arch),
-                           precision="fp32").predict_files(files))
-    hot = Predictor(make_checkpoint(tmp_path / "t.pt", tiny_arch, temperature=0.5),
-                    precision="fp32")
-    assert hot.temperature == 0.5
+    files = [
+        make_image(tmp_path / "a.png", color=(220, 40, 40)),
+        make_image(tmp_path / "b.png", color=(40, 40, 220)),
+    ]
+    plain = list(
+        Predictor(
+            make_checkpoint(tmp_path / "m.pt", tiny_arch), runtime=Runtime(precision="fp32")
+        ).predict_files(files)
+    )
+    hot = Predictor(
+        make_checkpoint(tmp_path / "t.pt", tiny_arch, temperature=0.5),
+        runtime=Runtime(precision="fp32"),
+    )
+    assert hot.model.temperature == 0.5
     for p, q in zip(plain, hot.predict_files(files), strict=True):
         logp = np.log(np.array(p.probs))
         expected = np.exp(2 * logp) / np.exp(2 * logp).sum()
@@ -161,7 +177,7 @@ def test_probabilities_are_temperature_scaled(tiny_arch, tmp_path):
         assert q.label == p.label and q.top_class == p.label
 
 
-def test_streams_give_the_rows_of_one_stream_in_input_order(checkpoint, tmp_path):
+def test_readers_give_the_rows_of_one_reader_in_input_order(checkpoint, tmp_path):
     import torch
 
     photos = _photos(tmp_path)
@@ -169,10 +185,13 @@ def test_streams_give_the_rows_of_one_stream_in_input_order(checkpoint, tmp_path
         make_image(photos / "more" / f"{i}.png", color=(20 * i, 255 - 20 * i, 90))
     files = sorted(p for p in photos.rglob("*") if p.is_file())
     threads = torch.get_num_threads()
-    one = list(Predictor(checkpoint, precision="fp32", batch_size=2, streams=1)
-               .predict_files(files))
-    three = Predictor(checkpoint, precision="fp32", batch_size=2, streams=3)
-    assert three.streams == 3
+    one = list(
+        Predictor(
+            checkpoint, runtime=Runtime(precision="fp32", batch_size=2, readers=1)
+        ).predict_files(files)
+    )
+    three = Predictor(checkpoint, runtime=Runtime(precision="fp32", batch_size=2, readers=3))
+    assert three.model.readers == 3
     rows = list(three.predict_files(files))
     assert [r.path for r in rows] == [r.path for r in one] == [str(f) for f in files]
     for a, b in zip(one, rows, strict=True):
@@ -181,16 +200,34 @@ def test_streams_give_the_rows_of_one_stream_in_input_order(checkpoint, tmp_path
             assert a.probs == pytest.approx(b.probs, abs=1e-5)
     assert sum(r.error is not None for r in rows) == 4  # broken, empty, notes, .DS_Store
     assert {r.error for r in rows if r.error} == {"truncated", "empty_file", "not_an_image"}
-    assert torch.get_num_threads() == threads  # the streams' 1-thread setting is undone
+    assert torch.get_num_threads() == threads  # the readers. 1-thread setting is undone
 
 
-def test_default_streams_one_per_thread_on_cpu_else_one(checkpoint):
+def test_default_readers_one_per_thread_on_cpu_else_one(checkpoint):
     import torch
 
     from babyemo.errors import ConfigError
 
-    cpu = Predictor(checkpoint, device="cpu", num_workers=0)
-    assert cpu.streams == max(1, min(os.cpu_count() or 1, torch.get_num_threads()))
-    assert Predictor(checkpoint, device="cpu", num_workers=1).streams == 1
-    with pytest.raises(ConfigError, match="streams"):
-        Predictor(checkpoint, streams=0)
+    cpu = Predictor(checkpoint, runtime=Runtime(device="cpu", workers=0))
+    assert cpu.model.readers == max(1, min(os.cpu_count() or 1, torch.get_num_threads()))
+    assert Predictor(checkpoint, runtime=Runtime(device="cpu", workers=1)).model.readers == 1
+    with pytest.raises(ConfigError, match="readers"):
+        Predictor(checkpoint, runtime=Runtime(readers=0))
+
+
+def test_rows_keep_the_input_order_with_skipped_entries_where_they_were_found(checkpoint,
+                                                                             tmp_path):
+    """Issue 14: skipped entries (a FIFO, a broken link) were written after every
+    predicted row; now each row stands where its entry was found."""
+    import os
+
+    photos = tmp_path / "in"
+    make_image(photos / "a.png")
+    os.symlink(photos / "gone.png", photos / "b.png")  # a broken link: an error row
+    make_image(photos / "c.png", color=(10, 200, 30))
+    out = tmp_path / "o.csv"
+    summary = predict_to_files([photos], Predictor(checkpoint, runtime=Runtime(
+        precision="fp32", readers=2, batch_size=1)), csv_out=out)
+    rows = list(csv.DictReader(out.open()))
+    assert [r["path"].rsplit("/", 1)[-1] for r in rows] == ["a.png", "b.png", "c.png"]
+    assert rows[1]["error"] == "broken_link" and summary.n_errors == 1

@@ -16,6 +16,7 @@ from babyemo.config import TrainConfig
 from babyemo.data.manifest import read_manifest
 from babyemo.evaluation import evaluate
 from babyemo.prediction import Predictor, predict_to_files
+from babyemo.runtime import Runtime
 from babyemo.training import train
 from tests.conftest import subset_manifest
 
@@ -55,8 +56,11 @@ def test_predict_over_real_baby_photos(infant_subset, baby_photos_dir, tmp_path)
     result = train(TrainConfig(data=str(infant_subset), arch="skip_cnn", image_size=48,
                                epochs=1, batch_size=16, out=str(tmp_path / "run")))
     out = tmp_path / "pred.csv"
-    summary = predict_to_files([baby_photos_dir], Predictor(result.best_checkpoint,
-                                                            batch_size=32), csv_out=out)
+    summary = predict_to_files(
+        [baby_photos_dir],
+        Predictor(result.best_checkpoint, runtime=Runtime(batch_size=32)),
+        csv_out=out,
+    )
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     n_files = sum(1 for p in baby_photos_dir.iterdir() if p.is_file())
     assert len(rows) == n_files == summary.n_files == 300
@@ -67,8 +71,9 @@ def test_predict_over_real_baby_photos(infant_subset, baby_photos_dir, tmp_path)
         assert abs(total - 1) < 2e-3
 
 
-def test_packaged_model_predicts_real_infant_photos_with_no_training(infant_subset, shared_data,
-                                                                     tmp_path, monkeypatch):
+def test_packaged_model_predicts_real_infant_photos_with_no_training(
+    infant_subset, shared_data, tmp_path, monkeypatch
+):
     """`babyemo predict PHOTOS` right after install: the packaged model, faces found by
     YuNet (model file from ../shared/models), on 36 held-out test photos."""
     from typer.testing import CliRunner
@@ -82,8 +87,17 @@ def test_packaged_model_predicts_real_infant_photos_with_no_training(infant_subs
     manifest = read_manifest(infant_subset)
     rows = manifest.rows_for("test")
     out = tmp_path / "pred.csv"
-    result = CliRunner().invoke(app, ["predict", *[str(manifest.resolve(r)) for r in rows],
-                                      "--csv", str(out), "--no-face-fallback", "full"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            *[str(manifest.resolve(r)) for r in rows],
+            "--csv",
+            str(out),
+            "--no-face-fallback",
+            "full",
+        ],
+    )
     assert result.exit_code == 0, result.output
     pred = list(csv.DictReader(out.open(encoding="utf-8")))
     truth = {str(manifest.resolve(r)): r.label for r in rows}

@@ -85,6 +85,7 @@ def test_resume_refuses_options_that_conflict_with_the_run(prepared, tiny_arch, 
         with pytest.raises(ConfigError, match="conflict with it") as err:
             train(TrainConfig(**{**base, **change}))
         assert text in err.value.message and "--epochs" in err.value.hint
+        assert "--patience" in err.value.hint and "--early-stopping" not in err.value.hint
     other = tmp_path / "other.csv"
     other.write_bytes(prepared.read_bytes())
     with pytest.raises(ConfigError, match="--data"):
@@ -121,15 +122,16 @@ def _interrupt_after_epoch_one(cfg):
 
 def test_init_loads_backbone_and_replaces_head_when_classes_differ(prepared, tiny_arch,
                                                                     tmp_path):
-    from babyemo.models.registry import create_model
-    from babyemo.training import _init_from
+    from babyemo.models.registry import create_model, get_arch
+    from babyemo.training.finetune import init_from
 
     first = train(_config(prepared, tiny_arch, tmp_path / "a", epochs=1))
     donor = load_checkpoint(first.best_checkpoint)
     src = donor.state_dict
+    arch = get_arch(tiny_arch)
     model = create_model(tiny_arch, num_classes=2)
     head_before = model.state_dict()["5.weight"].clone()
-    _init_from(model, donor, ["angry", "crying"])
+    init_from(model, donor, ["angry", "crying"], arch)
     state = model.state_dict()
     assert torch.equal(state["0.weight"], src["0.weight"])
     # head rows are copied for the shared classes (angry, crying), by name
@@ -137,11 +139,11 @@ def test_init_loads_backbone_and_replaces_head_when_classes_differ(prepared, tin
     assert torch.equal(state["5.weight"], src["5.weight"][:2])
     other = create_model(tiny_arch, num_classes=2)
     fresh = other.state_dict()["5.weight"].clone()
-    _init_from(other, donor, ["happy", "sleepy"])
+    init_from(other, donor, ["happy", "sleepy"], arch)
     assert torch.equal(other.state_dict()["5.weight"][0], src["5.weight"][2])  # happy
     assert torch.equal(other.state_dict()["5.weight"][1], fresh[1])  # sleepy: fresh
     same = create_model(tiny_arch, num_classes=3)
-    info = _init_from(same, donor, ["angry", "crying", "happy"])
+    info = init_from(same, donor, ["angry", "crying", "happy"], arch)
     assert torch.equal(same.state_dict()["5.weight"], src["5.weight"])
     assert info["head_classes"] == ["angry", "crying", "happy"] and info["epoch"] == 1
     assert info["tensors_loaded"] == info["tensors"]  # the head merged by class name
@@ -226,24 +228,67 @@ def test_train_splits_must_include_train_and_nothing_but_train_and_val(prepared,
 def test_init_auto_uses_the_packaged_pretrained_model_when_the_arch_matches(prepared, tiny_arch,
                                                                            tmp_path,
                                                                            monkeypatch):
-    from babyemo.training import _resolve_init
+    from babyemo.training.finetune import resolve_init
 
     donor = train(_config(prepared, tiny_arch, tmp_path / "donor", epochs=1, init="none"))
-    packaged = {store.PACKAGED_PRETRAINED: {"checkpoint": str(donor.best_checkpoint),
+    packaged = {store.PACKAGED_INIT: {"checkpoint": str(donor.best_checkpoint),
                                             "packaged": True, "created": ""}}
     spec = load_checkpoint(donor.best_checkpoint).input_spec
     monkeypatch.setattr(store, "packaged_models", lambda: {})
-    assert _resolve_init(_config(prepared, tiny_arch, tmp_path / "x"), spec) is None
+    assert resolve_init(_config(prepared, tiny_arch, tmp_path / "x"), spec) is None
     monkeypatch.setattr(store, "packaged_models", lambda: packaged)
     assert TrainConfig().init == "auto" and TrainConfig().arch == "custom_resnet"
     auto = _config(prepared, tiny_arch, tmp_path / "x", init="auto")
-    assert _resolve_init(auto, spec).path == donor.best_checkpoint
-    assert _resolve_init(_config(prepared, tiny_arch, tmp_path / "x", init="none"), spec) is None
+    assert resolve_init(auto, spec).path == donor.best_checkpoint
+    assert resolve_init(_config(prepared, tiny_arch, tmp_path / "x", init="none"), spec) is None
     other_arch = _config(prepared, tiny_arch, tmp_path / "x", init="auto")
     other_arch.arch = "custom_resnet"
-    assert _resolve_init(other_arch, spec) is None  # the packaged model is another arch
+    assert resolve_init(other_arch, spec) is None  # the packaged model is another arch
     gray = InputSpec(size=spec.size, channels=1, mean=(0.5,), std=(0.5,))
-    assert _resolve_init(auto, gray) is None  # a grayscale model cannot take RGB weights
+    assert resolve_init(auto, gray) is None  # a grayscale model cannot take RGB weights
     tuned = train(_config(prepared, tiny_arch, tmp_path / "tuned", epochs=1, init="auto"))
     assert load_checkpoint(tuned.best_checkpoint).train["init"]["checkpoint"] == \
         str(donor.best_checkpoint.resolve())
+
+
+def test_patience_stops_after_that_many_epochs_without_gain_and_may_change_on_resume(
+        prepared, tiny_arch, tmp_path, monkeypatch):
+    import numpy as np
+
+    from babyemo.training.runner import Runner
+
+    # validation that never changes: epoch 1 is the best, every later one is stale
+    monkeypatch.setattr(Runner, "evaluate",
+                        lambda self, loader: (1.0, np.array([0, 1, 2]), np.array([0, 1, 1])))
+    cfg = _config(prepared, tiny_arch, tmp_path / "run", epochs=10, patience=2)
+    result = train(cfg)
+    assert result.stopped_early and [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert result.best_epoch == 1
+    assert read_checkpoint_dict(result.last_checkpoint)["resume"]["stale"] == 2
+    # --patience is how the run continues, not what it learns: it may change on --resume
+    more = train(TrainConfig(**{**cfg.to_dict(), "resume": True, "patience": 4}))
+    assert more.stopped_early and [r["epoch"] for r in more.history] == [1, 2, 3, 4, 5]
+    assert load_checkpoint(more.last_checkpoint).train["config"]["patience"] == 4
+    never = train(_config(prepared, tiny_arch, tmp_path / "never", epochs=3))
+    assert not never.stopped_early and len(never.history) == 3
+
+
+def test_train_looks_the_arch_up_once(prepared, tiny_arch, tmp_path, monkeypatch):
+    """Issue 14: the --arch entry is looked up once per run and passed along."""
+    from babyemo.models import registry
+    from babyemo.training import setup
+
+    calls = []
+
+    def counting(real):
+        def get_arch(name):
+            calls.append(name)
+            return real(name)
+        return get_arch
+
+    monkeypatch.setattr(registry, "get_arch", counting(registry.get_arch))
+    monkeypatch.setattr(setup, "get_arch", counting(setup.get_arch))
+    # trained on train+val: no calibration, which rebuilds the model from best.pt
+    train(_config(prepared, tiny_arch, tmp_path / "run", epochs=1,
+                  train_splits=("train", "val")))
+    assert calls == [tiny_arch]

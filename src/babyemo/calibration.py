@@ -13,16 +13,16 @@ overconfident model, ``T < 1`` sharpens an underconfident one.
 ``ECE = sum_m |B_m| / N * |accuracy(B_m) - mean confidence(B_m)|``. 0 means that among
 predictions made with confidence ``p`` a fraction ``p`` is right.
 
-The fitted temperature is stored in the checkpoint (key ``calibration``, see
-:mod:`babyemo.checkpoint`); :class:`babyemo.prediction.Predictor` and
-:func:`babyemo.evaluation.evaluate` divide the logits by it before the softmax.
+This module is the math only (numpy and torch, no model, no file). The fitted temperature
+is stored in the checkpoint (key ``calibration``, see :mod:`babyemo.checkpoint`) by the
+workflows of :mod:`babyemo.evaluation.calibration` and by training;
+:class:`babyemo.inference.InferenceModel` divides the logits by it before the softmax.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from babyemo.config import Precision
 from babyemo.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -40,9 +39,7 @@ __all__ = [
     "DEFAULT_BINS",
     "CalibrationResult",
     "ReliabilityBins",
-    "calibrate_checkpoint",
     "calibrate_logits",
-    "calibrate_on_dataset",
     "calibration_warnings",
     "expected_calibration_error",
     "fit_temperature",
@@ -401,172 +398,3 @@ def calibrate_logits(logits: Any, labels: Any, *, fitted_on: str = "val",
         ece_after=expected_calibration_error(softmax(logits, t), y, n_bins),
         nll_before=nll(logits, y, 1.0), nll_after=nll(logits, y, t), n_bins=n_bins,
         warnings=warnings)
-
-
-def calibrate_on_dataset(checkpoint: str | os.PathLike[str], dataset: Any, *,
-                         fitted_on: str = "val", device: str = "auto",
-                         precision: Precision | str = Precision.auto, batch_size: int = 64,
-                         num_workers: int | None = None, n_bins: int = DEFAULT_BINS,
-                         write: bool = True) -> CalibrationResult:
-    """Fit the temperature of a checkpoint's model on a labelled dataset and store it.
-
-    Args:
-        checkpoint: The ``.pt`` file (its model computes the logits; with ``write`` its
-            ``calibration`` entry is replaced, atomically).
-        dataset: A :class:`babyemo.data.dataset.ManifestDataset` built with the
-            checkpoint's class names and evaluation transform.
-        fitted_on: Name of the dataset's split (recorded as ``fitted_on``).
-        device: ``auto|cpu|cuda|cuda:N|mps``.
-        precision: ``auto|fp32|bf16|fp16``.
-        batch_size: Images per forward pass.
-        num_workers: DataLoader workers (default: see
-            :func:`babyemo.devices.default_num_workers`).
-        n_bins: Number of ECE bins.
-        write: Write the result into the checkpoint.
-
-    Returns:
-        The :class:`CalibrationResult`.
-
-    Raises:
-        CheckpointError: Unusable checkpoint.
-        DeviceError: Unavailable device or precision.
-        ConfigError: An empty dataset.
-    """
-    from babyemo.checkpoint import load_checkpoint, write_calibration
-    from babyemo.evaluation import predict_logits
-
-    ckpt = load_checkpoint(checkpoint)
-    logits = predict_logits(ckpt, dataset, device=device, precision=precision,
-                            batch_size=batch_size, num_workers=num_workers)
-    result = calibrate_logits(logits, np.asarray(dataset.targets, dtype=np.int64),
-                              fitted_on=fitted_on, n_bins=n_bins)
-    if write:
-        result.checkpoint = write_calibration(checkpoint, result.to_dict())
-    log.info("Temperature scaling on %s (n=%d): T=%.3f, ECE %.3f -> %.3f, NLL %.3f -> %.3f",
-             fitted_on, result.n, result.temperature, result.ece_before, result.ece_after,
-             result.nll_before, result.nll_after)
-    return result
-
-
-def calibrate_checkpoint(checkpoint: str | os.PathLike[str] | None = None, *,
-                         model: str | None = None, data: str | os.PathLike[str] | None = None,
-                         split: str = "val", device: str = "auto",
-                         precision: Precision | str = Precision.auto, batch_size: int = 64,
-                         num_workers: int | None = None, n_bins: int = DEFAULT_BINS,
-                         write: bool = True) -> CalibrationResult:
-    """(Re)fit temperature scaling of a trained model on a split and store it in its file.
-
-    Use it on checkpoints trained before calibration existed, or to fit on other data.
-    Fit on data the model was not trained on (``val``); never on the split you report.
-
-    Args:
-        checkpoint: A ``.pt`` file; or give ``model``; neither = the default model.
-        model: Name of a trained model in the registry.
-        data: Manifest (CSV or its folder); default: the one the model was trained on
-            (see :func:`babyemo.data.lookup.manifest_for_model`).
-        split: ``val`` (or ``train`` / ``test``: one split, never ``all``, which holds
-            the training images).
-        device: ``auto|cpu|cuda|cuda:N|mps``.
-        precision: ``auto|fp32|bf16|fp16``.
-        batch_size: Images per forward pass.
-        num_workers: DataLoader workers.
-        n_bins: Number of ECE bins.
-        write: Write the result into the checkpoint (``False``: only report it); a
-            packaged model is never rewritten: its calibrated copy is written and
-            registered instead (``copy_name``).
-
-    Returns:
-        The :class:`CalibrationResult`.
-
-    Raises:
-        RegistryError: No model given and none registered.
-        CheckpointError: Unusable checkpoint.
-        ManifestError: No or unreadable manifest; without ``data``, the model's own
-            manifest changed or is not on this machine.
-        DataError: Empty split, or labels not among the checkpoint's class names.
-        ConfigError: ``split`` is not one split name, or the model was trained on that
-            split of that manifest (e.g. ``val`` for a model trained on train+val).
-    """
-    from babyemo.checkpoint import load_checkpoint, write_calibration
-    from babyemo.data.dataset import checkpoint_dataset
-    from babyemo.data.lookup import manifest_for_model, trained_on
-    from babyemo.data.manifest import check_split, read_manifest
-    from babyemo.models.store import resolve_checkpoint
-
-    check_split(split, allow_all=False)
-    path = resolve_checkpoint(checkpoint, model)
-    ckpt = load_checkpoint(path)
-    choice = manifest_for_model(data, ckpt.train, model or str(path))
-    if trained_on(choice.path, ckpt.train, split):
-        raise ConfigError(
-            f"{model or path} was trained on the '{split}' split of {choice.path}: a "
-            "temperature fitted on images the model has seen sharpens it wrongly.",
-            "fit it on held-out data (--data, --split), or copy the temperature of the same "
-            "recipe trained on train only (--copy-from)")
-    manifest = read_manifest(choice.path)
-    dataset = checkpoint_dataset(manifest, split, ckpt)
-    result = calibrate_on_dataset(path, dataset, fitted_on=split, device=device,
-                                  precision=precision, batch_size=batch_size,
-                                  num_workers=num_workers, n_bins=n_bins, write=False)
-    if write:
-        result.checkpoint, result.copy_name = _write_calibration_somewhere(
-            path, result.to_dict(), write_calibration)
-    result.manifest, result.manifest_source = manifest.path, choice.source
-    return result
-
-
-def copy_calibration(source: str | os.PathLike[str], target: str | os.PathLike[str]
-                     ) -> dict[str, Any]:
-    """Give ``target`` the temperature fitted for ``source`` (atomically rewritten).
-
-    For a final model trained on train+val, no held-out data is left to fit on; the
-    temperature fitted on val for the same recipe trained on train only is the closest
-    honest estimate. The entry records where it came from (``copied_from``).
-
-    Args:
-        source: A calibrated checkpoint (same recipe, trained on train only).
-        target: The checkpoint to calibrate.
-
-    Returns:
-        The calibration entry written, with ``written_to``: the file written (``target``,
-        or for a packaged model its copy in the babyemo home, see
-        :func:`babyemo.models.store.writable_copy`).
-
-    Raises:
-        CheckpointError: Unusable files, ``source`` has no calibration, or its class names
-            differ from ``target``'s (a temperature belongs to one model's logits: the
-            same classes, in the same order, and the same recipe).
-    """
-    from babyemo.checkpoint import load_checkpoint, write_calibration
-    from babyemo.errors import CheckpointError
-
-    src = load_checkpoint(source)
-    if not src.calibration:
-        raise CheckpointError(f"{source} has no calibration to copy.",
-                              "calibrate it first with `babyemo calibrate`")
-    dst = load_checkpoint(target)
-    if src.class_names != dst.class_names:
-        raise CheckpointError(
-            f"{source} has class names {src.class_names}, {target} has {dst.class_names}: "
-            "its temperature does not belong to these logits.",
-            "copy from the same recipe trained on train only (same classes)")
-    if src.arch != dst.arch:
-        log.warning("Copying the temperature of a %s model into a %s model: it was fitted "
-                    "for another architecture.", src.arch, dst.arch)
-    entry = {**src.calibration, "copied_from": str(Path(source).resolve())}
-    written = _write_calibration_somewhere(Path(target), entry, write_calibration)
-    return {**entry, "written_to": str(written[0])}
-
-
-def _write_calibration_somewhere(target: Path, entry: dict[str, Any],
-                                 write: Any) -> tuple[Path, str | None]:
-    """Write ``entry`` into ``target``, or into a registered copy of it when ``target`` is
-    a packaged model (read-only). Returns ``(file written, name of the copy or None)``."""
-    from babyemo.models.store import is_packaged, writable_copy
-
-    if is_packaged(target):
-        copy, name = writable_copy(target)
-        log.info("%s is packaged with babyemo (read-only): calibrated copy %s, registered "
-                 "as '%s'.", target.name, copy, name)
-        return write(copy, entry), name
-    return write(target, entry), None

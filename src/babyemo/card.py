@@ -22,13 +22,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from babyemo.checkpoint import Checkpoint, load_checkpoint
+from babyemo.checkpoint import Checkpoint
 from babyemo.errors import BabyEmoError
 from babyemo.models.store import (
     model_label,
     packaged_models,
     packaged_name_of,
-    registered_name,
 )
 
 INTENDED_USE = (
@@ -292,7 +291,7 @@ def model_card(ckpt: Checkpoint, name: str | None = None) -> str:
     Returns:
         Markdown text.
     """
-    from babyemo.data.inspect import catalogue_notes
+    from babyemo.data.catalog import catalogue_notes
 
     card = ckpt.raw.get("card") if isinstance(ckpt.raw.get("card"), dict) else {}
     train = ckpt.train or {}
@@ -396,12 +395,12 @@ def write_model_card(checkpoint: str | os.PathLike[str] | None = None, *,
     """
     from babyemo.data.folders import check_outputs
     from babyemo.io import atomic_write_text
-    from babyemo.models.store import default_model, resolve_checkpoint
+    from babyemo.models import store
 
-    path = resolve_checkpoint(checkpoint, model)
+    path = store.resolve_checkpoint(checkpoint, model)
     check_outputs({"output file": out}, inputs=[path])
-    name = model or (registered_name(path) if checkpoint is not None else default_model())
-    text = model_card(load_checkpoint(path), name)
+    ckpt = store.load(checkpoint, model)
+    text = model_card(ckpt, ckpt.name)
     if out is None:
         return text, None
     atomic_write_text(Path(out), text)

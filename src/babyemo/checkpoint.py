@@ -48,6 +48,7 @@ from babyemo import __version__
 from babyemo.config import InputSpec
 from babyemo.errors import CheckpointError, ConfigError
 from babyemo.io import atomic_open
+from babyemo.models.packaged import is_packaged
 
 FORMAT = "babyemo-checkpoint"
 FORMAT_VERSION = 1
@@ -69,6 +70,8 @@ class Checkpoint:
         train: Training configuration and provenance.
         metrics: Metrics recorded with it.
         raw: The whole dict as stored.
+        name: The model's name when loaded through :func:`babyemo.models.store.load` (the
+            registered name, else the file's label); ``None`` otherwise.
     """
 
     path: Path
@@ -81,6 +84,7 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     faces: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
 
     @property
     def crop_spec(self) -> Any:
@@ -312,7 +316,7 @@ def record_evaluation(path: str | os.PathLike[str], summary: dict[str, Any]) -> 
     Args:
         path: The ``.pt`` file.
         summary: Plain-type dict with a ``key`` string (see
-            :meth:`babyemo.evaluation.EvalReport.summary`).
+            :meth:`babyemo.evaluation.EvalResult.summary`).
 
     Returns:
         The path written.
@@ -337,8 +341,6 @@ def check_writable(path: str | os.PathLike[str]) -> None:
     Raises:
         CheckpointError: A packaged model's file.
     """
-    from babyemo.models.store import is_packaged
-
     if is_packaged(path):
         raise CheckpointError(f"{path} is a model packaged with babyemo; packaged files are "
                               "read-only.", "copy it and pass the copy with --checkpoint")

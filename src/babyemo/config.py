@@ -179,7 +179,13 @@ class AugmentConfig:
 class TrainConfig:
     """Everything :func:`babyemo.training.train` needs; stored in every checkpoint.
 
-    Defaults are the documented default recipe (see ``docs/results.md``).
+    Defaults are the documented default recipe (see ``docs/results.md``). Fields take the
+    same values as the ``babyemo train`` options, strings included: ``augment`` a preset
+    name (``"none"``, ``"light"``, ``"default"``; :meth:`AugmentConfig.preset`), an
+    :class:`AugmentConfig` or its dict; ``train_splits`` ``"train"`` or ``"train,val"``
+    (comma-separated, as ``--train-on``) or a tuple of split names. ``patience`` is the
+    number of epochs without a validation macro-F1 gain after which training stops
+    (``None``: never; ``--patience``).
     """
 
     data: str | None = None
@@ -193,10 +199,10 @@ class TrainConfig:
     weight_decay: float = 0.05
     optimizer: OptimizerName = OptimizerName.adamw
     scheduler: SchedulerName = SchedulerName.cosine
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    augment: AugmentConfig | str = field(default_factory=AugmentConfig)
     label_smoothing: float = 0.1
     class_weights: bool = False
-    early_stopping: int | None = None
+    patience: int | None = None
     seed: int = 0
     device: str = "auto"
     precision: Precision = Precision.auto
@@ -211,15 +217,20 @@ class TrainConfig:
     faces: str = "auto"
     face_margin: float = 0.25
     face_align: bool = True
-    train_splits: tuple[str, ...] = ("train",)
+    train_splits: tuple[str, ...] | str = ("train",)
 
     def __post_init__(self) -> None:
         self.optimizer = OptimizerName(self.optimizer)
+        if isinstance(self.train_splits, str):  # "train,val", as --train-on takes it
+            self.train_splits = tuple(s.strip() for s in self.train_splits.split(",")
+                                      if s.strip())
         self.train_splits = tuple(self.train_splits)
         self.scheduler = SchedulerName(self.scheduler)
         self.precision = Precision(self.precision)
         self.cache = CacheMode(self.cache)
-        if isinstance(self.augment, dict):
+        if isinstance(self.augment, str):  # a preset name, as --augment takes it
+            self.augment = AugmentConfig.preset(self.augment)
+        elif isinstance(self.augment, dict):
             self.augment = AugmentConfig.from_dict(self.augment)
         checks = [
             ("epochs", self.epochs,
@@ -231,8 +242,9 @@ class TrainConfig:
             ("label_smoothing", self.label_smoothing,
              0 <= self.label_smoothing < 1, "a float in [0, 1)"),
             ("face_margin", self.face_margin, 0 <= self.face_margin <= 2, "a float in [0, 2]"),
-            ("early_stopping", self.early_stopping,
-             self.early_stopping is None or self.early_stopping >= 1, "an int >= 1 or None"),
+            ("patience", self.patience,
+             self.patience is None or self.patience >= 1,
+             "an int >= 1 or None"),
             ("train_splits", self.train_splits,
              bool(self.train_splits) and "train" in self.train_splits
              and set(self.train_splits) <= {"train", "val"},
@@ -255,6 +267,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are ignored."""
+        """Inverse of :meth:`to_dict`; unknown keys are ignored.
+
+        Keys of older versions are read too: ``early_stopping`` (babyemo <= 0.1, the
+        field now called ``patience``).
+        """
         names = {f.name for f in dataclasses.fields(cls)}
+        d = dict(d)
+        if "early_stopping" in d and "patience" not in d:
+            d["patience"] = d["early_stopping"]
         return cls(**{k: v for k, v in d.items() if k in names})

@@ -1,5 +1,5 @@
 """Device and precision choice (``auto|cpu|cuda|cuda:N|mps``, ``auto|fp32|bf16|fp16``) and
-how CPU threads are shared: DataLoader workers, intra-op threads, inference streams."""
+how CPU threads are shared: DataLoader workers, intra-op threads, parallel readers."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 import torch
 
 from babyemo.config import Precision
-from babyemo.data.prefetch import ordered_map
 from babyemo.errors import DeviceError
+from babyemo.parallel import ordered_map
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -173,13 +173,15 @@ def set_cpu_threads(device: torch.device, num_workers: int) -> int:
     return torch.get_num_threads()
 
 
-def default_streams(device: torch.device, backend: str, num_workers: int) -> int:
-    """How many 1-thread streams CPU inference should run (see :func:`map_in_streams`).
+def default_readers(device: torch.device, backend: str, num_workers: int) -> int:
+    """How many parallel readers CPU inference should run: threads that each read,
+    decode and classify whole batches on one intra-op thread (see :func:`map_in_readers`;
+    called "readers" before 0.2, a word CUDA uses for something else).
 
     One per intra-op thread (usually one per core) for the torch engine on the CPU with no
     DataLoader workers; else 1 (a GPU, onnxruntime with its own thread pool, or worker
     processes doing the reading). Measured on 2 cores (``benchmarks/bench_predict.py``):
-    two streams gave 1.13-1.27x the end-to-end images/s of one model call on two threads
+    two readers gave 1.13-1.27x the end-to-end images/s of one model call on two threads
     with the next batch read ahead, because no thread waits at the other's barriers.
     """
     if backend != "torch" or device.type != "cpu" or num_workers:
@@ -187,41 +189,43 @@ def default_streams(device: torch.device, backend: str, num_workers: int) -> int
     return max(1, min(os.cpu_count() or 1, torch.get_num_threads()))
 
 
-def map_in_streams(fn: Callable[[T], R], items: Iterable[T], streams: int) -> Iterator[R]:
-    """``fn(item)`` for each item, in input order, run by ``streams`` threads that each use
-    one torch intra-op thread (:func:`babyemo.data.prefetch.ordered_map`, at most
-    ``2 * streams`` items in flight). The caller's intra-op thread count is restored when
+def map_in_readers(fn: Callable[[T], R], items: Iterable[T], readers: int) -> Iterator[R]:
+    """``fn(item)`` for each item, in input order, run by ``readers`` threads that each use
+    one torch intra-op thread (:func:`babyemo.parallel.ordered_map`, at most
+    ``2 * readers`` items in flight). The caller's intra-op thread count is restored when
     the generator ends or is closed.
 
     Args:
         fn: Work for one item, e.g. read a batch and run the model on it.
         items: Consumed lazily.
-        streams: Number of threads (>= 1).
+        readers: Number of threads (>= 1).
     """
     threads = torch.get_num_threads()
     try:
-        yield from ordered_map(fn, items, workers=streams, ahead=2 * streams,
+        yield from ordered_map(fn, items, workers=readers, ahead=2 * readers,
                                initializer=torch.set_num_threads, initargs=(1,))
     finally:
         torch.set_num_threads(threads)
 
 
-def stream_batches(dataset: Sequence[Any], batch_size: int, collate: Callable[[list[Any]], T],
-                   fn: Callable[[T], R], streams: int) -> Iterator[R]:
+def batches_in_readers(dataset: Sequence[Any], batch_size: int,
+                       collate: Callable[[list[Any]], T], fn: Callable[[T], R],
+                       readers: int) -> Iterator[R]:
     """``fn(collate(items))`` for each run of ``batch_size`` consecutive items of
-    ``dataset`` (the last one shorter), in order, read and processed by :func:`map_in_streams`
-    (each stream indexes the dataset itself, so reading happens in the streams too).
+    ``dataset`` (the last one shorter), in order, read and processed by
+    :func:`map_in_readers` (each reader indexes the dataset itself, so reading happens in
+    the readers too).
 
     Args:
         dataset: Map-style: ``len`` and ``dataset[i]``, safe to index from several threads.
         batch_size: Items per batch (>= 1).
         collate: Items of one batch -> a batch (e.g. ``default_collate``).
         fn: Work on one batch, e.g. run the model.
-        streams: Number of threads (>= 1).
+        readers: Number of threads (>= 1).
     """
     n = len(dataset)
 
     def run(start: int) -> R:
         return fn(collate([dataset[i] for i in range(start, min(start + batch_size, n))]))
 
-    return map_in_streams(run, range(0, n, batch_size), streams)
+    return map_in_readers(run, range(0, n, batch_size), readers)

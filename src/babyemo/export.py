@@ -8,7 +8,7 @@
    ``logits`` ``(batch, K) float32``. The legacy TorchScript exporter is deprecated in
    torch 2.14 and fails on some registered archs (vgg16 below 224 px), so it is not used.
 2. The file's ``metadata_props`` carry babyemo's metadata
-   (:class:`babyemo.engines.OnnxMetadata`: class names, input spec, arch, face-crop
+   (:class:`babyemo.onnx_format.OnnxMetadata`: class names, input spec, arch, face-crop
    settings, source checkpoint sha256 and a digest of its weights, int8 flag), so
    ``--backend onnxruntime`` preprocesses and labels exactly as the checkpoint does.
 3. onnxruntime's fp32 logits are compared with torch's fp32 logits on a seeded batch of
@@ -18,15 +18,17 @@
 4. With ``int8``: ``onnxruntime.quantization.quant_pre_process`` then ``quantize_static``
    (QDQ format, uint8 activations, int8 weights per output channel in a 7-bit range
    (``reduce_range``: onnxruntime's uint8 x int8 kernels saturate on x86 CPUs without
-   VNNI, see docs/export.md), min-max calibration),
-   calibrated only on real images of the **training split** of the checkpoint's own
-   training manifest (``train["manifest"]`` in the checkpoint; ``calibration_data``
-   overrides), a seeded sample of ``calibration_images`` of them, preprocessed exactly as
+   VNNI, see docs/export.md), onnxruntime's min-max calibration of activation ranges),
+   on a *quantization sample* of real images of the **training split** of the checkpoint's own
+   training manifest (``train["manifest"]`` in the checkpoint; ``quantization_data``
+   overrides), a seeded sample of ``quantization_images`` of them, preprocessed exactly as
    evaluation does (:func:`babyemo.transforms.eval_transform`,
-   :class:`~babyemo.data.dataset.ManifestDataset` with the checkpoint's face crops). There
-   is no random-data calibration. The int8 model is then compared with the fp32 torch
-   model on the manifest's ``val`` split (accuracy, macro-F1, agreement of the predicted
-   labels), and the figures are stored in its metadata (``int8_eval``).
+   :class:`~babyemo.data.dataset.ManifestDataset` with the checkpoint's face crops), never
+   random data. ("Calibration" in babyemo means temperature scaling; the int8 sample is
+   called the quantization sample here, and ``int8_calibration`` only in the ONNX file's
+   metadata, for compatibility with older exports.) The int8 model is then compared with
+   the fp32 torch model on the manifest's ``val`` split (accuracy, macro-F1, agreement of
+   the predicted labels), and the figures are stored in its metadata (``int8_eval``).
 
 Files are written under a temporary name and renamed, so a failed export never leaves a
 partial ``.onnx`` file. Models must be below protobuf's 2 GiB limit (every registered
@@ -54,15 +56,10 @@ from torch.utils.data import DataLoader, Subset
 
 from babyemo.checkpoint import Checkpoint, load_checkpoint
 from babyemo.data.folders import check_outputs
-from babyemo.engines import (
-    OnnxEngine,
-    OnnxMetadata,
-    TorchEngine,
-    import_onnxruntime,
-    onnx_paths,
-)
+from babyemo.engines import OnnxEngine, TorchEngine, import_onnxruntime
 from babyemo.errors import ConfigError, DataError, ExportError, MissingDependencyError
 from babyemo.io import atomic_write_bytes
+from babyemo.onnx_format import OnnxMetadata, onnx_paths
 from babyemo.transforms import normalize
 
 log = logging.getLogger(__name__)
@@ -70,8 +67,8 @@ log = logging.getLogger(__name__)
 FORMATS = ("onnx",)
 """Export formats of :func:`export_onnx` (``babyemo export --format``)."""
 
-DEFAULT_CALIBRATION_IMAGES = 200
-"""Training images int8 calibration uses by default."""
+DEFAULT_QUANTIZATION_IMAGES = 200
+"""Training images in the int8 quantization sample by default."""
 
 VERIFY_BATCH = 5
 """Inputs of the fp32 check (onnxruntime vs torch)."""
@@ -93,9 +90,10 @@ class ExportResult:
         int8: The int8 ONNX file (``None`` without ``int8``).
         max_abs_diff: ``max |onnxruntime - torch|`` of the fp32 logits on the check batch.
         tolerance: The allowed maximum of ``max_abs_diff``.
-        calibration: With ``int8``: ``manifest``, ``manifest_sha256``, ``split``
-            (``"train"``), ``n_images``, ``seed``, ``method`` and ``paths`` (the image
-            paths, relative to the manifest, that calibration read; not stored in the file).
+        quantization: With ``int8``, the quantization sample: ``manifest``,
+            ``manifest_sha256``, ``split`` (``"train"``), ``n_images``, ``seed``,
+            ``method`` and ``paths`` (the image paths, relative to the manifest, that the
+            sample read; not stored in the file).
         int8_eval: With ``int8`` and a ``val`` split: ``split``, ``n``, ``fp32_torch`` and
             ``int8_onnxruntime`` (each ``{"accuracy", "macro_f1"}``), ``agreement`` (fraction
             of images with the same predicted label) and ``macro_f1_drop`` (fp32 - int8).
@@ -108,7 +106,7 @@ class ExportResult:
     int8: Path | None = None
     max_abs_diff: float = float("nan")
     tolerance: float = float("nan")
-    calibration: dict[str, Any] | None = None
+    quantization: dict[str, Any] | None = None
     int8_eval: dict[str, Any] | None = None
     seconds: float = 0.0
     files: list[Path] = field(default_factory=list)
@@ -146,9 +144,27 @@ def int8_path_for(path: str | os.PathLike[str]) -> Path:
     return p.with_name(stem + ".int8.onnx")
 
 
+def export(checkpoint: str | os.PathLike[str], *, format: str = "onnx",
+           **options: Any) -> ExportResult:
+    """Export a checkpoint in a deployment format (``babyemo export --format``).
+
+    Args:
+        checkpoint: The source checkpoint.
+        format: One of :data:`FORMATS` (``"onnx"``: :func:`export_onnx`).
+        **options: The options of that format's exporter.
+
+    Raises:
+        ConfigError: An unknown format.
+        (and those of the format's exporter)
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"Unknown export format {format!r}.", f"use one of {', '.join(FORMATS)}")
+    return export_onnx(checkpoint, **options)
+
+
 def export_onnx(checkpoint: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None,
-                int8: bool = False, calibration_data: str | os.PathLike[str] | None = None,
-                calibration_images: int = DEFAULT_CALIBRATION_IMAGES, seed: int = 0,
+                int8: bool = False, quantization_data: str | os.PathLike[str] | None = None,
+                quantization_images: int = DEFAULT_QUANTIZATION_IMAGES, seed: int = 0,
                 eval_split: str | None = "val", batch_size: int = 32,
                 threads: int | None = None) -> ExportResult:
     """Export a checkpoint to ONNX (always fp32; with ``int8`` also a quantized model).
@@ -158,14 +174,14 @@ def export_onnx(checkpoint: str | os.PathLike[str], *, out: str | os.PathLike[st
         out: The fp32 file (default: ``<checkpoint stem>.onnx`` beside the checkpoint). The
             int8 file is named after it: ``<name>.int8.onnx``.
         int8: Also write a statically quantized int8 model (see the module doc).
-        calibration_data: Manifest (CSV or its folder) whose ``train`` split calibrates
-            int8 (default: the manifest the checkpoint was trained on).
-        calibration_images: Training images calibration uses (a seeded sample; all of
-            them if the split is smaller).
-        seed: Seed of the calibration sample.
-        eval_split: Split of the calibration manifest on which int8 is compared with
-            fp32 (``None``: no comparison).
-        batch_size: Images per forward pass of calibration and comparison.
+        quantization_data: Manifest (CSV or its folder) whose ``train`` split gives the
+            quantization sample (default: the manifest the checkpoint was trained on).
+        quantization_images: Training images in the quantization sample (a seeded
+            sample; all of them if the split is smaller).
+        seed: Seed of the quantization sample.
+        eval_split: Split of that manifest on which int8 is compared with fp32 (``None``:
+            no comparison).
+        batch_size: Images per forward pass of quantization and comparison.
         threads: onnxruntime intra-op threads (default: all cores).
 
     Returns:
@@ -176,23 +192,23 @@ def export_onnx(checkpoint: str | os.PathLike[str], *, out: str | os.PathLike[st
         MissingDependencyError: onnx, onnxscript or onnxruntime is not installed.
         ExportError: torch cannot export the model, or onnxruntime's fp32 logits differ
             from torch's beyond the tolerance.
-        ManifestError: (int8, no ``calibration_data``) the checkpoint records no training
+        ManifestError: (int8, no ``quantization_data``) the checkpoint records no training
             manifest, or it is not on this machine (see
             :func:`babyemo.data.lookup.manifest_for_model`).
-        ConfigError: ``calibration_images`` < 1; an output file that cannot be written or
-            is the checkpoint or the calibration manifest (see
+        ConfigError: ``quantization_images`` < 1; an output file that cannot be written or
+            is the checkpoint or the quantization manifest (see
             :func:`~babyemo.data.folders.check_outputs`), checked before exporting.
-        DataError: The calibration manifest is unreadable, or its ``train`` split is empty
+        DataError: The quantization manifest is unreadable, or its ``train`` split is empty
             or has labels the model does not know.
     """
     start = time.perf_counter()
-    if int8 and calibration_images < 1:
-        raise ConfigError(f"calibration_images must be >= 1, got {calibration_images}.",
+    if int8 and quantization_images < 1:
+        raise ConfigError(f"quantization_images must be >= 1, got {quantization_images}.",
                           "e.g. 200")
     onnx = import_onnx()
     import_onnxruntime()
     ckpt = load_checkpoint(checkpoint)
-    manifest = _calibration_manifest(ckpt, calibration_data) if int8 else None
+    manifest = _quantization_manifest(ckpt, quantization_data) if int8 else None
     fp32_path = Path(out) if out is not None else onnx_paths(ckpt.path)[0]
     check_outputs({"output file": fp32_path,
                    "int8 output file": int8_path_for(fp32_path) if int8 else None},
@@ -212,7 +228,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], *, out: str | os.PathLike[st
              result.max_abs_diff)
     if manifest is not None:
         _export_int8(onnx, ckpt, proto, meta, result, manifest=manifest,
-                     n_images=calibration_images, seed=seed, eval_split=eval_split,
+                     n_images=quantization_images, seed=seed, eval_split=eval_split,
                      batch_size=batch_size, threads=threads)
     result.seconds = time.perf_counter() - start
     return result
@@ -276,13 +292,13 @@ def _verify(data: bytes, model: torch.nn.Module, ckpt: Checkpoint) -> tuple[floa
     return diff, tol
 
 
-def _calibration_manifest(ckpt: Checkpoint, calibration_data: str | os.PathLike[str] | None):
+def _quantization_manifest(ckpt: Checkpoint, quantization_data: str | os.PathLike[str] | None):
     from babyemo.data.lookup import manifest_for_model
     from babyemo.data.manifest import read_manifest
 
-    choice = manifest_for_model(calibration_data, ckpt.train, str(ckpt.path),
-                                option="--calibration-data", changed_ok=True)
-    log.info("int8 calibration images from %s", choice.describe())
+    choice = manifest_for_model(quantization_data, ckpt.train, str(ckpt.path),
+                                option="--quantization-data", changed_ok=True)
+    log.info("int8 quantization sample from %s", choice.describe())
     return read_manifest(choice.path)
 
 
@@ -298,34 +314,33 @@ def _export_int8(onnx: ModuleType, ckpt: Checkpoint, proto: Any, meta: OnnxMetad
         quantize_static,
     )
 
-    from babyemo.data.dataset import checkpoint_dataset
+    from babyemo.inference import checkpoint_dataset
 
     train_ds = checkpoint_dataset(manifest, "train", ckpt)
     k = min(n_images, len(train_ds))
     if k < n_images:
-        log.warning("Calibrating int8 on all %d training images (fewer than %d).", k, n_images)
+        log.warning("Quantizing int8 on all %d training images (fewer than %d).", k, n_images)
     indices = sorted(random.Random(seed).sample(range(len(train_ds)), k))
-    calibration = {"manifest": str(manifest.path), "manifest_sha256": manifest.sha256(),
-                   "split": "train", "n_images": k, "seed": seed, "method": "minmax",
-                   "format": "QDQ", "activations": "uint8",
-                   "weights": "int8 per channel, 7-bit range"}
+    sample = {"manifest": str(manifest.path), "manifest_sha256": manifest.sha256(),
+              "split": "train", "n_images": k, "seed": seed, "method": "minmax",
+              "format": "QDQ", "activations": "uint8", "weights": "int8 per channel, 7-bit range"}
     int8_path = int8_path_for(result.onnx)
     with tempfile.TemporaryDirectory(prefix="babyemo-export-") as tmp:
         src, pre, quant = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
         src.write_bytes(proto.SerializeToString())
         with _quiet(""):
             quant_pre_process(str(src), str(pre))
-            reader = _calibration_reader(train_ds, indices, "input", batch_size)
+            reader = _quantization_reader(train_ds, indices, "input", batch_size)
             quantize_static(str(pre), str(quant), reader, quant_format=QuantFormat.QDQ,
                             per_channel=True, reduce_range=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax)
         q = onnx.load(str(quant))
         extra = {k: v for k, v in meta.extra.items() if k != "export_check"}
-        meta_q = replace(meta, int8=True, extra={**extra, "int8_calibration": calibration})
+        meta_q = replace(meta, int8=True, extra={**extra, "int8_calibration": sample})
         onnx.helper.set_model_props(q, meta_q.to_props())
         quant.write_bytes(q.SerializeToString())
-        result.calibration = {**calibration, "paths": [train_ds.rel_paths[i] for i in indices]}
+        result.quantization = {**sample, "paths": [train_ds.rel_paths[i] for i in indices]}
         if eval_split:
             result.int8_eval = _compare(ckpt, manifest, eval_split, OnnxEngine(quant,
                                         threads=threads), batch_size)
@@ -356,7 +371,7 @@ def _quiet(*logger_names: str) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _calibration_reader(dataset: Any, indices: list[int], input_name: str,
+def _quantization_reader(dataset: Any, indices: list[int], input_name: str,
                         batch_size: int) -> Any:
     """An ``onnxruntime.quantization.CalibrationDataReader`` over ``dataset[indices]``:
     ``{input_name: (B, C, S, S) float32}`` batches of eval-transformed, normalised training
@@ -380,7 +395,7 @@ def _calibration_reader(dataset: Any, indices: list[int], input_name: str,
 def _compare(ckpt: Checkpoint, manifest: Any, split: str, int8: OnnxEngine,
              batch_size: int) -> dict[str, Any] | None:
     """Accuracy / macro-F1 of fp32 torch vs int8 onnxruntime on ``split`` (one pass)."""
-    from babyemo.data.dataset import checkpoint_dataset
+    from babyemo.inference import checkpoint_dataset
     from babyemo.metrics import classification_metrics
 
     try:

@@ -88,8 +88,9 @@ def test_predict_strict_fails_on_bad_file(prepared, tiny_arch, tmp_path):
     assert (tmp_path / "o.csv").is_file()
 
 
-def test_streams_switch_gives_the_same_results(prepared, checkpoint, tmp_path):
-    """``--streams 1`` turns the CPU streams off; the results do not change."""
+def test_readers_switch_gives_the_same_results(prepared, checkpoint, tmp_path):
+    """``--readers 1`` turns the parallel CPU readers off; the results do not change.
+    ``--streams``, the old name, still works (hidden)."""
     from tests.conftest import make_image
 
     photos = tmp_path / "p"
@@ -99,7 +100,7 @@ def test_streams_switch_gives_the_same_results(prepared, checkpoint, tmp_path):
     outs = {}
     for n in ("1", "3"):
         out = tmp_path / f"o{n}.csv"
-        result = runner.invoke(app, ["predict", str(photos), "--csv", str(out), "--streams", n,
+        result = runner.invoke(app, ["predict", str(photos), "--csv", str(out), "--readers", n,
                                      "--batch-size", "2", "--precision", "fp32",
                                      "--checkpoint", str(checkpoint)])
         assert result.exit_code == 0, result.output
@@ -116,7 +117,10 @@ def test_streams_switch_gives_the_same_results(prepared, checkpoint, tmp_path):
         reports.append(json.loads(result.stdout))
     assert reports[0]["confusion_matrix"] == reports[1]["confusion_matrix"]
     assert reports[0]["macro_f1"] == pytest.approx(reports[1]["macro_f1"])
-    assert runner.invoke(app, ["predict", str(photos), "--streams", "0"]).exit_code == 2
+    assert runner.invoke(app, ["predict", str(photos), "--readers", "0"]).exit_code == 2
+    both = runner.invoke(app, ["predict", str(photos), "--readers", "1", "--streams", "2",
+                               "--checkpoint", str(checkpoint)])
+    assert both.exit_code == 2 and "--readers" in both.output
 
 
 def test_errors_are_one_red_line_exit_1(tmp_path):

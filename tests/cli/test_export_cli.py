@@ -19,7 +19,8 @@ runner = CliRunner()
 def test_export_help_imports_no_heavy_module():
     proc = run_cli_in_subprocess(["export", "--help"], heavy=(
         "torch", "torchvision", "onnx", "onnxruntime", "onnxscript"))
-    assert "--int8" in proc.stdout and "--calibration-data" in proc.stdout
+    assert "--int8" in proc.stdout and "--quantization-data" in proc.stdout
+    assert "--calibration-data" not in proc.stdout  # the old name is hidden
 
 
 def test_export_int8_then_predict_and_evaluate_with_onnxruntime(prepared, tiny_arch, tmp_path):
@@ -30,7 +31,7 @@ def test_export_int8_then_predict_and_evaluate_with_onnxruntime(prepared, tiny_a
                  ).best_checkpoint
     out = tmp_path / "exp" / "tiny.onnx"
     result = runner.invoke(app, ["export", str(ckpt), "--format", "onnx", "--out", str(out),
-                                 "--int8", "--calibration-images", "6"])
+                                 "--int8", "--quantization-images", "6"])
     assert result.exit_code == 0, result.output
     int8 = tmp_path / "exp" / "tiny.int8.onnx"
     assert out.is_file() and int8.is_file()
@@ -75,3 +76,16 @@ def test_missing_onnxruntime_is_one_line(prepared, tiny_arch, tmp_path, monkeypa
         assert result.exit_code == 1, result.output
         lines = [x for x in result.stderr.splitlines() if x.strip()]
         assert len(lines) == 1 and "pip install 'babyemo[onnx]'" in lines[0]
+
+
+def test_old_option_names_are_hidden_aliases(tmp_path):
+    """Issue 14: "calibration" now means temperature scaling only; the int8 sample's options
+    were renamed, the old names still parse (hidden) and may not contradict the new ones."""
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"")
+    result = runner.invoke(app, ["export", str(ckpt), "--quantization-images", "7",
+                                 "--calibration-images", "6"])
+    assert result.exit_code == 2 and "--quantization-images" in result.output
+    result = runner.invoke(app, ["export", str(ckpt), "--quantization-data", str(tmp_path / "a"),
+                                 "--calibration-data", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "--quantization-data" in result.output

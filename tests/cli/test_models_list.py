@@ -36,7 +36,7 @@ def _cells(lines: list[str]) -> list[str]:
 @pytest.fixture
 def packaged():
     models = store.packaged_models()
-    if store.PACKAGED_MODEL not in models or store.PACKAGED_PRETRAINED not in models:
+    if store.PACKAGED_MODEL not in models or store.PACKAGED_INIT not in models:
         pytest.skip("no packaged model in this tree")
     return models
 
@@ -75,7 +75,7 @@ def test_list_wide_has_every_column_and_whole_paths(monkeypatch, packaged):
     header = next(li for li in table if "checkpoint" in li)
     assert _cells([header]) == ["name", "arch", "classes", "dataset", "val macro-F1",
                                 "test macro-F1", "created", "checkpoint"]
-    for name in (store.PACKAGED_MODEL, store.PACKAGED_PRETRAINED):
+    for name in (store.PACKAGED_MODEL, store.PACKAGED_INIT):
         assert any(packaged[name]["checkpoint"] in li for li in table)  # never folded
     row = next(li for li in table if store.PACKAGED_MODEL in li)
     assert re.search(r"│ — +│ 0\.\d{3} \(n=\d+\) +│", row)  # no val score, a test score

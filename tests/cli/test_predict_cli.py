@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from babyemo.cli import app
 from babyemo.cli.predict import _say_wrapped, summary_lines
-from babyemo.data.dataset import FaceMode
+from babyemo.data.dataset import FaceDetection
 from babyemo.faces import register_detector
-from babyemo.prediction import PredictSummary
+from babyemo.prediction import PredictResult
 from tests.conftest import make_checkpoint, make_image
 
 runner = CliRunner()
@@ -134,7 +134,7 @@ def test_summary_separates_errors_no_face_and_skipped(model, tmp_path):
             in text)
     assert "skipped: 1 non-image file (--all-files tries them), 1 hidden entry" in text
     assert re.search(r"^face detection: \d+\.\d s \(\d+% of the time\)$|^face detection: "
-                     r"\d+\.\d s summed over \d+ parallel (streams|worker processes) "
+                     r"\d+\.\d s summed over \d+ parallel (readers|worker processes) "
                      r"\(\d+% of their time\)$", text, re.M), text
     assert "Error: 3 files could not be read (--strict)." in result.stderr
     rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(out.open())}
@@ -191,7 +191,7 @@ def _render(lines, width=80) -> list[str]:
 
 
 def test_summary_lines_fit_80_columns_and_count_in_words():
-    summary = PredictSummary(
+    summary = PredictResult(
         n_files=1_200, n_rows=1_310, n_errors=4, n_no_face=49, n_multi_face=33,
         n_hidden_skipped=1, n_non_image_skipped=2,
         error_counts={"empty_file": 1, "no_face": 49, "not_an_image": 1, "truncated": 1,
@@ -199,31 +199,41 @@ def test_summary_lines_fit_80_columns_and_count_in_words():
         label_counts={"angry": 84, "crying": 118, "disgust": 3, "fear": 12, "happy": 85,
                       "neutral": 40, "sad": 90, "surprise": 5, "uncertain": 9},
         seconds=19.9, load_seconds=3.2, detect_seconds=30.4, parallel_readers=2)
-    predictor = types.SimpleNamespace(face_mode=FaceMode("yunet", None, "full"), streams=2)
+    predictor = types.SimpleNamespace(face_detection=FaceDetection("yunet", None, "full"),
+                                      model=types.SimpleNamespace(readers=2))
     lines = summary_lines(summary, predictor)
     rendered = _render(lines)
     assert all(len(line) <= 80 for line in rendered), rendered
     # wrapped between words only: joining the pieces gives the lines back
     assert " ".join(" ".join(rendered).split()) == " ".join(" ".join(lines).split())
-    assert rendered[0] == ("1,200 files, 1,310 rows in 19.9 s (60.3 files/s), after 3.2 s "
-                           "loading the model")
+    assert rendered[0] == (
+        "1,200 files, 1,310 rows in 19.9 s (60.3 files/s), after 3.2 s loading the model"
+    )
     assert "no face found in 49 photos: classified whole (--no-face-fallback full)" in lines
-    assert ("face detection: 30.4 s summed over 2 parallel streams (76% of their time)"
-            in lines)  # 30.4 / (2 x 19.9): thread time, never more than the streams had
+    assert (
+        "face detection: 30.4 s summed over 2 parallel readers (76% of their time)" in lines
+    )  # 30.4 / (2 x 19.9): thread time, never more than the readers had
     assert any(line.startswith("  unsupported_format 1)") for line in rendered), rendered
     assert "skipped: 2 non-image files (--all-files tries them), 1 hidden entry" in lines
 
-    one = PredictSummary(n_files=1, n_rows=1, n_errors=1, n_non_image_skipped=1,
-                         n_hidden_skipped=2, error_counts={"truncated": 1}, seconds=0.5)
-    lines = summary_lines(one, types.SimpleNamespace(face_mode=None, streams=1))
+    one = PredictResult(
+        n_files=1,
+        n_rows=1,
+        n_errors=1,
+        n_non_image_skipped=1,
+        n_hidden_skipped=2,
+        error_counts={"truncated": 1},
+        seconds=0.5,
+    )
+    lines = summary_lines(one, types.SimpleNamespace(face_detection=None,
+                                                      model=types.SimpleNamespace(readers=1)))
     assert lines[0].startswith("1 file, 1 row in 0.5 s (2.0 files/s)")
     assert "errors: 1 file could not be read (truncated 1)" in lines
     assert "skipped: 1 non-image file (--all-files tries them), 2 hidden entries" in lines
     assert not any("face" in line for line in lines)
 
 
-def test_real_photos_with_junk_through_the_packaged_model(baby_photos_dir, tmp_path,
-                                                         monkeypatch):
+def test_real_photos_with_junk_through_the_packaged_model(baby_photos_dir, tmp_path, monkeypatch):
     """A user's folder: real photos (linked from ../shared/data, never copied), one of
     them cut short, an empty .jpg, a text file named .jpg and a readme.txt; the packaged
     model with YuNet (model file from ../shared/models)."""
@@ -245,13 +255,20 @@ def test_real_photos_with_junk_through_the_packaged_model(baby_photos_dir, tmp_p
     result = runner.invoke(app, ["predict", str(folder), "--csv", str(out), "--strict"])
     assert result.exit_code == 1, result.output  # 3 unreadable files
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
-    errors = {Path(r["path"]).name: (r["error"], r["error_detail"]) for r in rows
-              if r["error"] and r["error"] != "no_face"}
+    errors = {
+        Path(r["path"]).name: (r["error"], r["error_detail"])
+        for r in rows
+        if r["error"] and r["error"] != "no_face"
+    }
     assert errors == {
-        "cut.jpg": ("truncated", "truncated JPEG file: it ends before its image data does "
-                                 "(only 5,000 bytes; an incomplete download or copy?)"),
+        "cut.jpg": (
+            "truncated",
+            "truncated JPEG file: it ends before its image data does "
+            "(only 5,000 bytes; an incomplete download or copy?)",
+        ),
         "empty.jpg": ("empty_file", "empty file"),
-        "notes.jpg": ("not_an_image", "not an image: the file holds text")}
+        "notes.jpg": ("not_an_image", "not an image: the file holds text"),
+    }
     photos_rows = [r for r in rows if Path(r["path"]).name in {p.name for p in real}]
     no_face = {r["path"] for r in photos_rows if r["error"] == "no_face"}
     with_face = {r["path"] for r in photos_rows if not r["error"]}
@@ -259,7 +276,6 @@ def test_real_photos_with_junk_through_the_packaged_model(baby_photos_dir, tmp_p
     text = result.stdout
     assert f"7 files, {len(rows)} rows in " in text
     assert f"{len(with_face)} photo{'s' * (len(with_face) != 1)} with a face" in text
-    assert ("errors: 3 files could not be read (empty_file 1, not_an_image 1, truncated 1)"
-            in text)
+    assert "errors: 3 files could not be read (empty_file 1, not_an_image 1, truncated 1)" in text
     assert "skipped: 1 non-image file (--all-files tries them)" in text
     assert all(len(line) <= 80 for line in text.splitlines() if not line.startswith("csv:"))

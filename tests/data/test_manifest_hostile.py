@@ -29,6 +29,7 @@ from babyemo.data.manifest import (
     write_manifest,
 )
 from babyemo.errors import DataError, ManifestError
+from babyemo.runtime import Runtime
 from tests.conftest import make_checkpoint, make_image
 
 HEADER = ",".join(COLUMNS) + "\n"
@@ -158,7 +159,7 @@ def test_evaluate_refuses_a_manifest_listing_an_image_twice(prepared, tmp_path, 
 
     ckpt = make_checkpoint(tmp_path / "m.pt", tiny_arch)
     with pytest.raises(ManifestError, match="in more than one split"):
-        evaluate(ckpt, data=prepared, split="test", device="cpu", num_workers=0)
+        evaluate(ckpt, data=prepared, split="test", runtime=Runtime(device="cpu", workers=0))
 
 
 # ----------------------------------------------------- classes missing from a split
@@ -227,7 +228,7 @@ def test_evaluate_warns_when_the_split_lacks_a_class(prepared, tmp_path, tiny_ar
 
     ckpt = make_checkpoint(tmp_path / "m.pt", tiny_arch)
     with caplog.at_level(logging.WARNING):
-        report = evaluate(ckpt, data=path, split="test", device="cpu", num_workers=0)
+        report = evaluate(ckpt, data=path, split="test", runtime=Runtime(device="cpu", workers=0))
     assert report.metrics["n"] == len([r for r in rows if r.split == "test"])
     assert any("test split" in r.getMessage() and "'happy'" in r.getMessage()
                for r in caplog.records)

@@ -20,6 +20,7 @@ from PIL import Image, ImageFile
 from babyemo.data.images import MAX_ASPECT_RATIO, MAX_PIXELS, check_geometry, load_image
 from babyemo.errors import ImageError
 from babyemo.faces import Face, register_detector
+from babyemo.runtime import Runtime
 from tests.bad_files import bomb_png
 from tests.conftest import make_checkpoint, make_image
 
@@ -142,7 +143,7 @@ def test_predict_writes_an_error_row_per_bomb_and_goes_on(tmp_path, tiny_arch, g
     bombs, good = _photos(tmp_path / "photos")
     _SpyDetector.sizes = []
     ckpt = make_checkpoint(tmp_path / "m.pt", tiny_arch)
-    predictor = Predictor(ckpt, precision="fp32", num_workers=0, faces=faces)
+    predictor = Predictor(ckpt, faces=faces, runtime=Runtime(precision="fp32", workers=0))
     out = tmp_path / "out.csv"
     summary = predict_to_files([tmp_path / "photos"], predictor, csv_out=out)
     rows = {Path(r["path"]).name: r for r in csv.DictReader(out.open(encoding="utf-8"))}
@@ -202,4 +203,5 @@ def test_evaluation_dataset_refuses_an_image_replaced_by_a_bomb(prepared, tmp_pa
         load_face_crop(target, face, CropSpec(), spec, 24)
     ckpt = make_checkpoint(tmp_path / "m.pt", tiny_arch)
     with pytest.raises(ImageError, match=f"{row.path.split('/')[-1]}: image too elongated"):
-        evaluate(ckpt, data=prepared, split="test", device="cpu", num_workers=0, streams=1)
+        evaluate(ckpt, data=prepared, split="test",
+                 runtime=Runtime(device="cpu", workers=0, readers=1))

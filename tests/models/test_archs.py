@@ -23,7 +23,7 @@ SEED_NAMES = ["custom_resnet", "skip_cnn", "cnn3", "vgg_fer"]
 
 
 def _takes_input_size(name: str) -> bool:
-    return "input_size" in inspect.signature(get_arch(name).builder).parameters
+    return get_arch(name).takes_input_size
 
 
 def _test_size(name: str) -> int:
@@ -241,3 +241,104 @@ def test_check_arch_name_needs_no_torch() -> None:
     registry.check_arch_name("custom_resnet")
     with pytest.raises(RegistryError, match="did you mean"):
         registry.check_arch_name("custom_resnt")
+
+
+def _last_linear(model: nn.Module) -> str | None:
+    """The rule training used before archs declared their head: the last nn.Linear."""
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    return last
+
+
+HEADS = {"resnet18": "fc", "resnet34": "fc", "resnet50": "fc",
+         "mobilenet_v3_small": "classifier.3", "mobilenet_v3_large": "classifier.3",
+         "efficientnet_b0": "classifier.1", "vgg16": "classifier.6", "custom_resnet": "13",
+         "skip_cnn": "10", "cnn3": "classifier.4", "vgg_fer": "classifier.3"}
+"""The module name of each built-in arch's classifier head (default kwargs)."""
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_NAMES else n
+             for n in registry.BUILTIN_ARCHS])
+def test_builtin_archs_declare_their_head_and_kwargs(name: str) -> None:
+    """Issue 14: the registry says where the head is; training no longer guesses it."""
+    info = get_arch(name)
+    assert info.head is not None
+    model = create_model(info, num_classes=5)
+    head = info.head_name(model)
+    assert head == HEADS[name] == _last_linear(model)
+    layer = model.get_submodule(head)
+    assert isinstance(layer, nn.Linear) and layer.out_features == 5
+    assert info.head_keys(model) == {f"{head}.weight", f"{head}.bias"}
+    assert info.head_keys(model) <= model.state_dict().keys()
+    # the declared kwargs match the builder's signature
+    assert info.takes_input_size == ("input_size" in inspect.signature(info.builder).parameters)
+    assert info.builder_kwargs({"a": 1}, 40) == (
+        {"a": 1, "input_size": 40} if info.takes_input_size else {"a": 1})
+    assert info.builder_kwargs({"input_size": 32}, 40).get("input_size", 32) == 32
+
+
+def test_custom_resnet_head_follows_its_kwargs() -> None:
+    info = get_arch("custom_resnet")
+    model = create_model(info, num_classes=4, widths=[8, 16, 24], blocks_per_stage=3)
+    assert info.head == "-1" and info.head_name(model) == "14" == _last_linear(model)
+
+
+def test_undeclared_head_and_kwargs_fall_back_to_the_model(scratch_registry: None) -> None:
+    """Third-party archs need not declare: last nn.Linear, input_size from the signature."""
+
+    @register_arch("test_fallback_arch", default_input=InputSpec(size=8, channels=1,
+                                                                  mean=(0.0,), std=(1.0,)),
+                   description="fallback")
+    def build(*, num_classes: int, in_channels: int, pretrained: bool = False,
+              input_size: int = 8) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * input_size ** 2, 6),
+                             nn.ReLU(), nn.Linear(6, num_classes), nn.Identity())
+
+    @register_arch("test_no_linear_arch", default_input=InputSpec(size=8, channels=1,
+                                                                   mean=(0.0,), std=(1.0,)),
+                   description="no head", takes_input_size=False)
+    def build_conv(*, num_classes: int, in_channels: int, pretrained: bool = False,
+                   input_size: int = 8) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(in_channels, num_classes, 1), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten())
+
+    info = get_arch("test_fallback_arch")
+    assert info.head is None and info.takes_input_size
+    model = create_model(info, num_classes=3, **info.builder_kwargs({}, 16))
+    assert info.head_name(model) == "3" and info.head_keys(model) == {"3.weight", "3.bias"}
+    conv = get_arch("test_no_linear_arch")
+    assert not conv.takes_input_size  # declared, whatever the signature says
+    assert conv.builder_kwargs({}, 16) == {}
+    assert conv.head_keys(create_model(conv, num_classes=3)) == set()
+
+
+def test_declared_head_must_be_a_linear(scratch_registry: None) -> None:
+    spec = InputSpec(size=8, channels=1, mean=(0.0,), std=(1.0,))
+
+    def build(*, num_classes: int, in_channels: int, pretrained: bool = False) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, num_classes), nn.Identity())
+
+    for name, head, match in (("test_bad_head", "2", "not an nn.Linear"),
+                              ("test_missing_head", "fc", "no submodule 'fc'"),
+                              ("test_far_head", "-4", "no submodule '-4'")):
+        register_arch(name, default_input=spec, description="bad", head=head)(build)
+        info = get_arch(name)
+        with pytest.raises(RegistryError, match=match):
+            info.head_keys(create_model(info, num_classes=2))
+    register_arch("test_neg_head", default_input=spec, description="ok", head="-2")(build)
+    good = get_arch("test_neg_head")
+    assert good.head_name(create_model(good, num_classes=2)) == "1"
+
+
+def test_replace_head_follows_the_declared_head() -> None:
+    from babyemo.models.torchvision_archs import replace_head
+
+    info = get_arch("mobilenet_v3_small")
+    model = create_model(info, num_classes=3)
+    new = replace_head(model, info.head, 7)
+    assert model.classifier[3] is new and new.out_features == 7
+    with pytest.raises(RegistryError, match="not an nn.Linear"):
+        replace_head(model, "classifier.1", 2)  # a Hardswish

@@ -37,7 +37,7 @@ def test_the_packaged_models_are_small_and_self_describing():
     models = store.packaged_models()
     if not models:
         pytest.skip("no packaged model in this tree")
-    assert set(models) == {store.PACKAGED_MODEL, store.PACKAGED_PRETRAINED}
+    assert set(models) == {store.PACKAGED_MODEL, store.PACKAGED_INIT}
     for rec in models.values():
         assert Path(rec["checkpoint"]).stat().st_size <= 15 * 1024 * 1024
     ckpt = load_checkpoint(models[store.PACKAGED_MODEL]["checkpoint"])
@@ -49,7 +49,7 @@ def test_the_packaged_models_are_small_and_self_describing():
             if e["dataset"] == "infant-emotions" and e["split"] == "test" and not e["where"]]
     assert test and test[0]["ci95"] and test[0]["n"] == 154 and test[0]["slices"]
     assert ckpt.calibration and ckpt.calibration["copied_from"] and ckpt.temperature > 0
-    fer = load_checkpoint(models[store.PACKAGED_PRETRAINED]["checkpoint"])
+    fer = load_checkpoint(models[store.PACKAGED_INIT]["checkpoint"])
     assert fer.arch == ckpt.arch and fer.num_classes == 7 and fer.train["dataset"] == "fer2013"
     private = [e for e in fer.evaluations if e["where"].get("fer_subset") == "PrivateTest"]
     assert {e["n"] for e in private} == {3589, 3257}  # as published, and without copies

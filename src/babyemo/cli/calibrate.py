@@ -7,11 +7,12 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from babyemo.cli._common import cli_errors, say, stderr, stdout
-from babyemo.config import Precision
+from babyemo.cli._common import cli_errors, runtime_options, say, stderr, stdout
+from babyemo.runtime import Runtime
 
 
 @cli_errors
+@runtime_options(backends=False)
 def calibrate_command(
     checkpoint: Path = typer.Option(None, "--checkpoint", help="A .pt file (rewritten in "
                                     "place, atomically; a packaged model is never rewritten: "
@@ -22,14 +23,12 @@ def calibrate_command(
                               "trained on, recorded in its checkpoint)."),
     split: str = typer.Option("val", "--split", help="Held-out split to fit on: val (never "
                               "the split you report on)."),
-    device: str = typer.Option("auto", "--device"),
-    precision: Precision = typer.Option(Precision.auto, "--precision"),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
     dry_run: bool = typer.Option(False, "--dry-run", help="Fit and report, do not write."),
     copy_from: Path = typer.Option(None, "--copy-from", help="Copy the temperature of this "
                                    "calibrated checkpoint instead of fitting (e.g. from the "
                                    "same recipe trained on train only, for a train+val model)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    runtime: Runtime = None,
 ) -> None:
     """Fit temperature scaling on a held-out split and store it in the checkpoint.
 
@@ -39,23 +38,18 @@ def calibrate_command(
     from babyemo.data.manifest import check_split
 
     check_split(split, allow_all=False)  # before importing torch
-    from babyemo.calibration import calibrate_checkpoint
+    from babyemo.evaluation.calibration import calibrate_checkpoint, copy_calibration
 
     if copy_from is not None:
-        from babyemo.calibration import copy_calibration
-        from babyemo.models.store import resolve_checkpoint
-
-        target = resolve_checkpoint(checkpoint, model)
-        entry = copy_calibration(copy_from, target)
+        entry = copy_calibration(copy_from, checkpoint, model=model)
         say(f"temperature {entry['temperature']:.4f} (fitted on {entry.get('fitted_on')} of "
             f"{copy_from}) written to {entry['written_to']}")
-        if Path(entry["written_to"]) != Path(target):
-            say(f"({target.name} is packaged with babyemo and read-only: the calibrated copy "
-                "is registered as a trained model; see `babyemo models list`)")
+        if entry.get("copy_name"):
+            say(f"(the target is packaged with babyemo and read-only: the calibrated copy is "
+                f"registered as '{entry['copy_name']}'; see `babyemo models list`)")
         return
     result = calibrate_checkpoint(checkpoint, model=model, data=data, split=split,
-                                  device=device, precision=precision, batch_size=batch_size,
-                                  write=not dry_run)
+                                  runtime=runtime, write=not dry_run)
     if as_json:
         import json
 

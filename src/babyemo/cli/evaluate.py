@@ -8,20 +8,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from babyemo.cli._common import (
-    BACKEND_OPTION,
-    ONNX_OPTION,
-    STREAMS_OPTION,
-    TTA_OPTION,
-    cli_errors,
-    say,
-    stderr,
-    stdout,
-)
-from babyemo.config import Backend, Precision
+from babyemo.cli._common import cli_errors, runtime_options, say, stderr, stdout
+from babyemo.runtime import Runtime
 
 
 @cli_errors
+@runtime_options()
 def evaluate_command(
     checkpoint: Path = typer.Option(None, "--checkpoint", help="A .pt file."),
     model: str = typer.Option(None, "--model", help="A trained model name (default: the "
@@ -32,10 +24,6 @@ def evaluate_command(
     out: Path = typer.Option(None, "--out", help="Folder for report.json, confusion.csv/png, "
                              "predictions.csv, misclassified.png, reliability.png (and "
                              "slices.csv with --slice-by)."),
-    device: str = typer.Option("auto", "--device"),
-    precision: Precision = typer.Option(Precision.auto, "--precision"),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
-    streams: int = STREAMS_OPTION,
     bootstrap: int = typer.Option(0, "--bootstrap", min=0, metavar="N",
                                   help="95% bootstrap confidence intervals from N resamples "
                                   "(e.g. 1000)."),
@@ -56,12 +44,10 @@ def evaluate_command(
     faces: str = typer.Option("auto", "--faces", help="auto (crop faces as the model was "
                               "trained) or none (whole images: for datasets of face crops "
                               "such as FER-2013)."),
-    backend: Backend = BACKEND_OPTION,
-    onnx: Path = ONNX_OPTION,
-    tta: bool = TTA_OPTION,
     record: bool = typer.Option(False, "--record", help="Store a summary of this evaluation "
                                 "in the checkpoint (for `babyemo models card`)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    runtime: Runtime = None,
 ) -> None:
     """Evaluate a model on a split: metrics, confusion matrix, calibration (ECE), slices.
 
@@ -78,12 +64,9 @@ def evaluate_command(
     from babyemo.evaluation import evaluate
     from babyemo.metrics import BOOTSTRAP_METRICS
 
-    report = evaluate(checkpoint, model=model, data=data, split=split, out=out, device=device,
-                      precision=precision, batch_size=batch_size, bootstrap=bootstrap,
-                      label_map=label_map or None, slice_by=slice_by, metadata=metadata,
-                      backend=backend.value, onnx=onnx,
-                      tta=tta, where=where or None, record=record,
-                      faces=faces, streams=streams)
+    report = evaluate(checkpoint, model=model, data=data, split=split, out=out, runtime=runtime,
+                      bootstrap=bootstrap, label_map=label_map or None, slice_by=slice_by,
+                      metadata=metadata, where=where or None, record=record, faces=faces)
     if as_json:
         import json
 

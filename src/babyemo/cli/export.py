@@ -27,13 +27,18 @@ def export_command(
     int8: bool = typer.Option(False, "--int8", help="Also write a static int8 model, "
                               "calibrated on real images of the training split, and compare "
                               "it with the fp32 model on the val split."),
-    calibration_data: Path = typer.Option(None, "--calibration-data", metavar="MANIFEST",
-                                          help="Manifest whose train split calibrates int8 "
-                                          "(default: the one the checkpoint was trained on)."),
-    calibration_images: int = typer.Option(200, "--calibration-images", min=1, metavar="N",
-                                           help="Training images used for calibration (a "
-                                           "seeded sample)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the calibration sample."),
+    quantization_data: Path = typer.Option(None, "--quantization-data", metavar="MANIFEST",
+                                           help="Manifest whose train split gives the int8 "
+                                           "quantization sample (default: the one the "
+                                           "checkpoint was trained on)."),
+    quantization_images: int = typer.Option(200, "--quantization-images", min=1, metavar="N",
+                                            help="Training images in the int8 quantization "
+                                            "sample (a seeded sample)."),
+    calibration_data: Path = typer.Option(None, "--calibration-data", hidden=True,
+                                          help="Old name of --quantization-data."),
+    calibration_images: int = typer.Option(None, "--calibration-images", min=1, hidden=True,
+                                           help="Old name of --quantization-images."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the quantization sample."),
 ) -> None:
     """Export a checkpoint for ONNX Runtime (needs `pip install 'babyemo[onnx]'`).
 
@@ -43,18 +48,25 @@ def export_command(
     """
     from babyemo.data.folders import check_outputs
 
-    # before importing torch; export_onnx() checks the int8 file too
-    check_outputs({"--out": out}, inputs=[checkpoint, calibration_data])
-    from babyemo.export import MAX_F1_DROP, export_onnx
+    quantization_data = _one_of("--quantization-data", quantization_data, calibration_data)
+    if calibration_images is not None:
+        if quantization_images != 200 and quantization_images != calibration_images:
+            raise typer.BadParameter("give --quantization-images (or its old name "
+                                     "--calibration-images) once.")
+        quantization_images = calibration_images
+    # before importing torch; export() checks the int8 file too
+    check_outputs({"--out": out}, inputs=[checkpoint, quantization_data])
+    from babyemo.export import MAX_F1_DROP, export
 
-    result = export_onnx(checkpoint, out=out, int8=int8, calibration_data=calibration_data,
-                         calibration_images=calibration_images, seed=seed)
+    result = export(checkpoint, format=fmt.value, out=out, int8=int8,
+                    quantization_data=quantization_data,
+                    quantization_images=quantization_images, seed=seed)
     say(f"{fmt.value} fp32: {result.onnx} (onnxruntime vs torch fp32 logits: max |diff| "
         f"{result.max_abs_diff:.2g}, tolerance {result.tolerance:.2g})")
-    if result.int8 is not None and result.calibration is not None:
-        cal = result.calibration
-        say(f"{fmt.value} int8: {result.int8} (calibrated on {cal['n_images']} images of the "
-            f"train split of {cal['manifest']}, seed {cal['seed']})")
+    if result.int8 is not None and result.quantization is not None:
+        sample = result.quantization
+        say(f"{fmt.value} int8: {result.int8} (quantized on {sample['n_images']} images of "
+            f"the train split of {sample['manifest']}, seed {sample['seed']})")
     ev = result.int8_eval
     if ev:
         f32, i8 = ev["fp32_torch"], ev["int8_onnxruntime"]
@@ -70,3 +82,10 @@ def export_command(
         stderr.print("[yellow]Warning:[/yellow] int8 was not compared with fp32 (the manifest "
                      "has no val split).")
     say(f"done in {result.seconds:.1f}s")
+
+
+def _one_of(option: str, value: Path | None, old: Path | None) -> Path | None:
+    """The value of an option given by its name or by its hidden old name, not both."""
+    if old is not None and value is not None and value != old:
+        raise typer.BadParameter(f"give {option} once (or its old name).")
+    return value if value is not None else old

@@ -147,21 +147,21 @@ def info_command(
 ) -> None:
     """Show one architecture, trained model or checkpoint in detail."""
     from babyemo.errors import RegistryError
-
-    if name.endswith(".pt") or Path(name).is_file():
-        _show_checkpoint(Path(name))
-        return
+    from babyemo.models import store
     from babyemo.models.registry import get_arch
-    from babyemo.models.store import get_trained, list_trained
 
-    if name in list_trained():
-        rec = get_trained(name)
-        _show_checkpoint(Path(rec["checkpoint"]), title=name)
+    try:  # a file or a trained model's name: the store decides (checkpoint_or_model)
+        path = store.checkpoint_or_model(name)
+    except RegistryError:
+        path = None
+    if path is not None:
+        _show_checkpoint(path, title=None if Path(name).expanduser().is_file() else name)
         return
     try:
         a = get_arch(name)
     except RegistryError as e:
-        raise RegistryError(f"No architecture or trained model named '{name}'.", e.hint) from None
+        raise RegistryError(f"No architecture, trained model or checkpoint file named "
+                            f"'{name}'.", e.hint) from None
     from babyemo.models.registry import create_model
 
     n_params = sum(p.numel() for p in create_model(name, num_classes=3).parameters())

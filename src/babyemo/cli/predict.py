@@ -9,24 +9,17 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
-from babyemo.cli._common import (
-    BACKEND_OPTION,
-    ONNX_OPTION,
-    STREAMS_OPTION,
-    TTA_OPTION,
-    cli_errors,
-    say,
-    stderr,
-    stdout,
-)
-from babyemo.config import Backend, NoFaceFallback, Precision
+from babyemo.cli._common import cli_errors, runtime_options, say, stderr, stdout
+from babyemo.config import Backend, NoFaceFallback
+from babyemo.runtime import PREDICT_BATCH_SIZE, Runtime
 
 if TYPE_CHECKING:
     from babyemo.data.folders import FoundFiles
-    from babyemo.prediction import Predictor, PredictSummary
+    from babyemo.prediction import Predictor, PredictResult
 
 
 @cli_errors
+@runtime_options(batch_size=PREDICT_BATCH_SIZE)
 def predict_command(
     inputs: list[Path] = typer.Argument(..., help="Image files and/or folders."),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="A .pt file."),
@@ -43,11 +36,6 @@ def predict_command(
                                    "tried."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 if any file could not be "
                                 "read (photos without a face do not count)."),
-    device: str = typer.Option("auto", "--device"),
-    precision: Precision = typer.Option(Precision.auto, "--precision"),
-    batch_size: int = typer.Option(32, "--batch-size", min=1),
-    workers: int = typer.Option(None, "--workers", min=0),
-    streams: int = STREAMS_OPTION,
     faces: str = typer.Option("auto", "--faces", help="auto (as the model was trained), none "
                               "(whole images), or a face detector: yunet."),
     no_face_fallback: NoFaceFallback = typer.Option(NoFaceFallback.error, "--no-face-fallback",
@@ -60,9 +48,7 @@ def predict_command(
                                          help="Label rows whose top probability is below P "
                                          "(0-1) 'uncertain'; the most probable class goes "
                                          "to a top_class column."),
-    backend: Backend = BACKEND_OPTION,
-    onnx: Path = ONNX_OPTION,
-    tta: bool = TTA_OPTION,
+    runtime: Runtime = None,
 ) -> None:
     """Predict the emotion of every image in files/folders (CSV: path, label, confidence,
     prob_<class>..., error, error_detail)."""
@@ -79,16 +65,14 @@ def predict_command(
                           "write one of them to a file")
     found = _check_arguments(inputs, recursive, all_files, None if csv_stdout else csv_out,
                              None if json_stdout else json_out, save_crops, checkpoint,
-                             model, faces, onnx)
+                             model, faces, runtime.onnx)
     start = time.perf_counter()
 
     from babyemo.prediction import Predictor, predict_to_files  # imports torch: seconds
 
-    predictor = Predictor(checkpoint, model=model, device=device, precision=precision,
-                          batch_size=batch_size, num_workers=workers, faces=faces,
+    predictor = Predictor(checkpoint, model=model, runtime=runtime, faces=faces,
                           no_face_fallback=no_face_fallback.value, save_crops=save_crops,
-                          min_confidence=min_confidence, backend=backend.value, onnx=onnx,
-                          tta=tta, streams=streams)
+                          min_confidence=min_confidence)
     load_seconds = time.perf_counter() - start
     summary = predict_to_files(found, predictor,
                                csv_out=sys.stdout if csv_stdout else csv_out,
@@ -96,8 +80,8 @@ def predict_command(
     report = stderr if to_stdout else stdout
     for line in summary_lines(summary, predictor, load_seconds):
         _say_wrapped(line, report)
-    if backend is not Backend.torch:
-        say(f"backend: {predictor.engine.describe()}", report)
+    if runtime.backend is not Backend.torch:
+        say(f"backend: {predictor.model.engine.describe()}", report)
     if csv_out and not csv_stdout:
         say(f"csv: {csv_out}", report)
     if json_out and not json_stdout:
@@ -145,7 +129,7 @@ def _n(count: int, word: str, plural: str | None = None) -> str:
     return f"{count:,} {word if count == 1 else (plural or word + 's')}"
 
 
-def summary_lines(summary: PredictSummary, predictor: Predictor,
+def summary_lines(summary: PredictResult, predictor: Predictor,
                   load_seconds: float | None = None) -> list[str]:
     """The end-of-run summary of ``babyemo predict``, one line per topic.
 
@@ -160,7 +144,7 @@ def summary_lines(summary: PredictSummary, predictor: Predictor,
              f"{load:.1f} s loading the model"]
     counts = ", ".join(f"{k} {v:,}" for k, v in summary.label_counts.items()) or "none"
     lines.append(f"labels: {counts}")
-    mode = predictor.face_mode
+    mode = predictor.face_detection
     if mode is not None:
         with_face = summary.n_files - summary.n_errors - summary.n_no_face
         lines.append(f"faces ({mode.detector}): {_n(with_face, 'photo')} with a face, "
@@ -171,7 +155,7 @@ def summary_lines(summary: PredictSummary, predictor: Predictor,
             lines.append(f"no face found in {_n(summary.n_no_face, 'photo')}: {what}")
         readers = summary.parallel_readers
         if readers > 1:
-            kind = "streams" if predictor.streams > 1 else "worker processes"
+            kind = "readers" if predictor.model.readers > 1 else "worker processes"
             lines.append(f"face detection: {summary.detect_seconds:.1f} s summed over "
                          f"{readers} parallel {kind} ({summary.detect_share:.0%} of their "
                          "time)")

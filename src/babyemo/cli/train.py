@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
@@ -31,8 +32,11 @@ def train_command(
     label_smoothing: float = typer.Option(_D.label_smoothing, "--label-smoothing"),
     class_weights: bool = typer.Option(False, "--class-weights/--no-class-weights",
                                        help="Weight the loss by inverse class frequency."),
-    early_stopping: int = typer.Option(None, "--early-stopping", min=1, metavar="PATIENCE",
-                                       help="Stop after PATIENCE epochs without val gain."),
+    patience: int = typer.Option(None, "--patience", min=1, metavar="N",
+                                 help="Stop after N epochs without val macro-F1 gain "
+                                 "(early stopping)."),
+    early_stopping: int = typer.Option(None, "--early-stopping", min=1, hidden=True,
+                                       help="Old name of --patience (deprecated)."),
     train_on: str = typer.Option("train", "--train-on", help="Splits to train on: train, or "
                                  "train,val for a final model once the recipe is chosen on val "
                                  "(no validation then: best.pt is the last epoch)."),
@@ -64,23 +68,29 @@ def train_command(
                                     help="Rotate face crops so the eyes are level."),
 ) -> None:
     """Train an architecture on a prepared dataset (best.pt, last.pt, metrics, curves)."""
-    from babyemo.config import AugmentConfig
     from babyemo.data.folders import check_outputs
     from babyemo.models.registry import check_arch_name
 
+    if early_stopping is not None:
+        if patience is not None:
+            raise typer.BadParameter("--early-stopping is the old name of --patience; "
+                                     "give --patience only", param_hint="--early-stopping")
+        patience = early_stopping
+        logging.getLogger(__name__).warning(
+            "--early-stopping is now --patience; the old name will be removed in the next "
+            "release.")
     check_arch_name(arch)  # before importing torch: a typo fails in well under a second
     check_outputs(folders={"--out": out})  # train() also checks it against the data
     config = TrainConfig(
         data=str(data) if data else None, arch=arch, pretrained=pretrained,
         image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler,
-        augment=AugmentConfig.preset(augment), label_smoothing=label_smoothing,
-        class_weights=class_weights, early_stopping=early_stopping, seed=seed, device=device,
+        augment=augment, label_smoothing=label_smoothing,
+        class_weights=class_weights, patience=patience, seed=seed, device=device,
         precision=precision, num_workers=workers, cache=cache, compile=compile_model,
         out=str(out) if out else None,
         overwrite=overwrite, resume=resume, init=init or None, name=name,
-        faces=faces, face_margin=face_margin, face_align=face_align,
-        train_splits=tuple(s.strip() for s in train_on.split(",") if s.strip()))
+        faces=faces, face_margin=face_margin, face_align=face_align, train_splits=train_on)
     from babyemo.training import train
 
     result = train(config)

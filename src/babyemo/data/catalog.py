@@ -181,6 +181,16 @@ def list_datasets() -> list[DatasetEntry]:
     return list(CATALOG.values())
 
 
+def catalogue_notes(name: str) -> dict[str, str] | None:
+    """Title, terms, citation, demographics, description and size note of catalogue
+    dataset ``name`` (``None`` when it is not in the catalogue)."""
+    entry = CATALOG.get(name)
+    if entry is None:
+        return None
+    return {key: str(getattr(entry, key, "") or "") for key in
+            ("title", "terms", "citation", "demographics", "description", "size_note")}
+
+
 def get_dataset(name: str) -> DatasetEntry:
     """The catalogue entry called ``name``.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -165,28 +165,6 @@ class ManifestDataset(Dataset):
         return self.transform(self.load(i)), self.targets[i]
 
 
-def checkpoint_dataset(manifest: Manifest, split: str | None, ckpt: Any,
-                       whole_images: bool = False) -> ManifestDataset:
-    """A split as a checkpoint's model sees it at evaluation: the checkpoint's class names,
-    input spec, evaluation transform and face crops.
-
-    Args:
-        manifest: The dataset.
-        split: ``"train"``, ``"val"``, ``"test"``; ``"all"`` or ``None`` for every row.
-        ckpt: A :class:`babyemo.checkpoint.Checkpoint`.
-        whole_images: Use whole images even if the model was trained on face crops (for
-            datasets whose images already are face crops, e.g. FER-2013).
-
-    Raises:
-        DataError: See :class:`ManifestDataset`.
-    """
-    from babyemo.transforms import eval_transform
-
-    return ManifestDataset(manifest, None if split in (None, "all") else split,
-                           ckpt.class_names, ckpt.input_spec, eval_transform(ckpt.input_spec),
-                           crop=None if whole_images else ckpt.crop_spec)
-
-
 def load_face_crop(path: Path, face: dict[str, Any] | None, crop: Any,
                    spec: InputSpec, size: int, data: bytes | None = None) -> Any:
     """Decode ``path`` at full resolution and crop it to ``face`` (whole image if ``None``).
@@ -207,7 +185,7 @@ def load_face_crop(path: Path, face: dict[str, Any] | None, crop: Any,
 
 
 @dataclass(frozen=True)
-class FaceMode:
+class FaceDetection:
     """How prediction finds faces.
 
     Attributes:
@@ -224,49 +202,95 @@ class FaceMode:
     keep_crops: bool = False
 
 
+@dataclass
+class FaceEntry:
+    """One region of a photo to classify: a face, or the whole image.
+
+    Attributes:
+        image: The model input, ``(C, S, S) uint8`` (``None`` once collated).
+        face: The detected face (:class:`babyemo.faces.Face`, boxes in pixels of the
+            upright image), a whole-image box when classified whole after no face was
+            found, or ``None`` without face detection.
+        face_index: Index of the face in the photo (0 = highest score), ``None`` for a
+            whole image.
+        crop: The face crop as a PIL image when crops are kept (``--save-crops``).
+    """
+
+    image: torch.Tensor | None
+    face: Any = None
+    face_index: int | None = None
+    crop: Any = None
+
+
+@dataclass
+class FileItem:
+    """What :class:`FileDataset` gives for one file.
+
+    Attributes:
+        path: The file.
+        entries: One :class:`FaceEntry` per region to classify (empty on error).
+        error: ``None``, or a :class:`~babyemo.data.file_errors.FileErrorCode` value.
+        error_detail: The human reason with an ``error``.
+        size: ``(width, height)`` in pixels of the decoded image, or ``None``.
+        detect_seconds: Time spent in face detection for this file, in seconds.
+    """
+
+    path: Path
+    entries: list[FaceEntry] = field(default_factory=list)
+    error: str | None = None
+    error_detail: str | None = None
+    size: tuple[int, int] | None = None
+    detect_seconds: float = 0.0
+
+
+@dataclass
+class FileBatch:
+    """A batch of :class:`FileItem` (see :func:`collate_files`).
+
+    Attributes:
+        items: The items, their entries' images taken out (``None``).
+        images: ``(M, C, S, S) uint8``: every entry of every item, in order; ``None`` when
+            no item has an entry.
+    """
+
+    items: list[FileItem]
+    images: torch.Tensor | None
+
+
 class FileDataset(Dataset):
     """Unlabelled image files for prediction; a bad file yields an error, not an exception.
 
     Without ``faces`` each file gives one entry (the whole image); with ``faces`` each file
-    gives one entry per detected face. Items are dicts::
-
-        {"index": int, "error": FileErrorCode value or None, "error_detail": str or None,
-         "size": (W, H) or None,
-         "entries": [{"image": (C, S, S) float32 tensor, "face": Face dict or None,
-                      "face_index": int or None, "crop": PIL image or None}, ...],
-         "detect_seconds": float}
-
-    Use :func:`collate_files` as the DataLoader ``collate_fn``.
+    gives one entry per detected face (:class:`FileItem`, :class:`FaceEntry`). Use
+    :func:`collate_files` as the DataLoader ``collate_fn``.
     """
 
     def __init__(self, paths: Sequence[Path], spec: InputSpec, transform: Transform,
-                 faces: FaceMode | None = None) -> None:
+                 faces: FaceDetection | None = None) -> None:
         self.paths, self.spec, self.transform, self.faces = list(paths), spec, transform, faces
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, i: int) -> FileItem:
         path = self.paths[i]
-        item: dict[str, Any] = {"index": i, "error": None, "error_detail": None, "size": None,
-                                "entries": [], "detect_seconds": 0.0}
+        item = FileItem(path)
         try:
             if self.faces is None:
                 img = load_image(path, self.spec.channels, decode_size(self.spec))
-                item["size"] = img.size
-                item["entries"].append({"image": self.transform(img), "face": None,
-                                        "face_index": None, "crop": None})
+                item.size = img.size
+                item.entries.append(FaceEntry(self.transform(img)))
                 return item
             img = load_image(path, 3)
         except ImageError as e:
-            item["error"] = e.code or FileErrorCode.UNREADABLE.value
-            item["error_detail"] = e.message.replace(f"{path}: ", "", 1).removesuffix(".")
+            item.error = e.code or FileErrorCode.UNREADABLE.value
+            item.error_detail = e.message.replace(f"{path}: ", "", 1).removesuffix(".")
             return item
-        item["size"] = img.size
+        item.size = img.size
         self._add_faces(img, item)
         return item
 
-    def _add_faces(self, img: Any, item: dict[str, Any]) -> None:
+    def _add_faces(self, img: Any, item: FileItem) -> None:
         import time
 
         from babyemo.faces import Face, crop_face, get_detector
@@ -275,11 +299,11 @@ class FileDataset(Dataset):
         assert mode is not None
         t0 = time.perf_counter()
         found = get_detector(mode.detector).detect(img)
-        item["detect_seconds"] = time.perf_counter() - t0
+        item.detect_seconds = time.perf_counter() - t0
         if not found:
             if mode.fallback != "full":
-                item["error"] = FileErrorCode.NO_FACE.value
-                item["error_detail"] = f"no face found (face detector {mode.detector})"
+                item.error = FileErrorCode.NO_FACE.value
+                item.error_detail = f"no face found (face detector {mode.detector})"
                 return
             whole = Face(box=(0.0, 0.0, float(img.width), float(img.height)), score=float("nan"),
                          landmarks=())
@@ -290,17 +314,16 @@ class FileDataset(Dataset):
             crop = (crop_face(img, face, mode.crop, out_size=decode_size(self.spec))
                     if k is not None else img)
             model_img = crop if self.spec.channels == 3 else crop.convert("L")
-            item["entries"].append({"image": self.transform(model_img), "face": face.to_dict(),
-                                    "face_index": k,
-                                    "crop": crop if mode.keep_crops and k is not None else None})
+            item.entries.append(FaceEntry(self.transform(model_img), face, k,
+                                          crop if mode.keep_crops and k is not None else None))
 
 
-def collate_files(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Batch :class:`FileDataset` items.
-
-    Returns:
-        ``{"items": the items without their tensors, "images": (M, C, S, S) float32 tensor
-        of every entry of every item in order, or None}``.
-    """
-    tensors = [e.pop("image") for it in items for e in it["entries"]]
-    return {"items": items, "images": torch.stack(tensors) if tensors else None}
+def collate_files(items: list[FileItem]) -> FileBatch:
+    """Batch :class:`FileDataset` items: their entries' images stacked in order (and taken
+    out of the entries)."""
+    tensors = []
+    for item in items:
+        for entry in item.entries:
+            tensors.append(entry.image)
+            entry.image = None
+    return FileBatch(items, torch.stack(tensors) if tensors else None)

@@ -148,6 +148,8 @@ class FoundFiles:
             ``readme.txt``), skipped and counted (empty with ``all_files``).
         folders: The inputs that are folders (searched): no output may be written in
             them (:func:`check_outputs`'s ``scanned``).
+        entries: :attr:`files` and :attr:`skipped` together, in the order they were found
+            (prediction writes its rows in this order).
     """
 
     files: list[Path] = field(default_factory=list)
@@ -155,6 +157,12 @@ class FoundFiles:
     skipped: list[EntryError] = field(default_factory=list)
     non_images: list[Path] = field(default_factory=list)
     folders: list[Path] = field(default_factory=list)
+    entries: list[Path | EntryError] = field(default_factory=list)
+
+    def add(self, entry: Path | EntryError) -> None:
+        """Record a file to read, or an entry that gives an error row, in order."""
+        (self.skipped if isinstance(entry, EntryError) else self.files).append(entry)
+        self.entries.append(entry)
 
 
 def entry_error(path: str | os.PathLike[str]) -> tuple[FileErrorCode, str] | None:
@@ -214,7 +222,7 @@ def find_input_files(inputs: Iterable[str | os.PathLike[str]], recursive: bool =
     def walk(folder: Path) -> None:
         real = os.path.realpath(folder)
         if real in seen:
-            found.skipped.append(EntryError(folder, FileErrorCode.LINK_LOOP,
+            found.add(EntryError(folder, FileErrorCode.LINK_LOOP,
                                             "link to a folder already searched (symlink loop?)"))
             return
         seen.add(real)
@@ -222,7 +230,7 @@ def find_input_files(inputs: Iterable[str | os.PathLike[str]], recursive: bool =
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
-            found.skipped.append(EntryError(folder, os_error_code(e),
+            found.add(EntryError(folder, os_error_code(e),
                                             f"cannot list folder ({os_error_reason(e)})"))
             return
         subdirs: list[Path] = []
@@ -238,9 +246,9 @@ def find_input_files(inputs: Iterable[str | os.PathLike[str]], recursive: bool =
             elif not all_files and not is_image_name(entry.name):
                 found.non_images.append(path)
             elif problem is not None:
-                found.skipped.append(EntryError(path, *problem))
+                found.add(EntryError(path, *problem))
             else:
-                found.files.append(path)
+                found.add(path)
         for sub in subdirs:
             walk(sub)
 
@@ -250,12 +258,12 @@ def find_input_files(inputs: Iterable[str | os.PathLike[str]], recursive: bool =
             raise FileNotFoundError(errno.ENOENT, "No such file or folder", str(path))
         problem = entry_error(path)
         if problem is not None:
-            found.skipped.append(EntryError(path, *problem))
+            found.add(EntryError(path, *problem))
         elif os.path.isdir(path):
             found.folders.append(path)
             walk(path)
         else:
-            found.files.append(path)
+            found.add(path)
     return found
 
 

@@ -17,13 +17,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from babyemo.data import catalog
 from babyemo.data.hashing import (
     NEAR_BLANK_STD,
     exact_duplicate_groups,
     near_duplicates,
 )
 from babyemo.data.manifest import MANIFEST_FILE, read_manifest
-from babyemo.errors import DataError, RegistryError
+from babyemo.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -187,19 +188,6 @@ def _imbalance(counts: dict[str, int]) -> float | None:
 
 def _summary(values: list[int]) -> dict[str, float]:
     return {"min": min(values), "median": float(statistics.median(values)), "max": max(values)}
-
-
-def catalogue_notes(name: str) -> dict[str, str] | None:
-    """Title, terms, citation, demographics, description and size note of catalogue
-    dataset ``name`` (``None`` when it is not in the catalogue)."""
-    from babyemo.data import catalog
-
-    try:
-        entry = catalog.get_dataset(name)
-    except RegistryError:
-        return None
-    return {key: str(getattr(entry, key, "") or "") for key in
-            ("title", "terms", "citation", "demographics", "description", "size_note")}
 
 
 def _is_number(text: str) -> bool:
@@ -391,7 +379,7 @@ def inspect_dataset(path: str | os.PathLike[str],
     mismatches = _extension_mismatches(items)
     unreadable = [{"path": f["path"], "reason": f.get("reason", "")}
                   for f in ctx["skipped_files"] if f.get("category") == "unreadable"]
-    catalogue = catalogue_notes(ctx["name"])
+    catalogue = catalog.catalogue_notes(ctx["name"])
     metadata = None
     meta_path = ctx["metadata"]
     if meta_path is not None:

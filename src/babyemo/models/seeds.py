@@ -12,9 +12,11 @@ is a 2-class one.
 
 ``cnn3`` and ``vgg_fer`` flatten their last feature map into a dense layer, so the size of
 that layer depends on the input side. Their builders take an ``input_size`` keyword (pixels;
-the trainer passes the image size it uses) and checkpoints store it in ``arch_kwargs``, so a
-model is rebuilt with the right shape. The other builders need no ``input_size``: they end
-in global average pooling and accept any input size.
+registered with ``takes_input_size=True``, so the trainer passes the image size it uses) and
+checkpoints store it in ``arch_kwargs``, so a model is rebuilt with the right shape. The
+other builders need no ``input_size``: they end in global average pooling and accept any
+input size. Each entry declares its classifier head (``head=``, the module path of its last
+``nn.Linear``), which fine-tuning uses to match class rows by name.
 
 None of them has pretrained weights (``pretrained=True`` raises :class:`ConfigError`).
 Weights start from PyTorch's default initialisation.
@@ -154,6 +156,8 @@ def _final_side(name: str, input_size: int, shrink: Callable[[int], int], stages
     default_input=_half_spec(112, 3),  # the script used 128; 112 is the recipe (recipes.md)
     description="Custom ResNet of Conv-BN-ReLU residual blocks (He et al. 2016); reproduces the "
                 "5-class RGB emotion script babyemo grew from",
+    head="-1",  # the last module of the Sequential; its index depends on the kwargs
+    takes_input_size=False,
 )
 def build_custom_resnet(*, num_classes: int, in_channels: int, pretrained: bool = False,
                         widths: Sequence[int] = (32, 64, 128, 256), blocks_per_stage: int = 2,
@@ -212,6 +216,8 @@ def build_custom_resnet(*, num_classes: int, in_channels: int, pretrained: bool 
     default_input=_half_spec(96, 3),
     description="Small CNN with one residual (skip) connection; reproduces the one-skip CNN "
                 "script babyemo grew from",
+    head="10",
+    takes_input_size=False,
 )
 def build_skip_cnn(*, num_classes: int, in_channels: int, pretrained: bool = False,
                    dropout: float = 0.5) -> nn.Module:
@@ -253,6 +259,8 @@ def build_skip_cnn(*, num_classes: int, in_channels: int, pretrained: bool = Fal
     default_input=InputSpec(size=256, channels=3, mean=(0.0,) * 3, std=(1.0,) * 3),
     description="3-conv-layer CNN (32/64/128 filters, dense 512); reproduces the binary "
                 "256x256 RGB CNN script babyemo grew from",
+    head="classifier.4",
+    takes_input_size=True,
 )
 def build_cnn3(*, num_classes: int, in_channels: int, pretrained: bool = False,
                input_size: int = 256) -> nn.Module:
@@ -310,6 +318,8 @@ def _dense_bn_relu(in_features: int, out_features: int) -> nn.Sequential:
     default_input=_half_spec(48, 1),
     description="VGG-style CNN (Simonyan & Zisserman 2015 blocks) for FER-2013; reproduces the "
                 "48x48 grayscale FER-2013 CNN script babyemo grew from",
+    head="classifier.3",
+    takes_input_size=True,
 )
 def build_vgg_fer(*, num_classes: int, in_channels: int, pretrained: bool = False,
                   input_size: int = 48) -> nn.Module:

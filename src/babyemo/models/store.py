@@ -14,43 +14,25 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from babyemo import paths
 from babyemo.errors import RegistryError, unknown_name
 from babyemo.io import atomic_open, read_json_object, sha256_file, update_json_object
+from babyemo.models.packaged import (
+    PACKAGED_INIT,
+    PACKAGED_MODEL,
+    is_packaged,
+    packaged_models,
+)
+
+if TYPE_CHECKING:
+    from babyemo.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 
-PACKAGED_MODEL = "babyemo-infant"
-"""Name of the packaged default model (``babyemo/models/weights/<name>.pt``)."""
-PACKAGED_PRETRAINED = "babyemo-fer2013"
-"""Name of the packaged adult-face model that ``train --init auto`` fine-tunes from."""
-
-
-def packaged_models() -> dict[str, dict[str, Any]]:
-    """Models shipped inside the installed package, by name (``{"checkpoint", "packaged"}``).
-
-    Every ``babyemo/models/weights/<name>.pt``: the default infant model
-    (:data:`PACKAGED_MODEL`) and the FER-2013 model it was fine-tuned from
-    (``babyemo-fer2013``). Empty when the files are absent.
-    """
-    folder = _weights_folder()
-    return {p.stem: {"checkpoint": str(p), "packaged": True, "created": ""}
-            for p in sorted(folder.glob("*.pt"))}
-
-
-def _weights_folder() -> Path:
-    return Path(__file__).resolve().parent / "weights"
-
-
-def is_packaged(checkpoint: str | os.PathLike[str]) -> bool:
-    """Whether ``checkpoint`` is one of the files packaged with babyemo (read-only to every
-    command: they live inside the installed package)."""
-    try:
-        return Path(checkpoint).expanduser().resolve().parent == _weights_folder()
-    except OSError:
-        return False
+PACKAGED_PRETRAINED = PACKAGED_INIT
+"""Old name of :data:`babyemo.models.packaged.PACKAGED_INIT` (kept for one release)."""
 
 
 def writable_copy(checkpoint: str | os.PathLike[str]) -> tuple[Path, str]:
@@ -313,3 +295,35 @@ def resolve_checkpoint(checkpoint: str | os.PathLike[str] | None = None,
             raise RegistryError("No model given and no trained model is registered.",
                                 "train one with `babyemo train` or pass --checkpoint PATH")
     return Path(get_trained(model)["checkpoint"])
+
+
+def load(checkpoint: str | os.PathLike[str] | None = None,
+         model: str | None = None) -> Checkpoint:
+    """The one resolver: the model of ``--checkpoint`` / ``--model`` / the default, loaded.
+
+    Every command that runs, evaluates, calibrates or describes a model goes through here
+    (and :func:`babyemo.checkpoint.load_checkpoint`'s checks).
+
+    Args:
+        checkpoint: A ``.pt`` file; or give ``model``; neither: the default model (see
+            :func:`default_model`).
+        model: A registered model name (the packaged models included).
+
+    Returns:
+        The :class:`~babyemo.checkpoint.Checkpoint`, its ``name`` set: the model name
+        given or chosen by default, else the file's registered name, else its
+        :func:`model_label`.
+
+    Raises:
+        RegistryError: Both given, an unknown name, or no model at all.
+        CheckpointError: The file is missing or unusable.
+        StateError: ``models.json`` is corrupt.
+    """
+    from babyemo.checkpoint import load_checkpoint  # torch: not for `babyemo --help`
+
+    if model is None and checkpoint is None:
+        model = default_model()
+    path = resolve_checkpoint(checkpoint, model)
+    ckpt = load_checkpoint(path)
+    ckpt.name = model or registered_name(path) or model_label(path)
+    return ckpt

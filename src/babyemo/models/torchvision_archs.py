@@ -4,8 +4,9 @@ Each entry wraps a builder of :mod:`torchvision.models`. From scratch (the defau
 network is built with ``weights=None`` and a ``num_classes``-way head. With
 ``pretrained=True`` the ImageNet weights of torchvision's ``DEFAULT`` weights enum are
 fetched by torchvision's hub loader (cached in ``$TORCH_HOME/hub/checkpoints``), loaded into
-the 1000-class network, and the last ``Linear`` layer is replaced by a new, randomly
-initialised ``Linear(in_features, num_classes)`` (:func:`replace_head`).
+the 1000-class network, and the classifier ``Linear`` (the entry's declared head,
+:attr:`babyemo.models.registry.ArchInfo.head`) is replaced by a new, randomly initialised
+``Linear(in_features, num_classes)`` (:func:`replace_head`).
 
 All entries expect 3-channel input normalised with the ImageNet mean and standard deviation
 (:data:`babyemo.config.IMAGENET_MEAN` / ``IMAGENET_STD``). babyemo's default input size for
@@ -30,42 +31,39 @@ from torch import nn
 
 from babyemo.config import InputSpec
 from babyemo.errors import ConfigError, DownloadError
-from babyemo.models.registry import register_arch
+from babyemo.models.registry import find_head, register_arch
 
 logger = logging.getLogger(__name__)
 
-HeadPath = tuple[str | int, ...]
-"""Where the final ``nn.Linear`` sits: attribute names and ``Sequential`` indices."""
-
 _IMAGENET_INPUT = InputSpec(size=112, channels=3)
 
-# name: (torchvision builder, weights enum name, head path, description)
-_TORCHVISION_ARCHS: dict[str, tuple[str, str, HeadPath, str]] = {
-    "resnet18": ("resnet18", "ResNet18_Weights", ("fc",),
+# name: (torchvision builder, weights enum name, head, description); the head is the module
+# path of the final nn.Linear in torchvision's network (ArchInfo.head)
+_TORCHVISION_ARCHS: dict[str, tuple[str, str, str, str]] = {
+    "resnet18": ("resnet18", "ResNet18_Weights", "fc",
                  "ResNet-18 (He et al. 2016, Deep Residual Learning), torchvision"),
-    "resnet34": ("resnet34", "ResNet34_Weights", ("fc",),
+    "resnet34": ("resnet34", "ResNet34_Weights", "fc",
                  "ResNet-34 (He et al. 2016, Deep Residual Learning), torchvision"),
-    "resnet50": ("resnet50", "ResNet50_Weights", ("fc",),
+    "resnet50": ("resnet50", "ResNet50_Weights", "fc",
                  "ResNet-50 (He et al. 2016, Deep Residual Learning), torchvision"),
-    "mobilenet_v3_small": ("mobilenet_v3_small", "MobileNet_V3_Small_Weights", ("classifier", -1),
+    "mobilenet_v3_small": ("mobilenet_v3_small", "MobileNet_V3_Small_Weights", "classifier.3",
                            "MobileNetV3-Small (Howard et al. 2019), torchvision"),
-    "mobilenet_v3_large": ("mobilenet_v3_large", "MobileNet_V3_Large_Weights", ("classifier", -1),
+    "mobilenet_v3_large": ("mobilenet_v3_large", "MobileNet_V3_Large_Weights", "classifier.3",
                            "MobileNetV3-Large (Howard et al. 2019), torchvision"),
-    "efficientnet_b0": ("efficientnet_b0", "EfficientNet_B0_Weights", ("classifier", -1),
+    "efficientnet_b0": ("efficientnet_b0", "EfficientNet_B0_Weights", "classifier.1",
                         "EfficientNet-B0 (Tan & Le 2019), torchvision"),
-    "vgg16": ("vgg16", "VGG16_Weights", ("classifier", -1),
+    "vgg16": ("vgg16", "VGG16_Weights", "classifier.6",
               "VGG-16 (Simonyan & Zisserman 2015), torchvision"),
 }
 
 
-def replace_head(model: nn.Module, head_path: HeadPath, num_classes: int) -> nn.Linear:
+def replace_head(model: nn.Module, head: str, num_classes: int) -> nn.Linear:
     """Replace the final ``nn.Linear`` of ``model`` by a new ``num_classes``-way one.
 
     Args:
         model: The network, modified in place.
-        head_path: Attribute names and ``nn.Sequential`` indices leading to the layer, e.g.
-            ``("fc",)`` for torchvision's ResNets or ``("classifier", -1)`` for MobileNetV3,
-            EfficientNet and VGG.
+        head: Module path of the layer (:attr:`babyemo.models.registry.ArchInfo.head`),
+            e.g. ``"fc"`` for torchvision's ResNets or ``"classifier.3"`` for MobileNetV3.
         num_classes: Number of output logits of the new layer.
 
     Returns:
@@ -73,20 +71,15 @@ def replace_head(model: nn.Module, head_path: HeadPath, num_classes: int) -> nn.
         initialisation.
 
     Raises:
-        TypeError: The layer at ``head_path`` is not an ``nn.Linear``.
+        RegistryError: The module at ``head`` is missing or not an ``nn.Linear``.
     """
-    parent: Any = model
-    for step in head_path[:-1]:
-        parent = parent[step] if isinstance(step, int) else getattr(parent, step)
-    last = head_path[-1]
-    old = parent[last] if isinstance(last, int) else getattr(parent, last)
-    if not isinstance(old, nn.Linear):
-        raise TypeError(f"Expected nn.Linear at {head_path}, found {type(old).__name__}.")
+    name = find_head(model, head)
+    assert name is not None  # a declared head is never None
+    parent_name, _, attr = name.rpartition(".")
+    parent = model.get_submodule(parent_name)
+    old = getattr(parent, attr)
     new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
-    if isinstance(last, int):
-        parent[last] = new
-    else:
-        setattr(parent, last, new)
+    setattr(parent, attr, new)
     return new
 
 
@@ -120,7 +113,7 @@ def _call_torchvision(name: str, fn: Callable[..., nn.Module], **kwargs: Any) ->
 
 
 def _make_builder(name: str, fn_name: str, weights_name: str,
-                  head_path: HeadPath) -> Callable[..., nn.Module]:
+                  head: str) -> Callable[..., nn.Module]:
     fn = getattr(tvm, fn_name)
     weights_enum = getattr(tvm, weights_name)
 
@@ -142,7 +135,7 @@ def _make_builder(name: str, fn_name: str, weights_name: str,
                 f"The arch kwargs {kwargs} of '{name}' do not fit its pretrained weights: {exc}",
                 "drop the arch kwargs or train from scratch",
             ) from exc
-        replace_head(model, head_path, num_classes)
+        replace_head(model, head, num_classes)
         return model
 
     build.__name__ = f"build_{name}"
@@ -166,9 +159,10 @@ def _make_builder(name: str, fn_name: str, weights_name: str,
 
 
 def _register_all() -> None:
-    for name, (fn_name, weights_name, head_path, description) in _TORCHVISION_ARCHS.items():
+    for name, (fn_name, weights_name, head, description) in _TORCHVISION_ARCHS.items():
+        builder = _make_builder(name, fn_name, weights_name, head)
         register_arch(name, default_input=_IMAGENET_INPUT, description=description,
-                      pretrained=True)(_make_builder(name, fn_name, weights_name, head_path))
+                      pretrained=True, head=head, takes_input_size=False)(builder)
 
 
 _register_all()

@@ -1,10 +1,10 @@
 """Overlap work in threads, in order and with bounded memory.
 
 - :func:`prefetch` runs an iterator one or more steps ahead in a background thread:
-  prediction on a GPU, or with one CPU stream, reads and decodes the next batch while the
+  prediction on a GPU, or with one CPU reader, reads and decodes the next batch while the
   model runs on the current one, without the start-up cost and memory of worker processes.
 - :func:`ordered_map` runs a function over items in several threads and yields the results
-  in input order: CPU prediction runs whole batches (read, decode, model) in one stream per
+  in input order: CPU prediction runs whole batches (read, decode, model) in one reader per
   core.
 
 Both rely on Pillow and torch releasing the GIL while they decode, resize and compute.

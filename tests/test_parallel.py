@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from babyemo.data.prefetch import prefetch
+from babyemo.parallel import prefetch
 
 
 def test_prefetch_keeps_order_and_runs_in_another_thread():
@@ -69,7 +69,7 @@ def test_depth_must_be_positive():
 def test_ordered_map_keeps_input_order_across_threads():
     import random
 
-    from babyemo.data.prefetch import ordered_map
+    from babyemo.parallel import ordered_map
 
     rng = random.Random(0)
     delays = [rng.random() / 200 for _ in range(40)]
@@ -86,7 +86,7 @@ def test_ordered_map_keeps_input_order_across_threads():
 
 
 def test_ordered_map_bounds_the_items_in_flight_and_runs_the_initializer():
-    from babyemo.data.prefetch import ordered_map
+    from babyemo.parallel import ordered_map
 
     pulled = []
     inits = []
@@ -105,7 +105,7 @@ def test_ordered_map_bounds_the_items_in_flight_and_runs_the_initializer():
 
 
 def test_ordered_map_reraises_at_the_failing_item_and_stops():
-    from babyemo.data.prefetch import ordered_map
+    from babyemo.parallel import ordered_map
 
     calls = []
 
@@ -123,7 +123,7 @@ def test_ordered_map_reraises_at_the_failing_item_and_stops():
 
 
 def test_ordered_map_checks_its_arguments():
-    from babyemo.data.prefetch import ordered_map
+    from babyemo.parallel import ordered_map
 
     with pytest.raises(ValueError):
         next(ordered_map(abs, [1], workers=0, ahead=1))

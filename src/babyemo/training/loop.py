@@ -1,0 +1,196 @@
+"""``train(TrainConfig) -> TrainResult``: set up (:mod:`~babyemo.training.setup`), resume
+(:mod:`~babyemo.training.resume`), run the epochs, finish (:mod:`~babyemo.training.finish`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from babyemo.checkpoint import save_checkpoint
+from babyemo.config import SchedulerName, TrainConfig
+from babyemo.metrics import classification_metrics
+from babyemo.training.finish import calibrate_best, register_best
+from babyemo.training.history import summary_line, write_history
+from babyemo.training.resume import (
+    TrainState,
+    interrupt_hint,
+    restore_state,
+    resume_record,
+)
+from babyemo.training.runner import make_loader
+from babyemo.training.setup import Run, prepare_run, write_run_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        run_dir: Folder of the run.
+        best_checkpoint: ``best.pt`` (best validation macro-F1).
+        last_checkpoint: ``last.pt`` (latest epoch, with resume state).
+        best_epoch: Epoch (1-based) of ``best.pt``.
+        best_metrics: Validation metrics of the best epoch.
+        history: One dict per epoch (keys of :data:`~babyemo.training.HISTORY_FIELDS` plus
+            per-class accuracy).
+        seconds: Wall time of this call in seconds.
+        name: Name under which the model was registered.
+        stopped_early: Whether early stopping (``patience``) ended the run.
+        manifest: The manifest trained on.
+        manifest_source: Why that manifest: given, or the home's last prepared (see
+            :func:`babyemo.data.lookup.manifest_for_training`).
+    """
+
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_epoch: int
+    best_metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    name: str = ""
+    stopped_early: bool = False
+    manifest: Path | None = None
+    manifest_source: str = ""
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train ``config.arch`` on the manifest ``config.data`` (default: the home's last
+    prepared manifest, see :func:`babyemo.data.lookup.manifest_for_training`).
+
+    Writes into the run folder (``config.out`` or ``runs/<time>-<arch>``): ``config.json``,
+    ``metrics.csv``, ``curves.png``, ``best.pt``, ``last.pt``; registers ``best.pt`` in
+    the trained-model registry under ``config.name`` (default: the run folder's name).
+
+    Args:
+        config: The training configuration (see :class:`~babyemo.config.TrainConfig`).
+
+    Returns:
+        The :class:`TrainResult`.
+
+    Raises:
+        DataError: No manifest, an empty train split, or labels unusable for training.
+        ConfigError: A bad option, a non-empty run folder, a run folder that is a file or
+            lies inside the dataset's image root (see
+            :func:`~babyemo.data.folders.check_outputs`), or a diverging loss.
+        DeviceError: The device or precision is unavailable.
+        RegistryError: Unknown arch, ``config.name`` names another model, or ``config.init``
+            is neither a file nor a trained model's name.
+        CheckpointError: ``--init`` or ``--resume`` file unusable.
+    """
+    start = time.perf_counter()
+    run = prepare_run(config)
+    config = run.config
+    state = TrainState()
+    if run.saved is not None:
+        state = restore_state(run.saved, model=run.model, optimizer=run.optimizer,
+                              scheduler=run.scheduler, scaler=run.runner.scaler,
+                              epochs=config.epochs)
+        log.info("Resuming %s at epoch %d/%d", run.run_dir, state.epoch + 1, config.epochs)
+    write_run_config(run)
+
+    best_path = run.run_dir / "best.pt"
+    with interrupt_hint(run.run_dir, state):
+        stopped_early = _fit(run, state)
+        calibrate_best(best_path, run.val_ds, config, run.device)
+    register_best(run.name, best_path, arch=config.arch, class_names=run.class_names,
+                  dataset=run.manifest.name, best=state.best)
+    return TrainResult(run_dir=run.run_dir, best_checkpoint=best_path,
+                       last_checkpoint=run.run_dir / "last.pt", best_epoch=state.best["epoch"],
+                       best_metrics=state.best["metrics"], history=state.history,
+                       seconds=time.perf_counter() - start, name=run.name,
+                       stopped_early=stopped_early, manifest=run.manifest.path,
+                       manifest_source=run.manifest_source)
+
+
+def _fit(run: Run, state: TrainState) -> bool:
+    """Run the epochs after ``state.epoch`` up to ``config.epochs``, updating ``state``.
+
+    After every epoch: ``best.pt`` when the epoch is the best so far (highest val macro-F1,
+    ties to the lower val loss; without validation, every epoch), ``last.pt`` with the
+    resume state, ``metrics.csv`` and ``curves.png``, and the summary line logged.
+
+    Returns:
+        Whether early stopping (``config.patience``) ended the run.
+    """
+    config = run.config
+    val_loader = make_loader(run.val_ds, config, run.device, shuffle=False) if run.val_ds else None
+    for epoch in range(state.epoch + 1, config.epochs + 1):
+        row, epoch_metrics = _epoch(run, epoch, val_loader)
+        state.history.append(row)
+
+        score = row.get("val_macro_f1", epoch)  # without val: the last epoch is best
+        loss_key = row.get("val_loss", row["train_loss"])
+        best = state.best
+        improved = score > best["macro_f1"] or (score == best["macro_f1"]
+                                                and loss_key < best["val_loss"])
+        if run.scheduler is not None:
+            if config.scheduler is SchedulerName.plateau:
+                run.scheduler.step(row.get("val_macro_f1", row["train_acc"]))
+            else:
+                run.scheduler.step()
+        train_info = {**run.provenance, "epoch": epoch, "history_len": len(state.history)}
+        metrics = {"val": epoch_metrics, "epoch": epoch}
+        if improved:
+            state.best = {"epoch": epoch, "macro_f1": score, "val_loss": loss_key,
+                          "metrics": epoch_metrics}
+            state.stale = 0
+            _save(run, run.run_dir / "best.pt", train_info, metrics)
+        else:
+            state.stale += 1
+        resume = resume_record(state, epoch, optimizer=run.optimizer, scheduler=run.scheduler,
+                               scaler=run.runner.scaler)
+        _save(run, run.run_dir / "last.pt", train_info, metrics, resume=resume)
+        state.epoch = epoch
+        write_history(run.run_dir, state.history, run.class_names)
+        log.info(summary_line(row, config.epochs, run.class_names))
+        if config.patience is not None and state.stale >= config.patience:
+            log.info("Early stopping: no val macro-F1 gain for %d epochs.", state.stale)
+            return True
+    return False
+
+
+def _epoch(run: Run, epoch: int, val_loader: DataLoader | None
+           ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train one epoch (torch reseeded with ``seed + epoch``), then validate.
+
+    Returns:
+        The epoch's history row and its val metrics (empty without validation).
+    """
+    config = run.config
+    t0 = time.perf_counter()
+    torch.manual_seed(config.seed + epoch)
+    loader = make_loader(run.train_ds, config, run.device, shuffle=True,
+                         epoch_seed=config.seed + epoch)
+    row: dict[str, Any] = {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"]}
+    stats = run.runner.train_epoch(loader, run.optimizer, f"epoch {epoch}/{config.epochs}")
+    n_seen = stats.pop("n")
+    row.update(stats)
+    row["images_per_s"] = n_seen / max(time.perf_counter() - t0, 1e-9)
+    epoch_metrics: dict[str, Any] = {}
+    if val_loader is not None:
+        val_loss, y_true, y_pred = run.runner.evaluate(val_loader)
+        epoch_metrics = classification_metrics(y_true, y_pred, run.class_names)
+        row.update(val_loss=val_loss, val_acc=epoch_metrics["accuracy"],
+                   val_balanced_acc=epoch_metrics["balanced_accuracy"],
+                   val_macro_f1=epoch_metrics["macro_f1"])
+        for c in run.class_names:
+            row[f"val_acc_{c}"] = epoch_metrics["per_class"][c]["recall"]
+    row["seconds"] = time.perf_counter() - t0
+    return row, epoch_metrics
+
+
+def _save(run: Run, path: Path, train_info: dict[str, Any], metrics: dict[str, Any],
+          resume: dict[str, Any] | None = None) -> None:
+    """Write a checkpoint of the run's model (``resume``: only ``last.pt``)."""
+    save_checkpoint(path, model=run.model, arch=run.config.arch, arch_kwargs=run.arch_kwargs,
+                    class_names=run.class_names, input_spec=run.spec, train=train_info,
+                    metrics=metrics, faces=run.faces, resume=resume)

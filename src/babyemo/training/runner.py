@@ -1,0 +1,131 @@
+"""The passes of an epoch: a DataLoader over a dataset, and :class:`Runner`, which runs
+a training pass (forward, loss, backward, optimizer step) or an evaluation pass over it on
+one device and precision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from babyemo.config import TrainConfig
+from babyemo.data.dataset import ManifestDataset
+from babyemo.devices import default_num_workers
+from babyemo.errors import ConfigError
+from babyemo.progress import progress_bar
+from babyemo.transforms import normalize
+
+
+def make_loader(dataset: ManifestDataset, config: TrainConfig, device: torch.device, *,
+                shuffle: bool, epoch_seed: int = 0) -> DataLoader:
+    """A DataLoader over ``dataset`` with ``config``'s batch size and workers.
+
+    Args:
+        dataset: The images.
+        config: Gives ``batch_size`` and ``num_workers`` (``None``: the device's default).
+        device: Pinned memory on CUDA.
+        shuffle: Shuffle (training) with a generator seeded ``epoch_seed``, dropping the
+            last incomplete batch when there is more than one batch.
+        epoch_seed: Seed of the shuffling generator (``seed + epoch``, for resume).
+
+    Returns:
+        The loader; batches are ``(N, C, H, W) float32`` images in [0, 1] (normalised on
+        the device by :class:`Runner`) and ``(N,) int64`` targets.
+    """
+    workers = config.num_workers if config.num_workers is not None else default_num_workers(device)
+    generator = torch.Generator().manual_seed(epoch_seed) if shuffle else None
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle,
+                      num_workers=workers, generator=generator,
+                      drop_last=shuffle and len(dataset) > config.batch_size,
+                      pin_memory=device.type == "cuda", persistent_workers=False)
+
+
+def compiled(model: nn.Module) -> nn.Module:
+    """``torch.compile(model)`` for training and validation passes (``--compile``).
+
+    The compiled wrapper shares its parameters with ``model``, so checkpoints keep saving
+    ``model``'s own state dict (no ``_orig_mod.`` prefixes). The first batches are slow
+    while it compiles (12-60 s measured on a 2-core CPU).
+    """
+    return torch.compile(model)
+
+
+class Runner:
+    """Runs training and evaluation passes on one device and precision.
+
+    Args:
+        model: The model (or its ``torch.compile`` wrapper), already on ``device``.
+        device: Where the passes run.
+        plan: The precision plan (:func:`babyemo.devices.resolve_precision`): its
+            ``autocast`` context and whether a ``GradScaler`` is needed (CUDA fp16).
+        criterion: The loss, on ``(N, num_classes) float32`` logits and ``(N,) int64``
+            targets.
+        spec: The input spec whose mean and std normalise each batch on the device.
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device, plan: Any,
+                 criterion: nn.Module, spec: Any) -> None:
+        self.model, self.device, self.plan, self.criterion = model, device, plan, criterion
+        self.spec = spec
+        self.channels_last = device.type in ("cpu", "cuda")
+        self.scaler = torch.amp.GradScaler("cuda") if plan.grad_scaler else None
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        nb = self.device.type == "cuda"
+        x = normalize(x.to(self.device, non_blocking=nb), self.spec)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y.to(self.device, non_blocking=nb)
+
+    def train_epoch(self, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    description: str) -> dict[str, float]:
+        """One training pass over ``loader`` (progress bar titled ``description``).
+
+        Returns:
+            ``train_loss`` (mean), ``train_acc`` and ``n``, the number of images seen.
+
+        Raises:
+            ConfigError: The loss is not finite (diverged).
+        """
+        self.model.train()
+        total_loss, correct, n = 0.0, 0, 0
+        with progress_bar(description, total=len(loader), unit="batch") as bar:
+            for x, y in loader:
+                x, y = self._to_device(x, y)
+                optimizer.zero_grad(set_to_none=True)
+                with self.plan.autocast(self.device):
+                    logits = self.model(x)
+                    loss = self.criterion(logits.float(), y)
+                if not torch.isfinite(loss):
+                    raise ConfigError(f"The training loss became {loss.item()}.",
+                                      "lower --lr or use --precision fp32")
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                    self.scaler.step(optimizer)
+                    self.scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                total_loss += loss.item() * len(y)
+                correct += (logits.argmax(1) == y).sum().item()
+                n += len(y)
+                bar.advance()
+        return {"train_loss": total_loss / max(n, 1), "train_acc": correct / max(n, 1), "n": n}
+
+    @torch.inference_mode()
+    def evaluate(self, loader: DataLoader) -> tuple[float, np.ndarray, np.ndarray]:
+        """Mean loss, true labels ``(N,) int64`` and predicted labels ``(N,) int64``."""
+        self.model.eval()
+        total_loss, trues, preds = 0.0, [], []
+        for x, y in loader:
+            x, y = self._to_device(x, y)
+            with self.plan.autocast(self.device):
+                logits = self.model(x).float()
+            total_loss += self.criterion(logits, y).item() * len(y)
+            trues.append(y.cpu())
+            preds.append(logits.argmax(1).cpu())
+        y_true = torch.cat(trues).numpy()
+        return total_loss / max(len(y_true), 1), y_true, torch.cat(preds).numpy()

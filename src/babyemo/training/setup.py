@@ -1,0 +1,311 @@
+"""Everything a run needs before its first epoch: :func:`prepare_run` -> :class:`Run`.
+
+The run folder (checked, or the run to ``--resume``), the manifest, the arch (looked up
+once), the model (fine-tuned with ``--init``), the datasets and their cache, the loss,
+optimizer, learning-rate schedule and the :class:`~babyemo.training.runner.Runner`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from babyemo.checkpoint import read_checkpoint_dict
+from babyemo.config import CacheMode, InputSpec, OptimizerName, SchedulerName, TrainConfig
+from babyemo.data.dataset import ManifestDataset
+from babyemo.data.folders import check_outputs
+from babyemo.data.image_cache import make_cache
+from babyemo.data.lookup import manifest_for_training
+from babyemo.data.manifest import Manifest, read_manifest, warn_training_classes
+from babyemo.devices import (
+    default_num_workers,
+    resolve_device,
+    resolve_precision,
+    set_cpu_threads,
+)
+from babyemo.errors import ConfigError, DataError
+from babyemo.io import atomic_write_text, remove_stale_temps
+from babyemo.models import store
+from babyemo.models.registry import ArchInfo, create_model, get_arch
+from babyemo.training.finetune import init_from, resolve_init
+from babyemo.training.resume import resumed_config
+from babyemo.training.runner import Runner, compiled
+from babyemo.transforms import eval_transform, train_transform
+
+log = logging.getLogger(__name__)
+
+RUN_FILES = ("config.json", "metrics.csv", "curves.png", "best.pt", "last.pt")
+"""The files :func:`babyemo.training.train` writes into its run folder."""
+
+
+@dataclass
+class Run:
+    """A run set up and ready for its first epoch (made by :func:`prepare_run`).
+
+    Attributes:
+        config: The configuration it runs with (``data`` the manifest file itself; on
+            ``--resume``, the run's own configuration, see
+            :func:`~babyemo.training.resume.resumed_config`).
+        arch: The registry entry of ``config.arch`` (looked up once per run).
+        arch_kwargs: The builder's keyword arguments (stored in checkpoints).
+        device: Where it trains.
+        plan: The precision plan (:func:`~babyemo.devices.resolve_precision`).
+        run_dir: The run folder (created).
+        name: Name ``best.pt`` is registered under.
+        manifest: The manifest trained on.
+        manifest_source: Why that manifest (:func:`~babyemo.data.lookup.manifest_for_training`).
+        class_names: Classes in logit order.
+        spec: The model's input.
+        faces: Face-crop settings (stored in checkpoints), or ``None`` for whole images.
+        model: The model on ``device`` (its own parameters, never the compiled wrapper).
+        train_ds: The training images (augmented).
+        val_ds: The validation images, or ``None`` (no val split, or trained on it).
+        optimizer: The optimizer.
+        scheduler: The learning-rate schedule, or ``None`` for a constant rate.
+        runner: Runs the passes (on the compiled model with ``--compile``).
+        provenance: The checkpoints' ``train`` entry (also ``config.json``).
+        saved: ``last.pt``'s dict when resuming, else ``None``.
+    """
+
+    config: TrainConfig
+    arch: ArchInfo
+    arch_kwargs: dict[str, Any]
+    device: torch.device
+    plan: Any
+    run_dir: Path
+    name: str
+    manifest: Manifest
+    manifest_source: str
+    class_names: list[str]
+    spec: InputSpec
+    faces: dict[str, Any] | None
+    model: nn.Module
+    train_ds: ManifestDataset
+    val_ds: ManifestDataset | None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    runner: Runner
+    provenance: dict[str, Any]
+    saved: dict[str, Any] | None = None
+
+
+def seed_all(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run_folder(config: TrainConfig) -> Path:
+    """The run folder, checked but not created (``config.out`` or ``runs/<time>-<arch>``).
+
+    Raises:
+        ConfigError: ``--resume`` without a ``last.pt`` in it; a non-empty folder without
+            ``--overwrite`` or ``--resume``; a folder that is a file (see
+            :func:`~babyemo.data.folders.check_outputs`).
+    """
+    if config.out:
+        run_dir = Path(config.out)
+    else:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path("runs") / f"{stamp}-{config.arch}"
+    check_outputs(folders={"run folder": run_dir}, folder_files={"run folder": RUN_FILES})
+    if config.resume:
+        if not (run_dir / "last.pt").is_file():
+            raise ConfigError(f"Cannot resume: {run_dir / 'last.pt'} does not exist.",
+                              "pass --out with the folder of the run to resume")
+        return run_dir
+    if run_dir.exists() and any(run_dir.iterdir()) and not config.overwrite:
+        raise ConfigError(f"The run folder {run_dir} is not empty.",
+                          "pass --overwrite, --resume, or another --out")
+    return run_dir
+
+
+def face_settings(config: TrainConfig, manifest: Manifest) -> dict[str, Any] | None:
+    """How to crop faces (stored in checkpoints), or ``None`` for whole images.
+
+    Raises:
+        DataError: Faces were asked for but the manifest has no face boxes (or boxes of
+            another detector).
+    """
+    if config.faces == "none":
+        return None
+    if not manifest.has_faces:
+        if config.faces == "auto":
+            return None
+        raise DataError(f"--faces {config.faces} needs face boxes, and {manifest.path} has none.",
+                        f"prepare it with `babyemo data prepare --faces {config.faces}`")
+    detector = (manifest.info.get("faces") or {}).get("detector", "unknown")
+    if config.faces not in ("auto", detector):
+        raise DataError(f"{manifest.path} has face boxes from '{detector}', not "
+                        f"'{config.faces}'.", f"use --faces {detector} or prepare again")
+    return {"detector": detector, "margin": config.face_margin, "align": config.face_align}
+
+
+def resolve_cache_mode(cache: CacheMode | str, workers: int) -> str:
+    """The concrete cache mode: ``auto`` is ``ram`` with 0 workers, else ``disk``."""
+    cache = CacheMode(cache)
+    if cache is CacheMode.auto:
+        return "ram" if workers == 0 else "disk"
+    return cache.value
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """AdamW (or SGD with Nesterov momentum 0.9) at ``config.lr``; weight decay on weights
+    with two or more dimensions only (not on biases and normalisation parameters)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer is OptimizerName.sgd:
+        return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
+    """Cosine annealing over ``config.epochs``, ReduceLROnPlateau on val macro-F1 (halving
+    after 3 epochs without gain), or ``None`` (constant rate); stepped once per epoch."""
+    if config.scheduler is SchedulerName.cosine:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.scheduler is SchedulerName.plateau:
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5,
+                                                          patience=3)
+    return None
+
+
+def make_criterion(config: TrainConfig, train_ds: ManifestDataset, num_classes: int,
+                   device: torch.device) -> nn.Module:
+    """Cross-entropy with ``config.label_smoothing``; with ``config.class_weights``,
+    weighted by scikit-learn's ``"balanced"`` class weights of the training targets
+    (1 for classes absent from them)."""
+    weight = None
+    if config.class_weights:
+        from sklearn.utils.class_weight import compute_class_weight
+
+        present = np.unique(train_ds.targets)
+        w = np.ones(num_classes, dtype=np.float32)
+        w[present] = compute_class_weight("balanced", classes=present, y=np.array(train_ds.targets))
+        weight = torch.tensor(w, device=device)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+
+
+def prepare_run(config: TrainConfig) -> Run:
+    """Check everything, then set up the run: nothing is written before the checks pass.
+
+    With ``config.resume``, the run's configuration is taken from its ``last.pt`` (see
+    :func:`~babyemo.training.resume.resumed_config`), which is read into
+    :attr:`Run.saved`; the states are restored by the caller.
+
+    Args:
+        config: The configuration given.
+
+    Returns:
+        The :class:`Run`, its folder created.
+
+    Raises:
+        DataError, ConfigError, DeviceError, RegistryError, CheckpointError: See
+            :func:`babyemo.training.train`.
+    """
+    device = resolve_device(config.device)
+    plan = resolve_precision(config.precision, device)
+    run_dir = run_folder(config)
+    saved: dict[str, Any] | None = None
+    if config.resume:
+        saved = read_checkpoint_dict(run_dir / "last.pt")
+        config = resumed_config(config, saved["train"], run_dir)
+        for stale_file in remove_stale_temps(run_dir):  # left by a killed (SIGKILL) run
+            log.info("Removed %s, a partial file of the interrupted run", stale_file.name)
+    info = get_arch(config.arch)
+    name = config.name or run_dir.resolve().name
+    store.check_name_free(name, run_dir / "best.pt")
+    choice = manifest_for_training(config.data)
+    manifest: Manifest = read_manifest(choice.path)
+    log.info("Manifest: %s (%s)", manifest.path, choice.source)
+    warn_training_classes(manifest, config.train_splits)  # logged: a class never trained on
+    check_outputs(folders={"run folder": run_dir}, scanned=[manifest.root],
+                  folder_files={"run folder": () if config.resume else RUN_FILES},
+                  inputs=[manifest.path, None if config.resume else config.init])
+    # record the manifest itself, never "the last prepared": --resume and evaluation must
+    # find this one even after another process prepares something else
+    config = replace(config, data=str(manifest.path.resolve()))
+    class_names = list(manifest.class_names)
+    if len(class_names) < 2:
+        raise DataError(f"The manifest {manifest.path} has {len(class_names)} class(es).",
+                        "a classifier needs at least two classes")
+    spec = info.default_input.with_size(config.image_size)
+    arch_kwargs = info.builder_kwargs(config.arch_kwargs, spec.size)
+    seed_all(config.seed)
+
+    model = create_model(info, num_classes=len(class_names), pretrained=config.pretrained,
+                         **arch_kwargs)
+    init_info = None
+    if saved is None:
+        init_ckpt = resolve_init(config, spec)
+        if init_ckpt is not None:
+            init_info = init_from(model, init_ckpt, class_names, info)
+    else:
+        init_info = saved.get("train", {}).get("init")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = model.to(device)
+    if device.type in ("cpu", "cuda"):
+        model = model.to(memory_format=torch.channels_last)
+
+    workers = config.num_workers if config.num_workers is not None else default_num_workers(device)
+    faces = face_settings(config, manifest)
+    crop = None
+    if faces is not None:
+        from babyemo.faces import CropSpec
+
+        crop = CropSpec(margin=faces["margin"], align=faces["align"])
+    cache_mode = resolve_cache_mode(config.cache, workers)
+    set_cpu_threads(device, workers)
+    train_ds = ManifestDataset(manifest, config.train_splits, class_names, spec,
+                               train_transform(spec, config.augment),
+                               cache=make_cache(cache_mode), crop=crop, augment=True)
+    has_val = "val" not in config.train_splits and bool(manifest.rows_for("val"))
+    val_ds = (ManifestDataset(manifest, "val", class_names, spec, eval_transform(spec),
+                              cache=make_cache(cache_mode), crop=crop) if has_val else None)
+    if "val" in config.train_splits:
+        log.info("Training on train+val: no validation; best.pt is the last epoch.")
+    elif not has_val:
+        log.warning("The manifest has no 'val' split: best.pt will be the last epoch.")
+
+    criterion = make_criterion(config, train_ds, len(class_names), device)
+    optimizer = make_optimizer(config, model)
+    scheduler = make_scheduler(config, optimizer)
+    runner = Runner(compiled(model) if config.compile else model, device, plan, criterion,
+                    spec)
+    provenance = {"config": config.to_dict(), "seed": config.seed,
+                  "manifest": str(manifest.path.resolve()), "manifest_sha256": manifest.sha256(),
+                  "dataset": manifest.name, "n_train": len(train_ds),
+                  "n_val": len(val_ds) if val_ds else 0, "precision": plan.name,
+                  "device": str(device), "faces": faces, "cache": cache_mode,
+                  "n_train_without_face": train_ds.n_without_face, "init": init_info}
+    return Run(config=config, arch=info, arch_kwargs=arch_kwargs, device=device, plan=plan,
+               run_dir=run_dir, name=name, manifest=manifest, manifest_source=choice.source,
+               class_names=class_names, spec=spec, faces=faces, model=model,
+               train_ds=train_ds, val_ds=val_ds, optimizer=optimizer, scheduler=scheduler,
+               runner=runner, provenance=provenance, saved=saved)
+
+
+def write_run_config(run: Run) -> None:
+    """Write the run's ``config.json`` (its provenance) and log what it trains on."""
+    config, spec, faces = run.config, run.spec, run.faces
+    atomic_write_text(run.run_dir / "config.json", json.dumps(run.provenance, indent=2))
+    log.info("Training %s on %s (%d train / %d val images, %d classes) on %s, %s, %d px, %s",
+             config.arch, run.manifest.name, len(run.train_ds), run.provenance["n_val"],
+             len(run.class_names), run.device, run.plan.name, spec.size,
+             f"face crops ({faces['detector']}, margin {faces['margin']}, "
+             f"{run.train_ds.n_without_face} train images without a face used whole)"
+             if faces else "whole images")
