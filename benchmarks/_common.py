@@ -99,7 +99,7 @@ def quick_checkpoint(data: Path, out: Path, *, epochs: int, arch: str = "custom_
     """Prepare ``data`` (in the temporary home) and train ``arch`` for ``epochs`` on the CPU
     with the default recipe otherwise; print the setup time; return ``best.pt``."""
     from babyemo.config import TrainConfig
-    from babyemo.data.prepare import prepare
+    from babyemo.data.preparation.prepare import prepare
     from babyemo.training import train
 
     t0 = time.perf_counter()

@@ -76,8 +76,8 @@ def main() -> None:
     import torch
 
     from babyemo.checkpoint import load_checkpoint
-    from babyemo.data.dataset import ManifestDataset
-    from babyemo.data.manifest import read_manifest
+    from babyemo.data.loading.dataset import ManifestDataset
+    from babyemo.data.preparation.manifest import read_manifest
     from babyemo.engines import OnnxEngine, TorchEngine
     from babyemo.evaluation import evaluate
     from babyemo.export import export_onnx

@@ -122,7 +122,7 @@ def decode_only_rate(predictor, folder: Path) -> float:
     predictor's own ``FileDataset`` + DataLoader (decode, transform, collate), no model."""
     from torch.utils.data import DataLoader
 
-    from babyemo.data.dataset import FileDataset, collate_files
+    from babyemo.data.loading.dataset import FileDataset, collate_files
 
     files = list_files(folder)
     dataset = FileDataset(files, predictor.model.input_spec, predictor.model.transform,
@@ -266,27 +266,10 @@ def main() -> None:
         exported = export_onnx(checkpoint, int8=args.int8)
         args.onnx = exported.int8 if args.int8 else exported.onnx
         figure(f"setup: export onnx{' + int8' if args.int8 else ''}", time.perf_counter() - t0, "s")
-    predictor = Predictor(
-        checkpoint,
-        runtime=Runtime(
-            device="cpu",
-            batch_size=args.batch_size,
-            workers=args.workers,
-            backend=args.backend,
-            onnx=args.onnx,
-        ),
-    )
-    single = Predictor(
-        checkpoint,
-        runtime=Runtime(
-            device="cpu",
-            batch_size=args.batch_size,
-            workers=args.workers,
-            backend=args.backend,
-            onnx=args.onnx,
-            readers=1,
-        ),
-    )
+    runtime = Runtime(device="cpu", batch_size=args.batch_size, workers=args.workers,
+                      backend=args.backend, onnx=args.onnx)
+    predictor = Predictor(checkpoint, runtime=runtime)
+    single = Predictor(checkpoint, runtime=runtime.replace(readers=1))
     size = predictor.model.input_spec.size
     print(
         f"setup: {predictor.checkpoint.arch} at {size} px, batch {args.batch_size}, "

@@ -131,7 +131,7 @@ def main() -> None:
     home = temp_home()
 
     from babyemo.config import TrainConfig
-    from babyemo.data.prepare import prepare
+    from babyemo.data.preparation.prepare import prepare
     from babyemo.devices import resolve_device, resolve_precision
     from babyemo.models.registry import get_arch
     from babyemo.training import train

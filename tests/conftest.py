@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.http_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BABYEMO_SHARED_DATA", REPO.parent / "shared" / "data"))
 SHARED_MODELS = SHARED_DATA.parent / "models"
@@ -123,7 +125,7 @@ def tiny_arch() -> str:
 @pytest.fixture
 def prepared(tmp_path: Path) -> Path:
     """A prepared synthetic 3-class dataset (12 images per class); returns manifest.csv."""
-    from babyemo.data.prepare import prepare
+    from babyemo.data.preparation.prepare import prepare
 
     root = make_imagefolder(tmp_path / "images", per_class=12)
     result = prepare(root, out=tmp_path / "prepared", split=(0.5, 0.25, 0.25), seed=0)
@@ -162,8 +164,8 @@ def subset_manifest(source: Path, out: Path, keep: dict[str, int]) -> Path:
     class in each split; returns the new manifest's path (in ``out / "subset"``)."""
     from collections import defaultdict
 
-    from babyemo.data.manifest import write_manifest
-    from babyemo.data.prepare import prepare
+    from babyemo.data.preparation.manifest import write_manifest
+    from babyemo.data.preparation.prepare import prepare
 
     full = prepare(source, out=out / "full", seed=0).manifest
     taken: dict[tuple[str, str], int] = defaultdict(int)

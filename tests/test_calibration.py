@@ -15,7 +15,7 @@ from babyemo.calibration import (
 )
 from babyemo.checkpoint import load_checkpoint, save_checkpoint, write_calibration
 from babyemo.config import InputSpec, TrainConfig
-from babyemo.data.manifest import read_manifest
+from babyemo.data.preparation.manifest import read_manifest
 from babyemo.errors import CheckpointError, ConfigError
 from babyemo.evaluation.calibration import calibrate_checkpoint, copy_calibration
 from babyemo.models.registry import create_model

@@ -9,7 +9,7 @@ from babyemo.runtime import Runtime
 
 
 def test_card_reports_training_and_recorded_evaluations(checkpoint, prepared, tmp_path):
-    from babyemo.data.manifest import read_manifest
+    from babyemo.data.preparation.manifest import read_manifest
 
     rows = read_manifest(prepared).rows
     meta = tmp_path / "meta.csv"
@@ -49,7 +49,7 @@ def test_card_reports_training_and_recorded_evaluations(checkpoint, prepared, tm
 
 def test_card_text_and_no_evaluation(checkpoint):
     from babyemo.checkpoint import read_checkpoint_dict
-    from babyemo.io import atomic_open
+    from babyemo.fs import atomic_open
 
     text = model_card(load_checkpoint(checkpoint), "tiny")
     assert text.startswith("# Model card: tiny") and "No evaluation is recorded" in text
@@ -83,7 +83,7 @@ def _with_init(checkpoint, init, config_init="auto"):
     import torch
 
     from babyemo.checkpoint import read_checkpoint_dict
-    from babyemo.io import atomic_open
+    from babyemo.fs import atomic_open
 
     data = read_checkpoint_dict(checkpoint)
     data["train"] = {
@@ -144,7 +144,7 @@ def test_card_recognises_the_packaged_donor_by_its_recorded_facts(checkpoint):
 
 
 def test_card_recognises_a_copy_of_a_packaged_file_by_its_recorded_sha256(checkpoint):
-    from babyemo.io import sha256_file
+    from babyemo.fs import sha256_file
 
     path = _packaged_or_skip()
     ckpt = _with_init(

@@ -113,8 +113,8 @@ def test_probs_use_the_stored_temperature_and_ece_is_reported(prepared, tiny_arc
 
 
 def test_slices_from_metadata_csv_and_from_the_manifest(prepared, tiny_arch, tmp_path):
-    from babyemo.data.manifest import read_manifest
-    from babyemo.data.prepare import prepare
+    from babyemo.data.preparation.manifest import read_manifest
+    from babyemo.data.preparation.prepare import prepare
     from babyemo.metrics import classification_metrics
 
     ckpt = _untrained(tmp_path, tiny_arch, ("angry", "crying", "happy"))
@@ -179,7 +179,7 @@ def test_slices_from_metadata_csv_and_from_the_manifest(prepared, tiny_arch, tmp
 
 def test_label_map_model_classes_on_another_dataset(tiny_arch, tmp_path):
     """Infant model (angry/crying/happy) on adult-like data (angry/fear/happy/sad)."""
-    from babyemo.data.prepare import prepare
+    from babyemo.data.preparation.prepare import prepare
     from tests.conftest import make_imagefolder
 
     adult = make_imagefolder(
@@ -249,7 +249,7 @@ def test_where_restricts_rows_and_record_stores_a_summary_in_the_checkpoint(
     prepared, tiny_arch, tmp_path
 ):
     from babyemo.checkpoint import load_checkpoint
-    from babyemo.data.manifest import read_manifest
+    from babyemo.data.preparation.manifest import read_manifest
     from babyemo.errors import ConfigError
     from babyemo.evaluation import parse_where
 
@@ -292,24 +292,10 @@ def test_where_restricts_rows_and_record_stores_a_summary_in_the_checkpoint(
         first["ci95"]["per_class"]["angry"]["f1"][0] <= first["ci95"]["per_class"]["angry"]["f1"][1]
     )
     assert first["calibration"]["ece_before"] == pytest.approx(report.calibration["ece_before"])
-    with pytest.raises(DataError, match="No 'all' row"):
-        evaluate(
-            ckpt,
-            data=prepared,
-            split="all",
-            metadata=meta,
-            where="subset=C",
-            runtime=Runtime(workers=0),
-        )
-    with pytest.raises(DataError, match="no column"):
-        evaluate(
-            ckpt,
-            data=prepared,
-            split="all",
-            metadata=meta,
-            where="age=3",
-            runtime=Runtime(workers=0),
-        )
+    for where, match in (("subset=C", "No 'all' row"), ("age=3", "no column")):
+        with pytest.raises(DataError, match=match):
+            evaluate(ckpt, data=prepared, split="all", metadata=meta, where=where,
+                     runtime=Runtime(workers=0))
     with pytest.raises(ConfigError, match="COLUMN=VALUE"):
         parse_where(["subset"])
     assert parse_where({"a": 1}) == {"a": "1"} and parse_where(None) == {}

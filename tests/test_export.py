@@ -14,8 +14,8 @@ pytest.importorskip("onnxscript")
 
 from babyemo.checkpoint import load_checkpoint, read_checkpoint_dict  # noqa: E402
 from babyemo.config import TrainConfig  # noqa: E402
-from babyemo.data.manifest import read_manifest  # noqa: E402
-from babyemo.data.prepare import prepare  # noqa: E402
+from babyemo.data.preparation.manifest import read_manifest  # noqa: E402
+from babyemo.data.preparation.prepare import prepare  # noqa: E402
 from babyemo.engines import OnnxEngine, TorchEngine, create_engine  # noqa: E402
 from babyemo.errors import (  # noqa: E402
     ConfigError,
@@ -108,7 +108,7 @@ def test_int8_model_is_quantized_and_compared_on_val(exported):
 
 
 def test_int8_quantization_sample_reads_only_training_images(exported, tmp_path, monkeypatch):
-    import babyemo.data.dataset as dataset_mod
+    import babyemo.data.loading.dataset as dataset_mod
 
     read: list[Path] = []
     real = dataset_mod.load_image

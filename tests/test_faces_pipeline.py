@@ -14,9 +14,9 @@ from PIL import Image
 
 from babyemo.checkpoint import load_checkpoint
 from babyemo.config import TrainConfig
-from babyemo.data.face_index import annotate_faces
-from babyemo.data.manifest import read_manifest, write_manifest
-from babyemo.data.prepare import prepare
+from babyemo.data.preparation.face_index import annotate_faces
+from babyemo.data.preparation.manifest import read_manifest, write_manifest
+from babyemo.data.preparation.prepare import prepare
 from babyemo.errors import DataError
 from babyemo.evaluation import evaluate
 from babyemo.faces import Face, register_detector
@@ -70,7 +70,7 @@ def test_prepare_stores_face_boxes(face_manifest):
 
 
 def test_inspect_reports_detection_rate(face_manifest):
-    from babyemo.data.inspect import inspect_dataset
+    from babyemo.data.inspection.report import inspect_dataset
 
     faces = inspect_dataset(face_manifest).faces
     assert faces["detector"] == FAKE and faces["with_face"] == 34

@@ -1,6 +1,6 @@
 """One vocabulary of per-file errors (issue 12, item 7).
 
-Every :class:`~babyemo.data.file_errors.FileErrorCode` is documented in
+Every :class:`~babyemo.data.loading.file_errors.FileErrorCode` is documented in
 ``docs/data-formats.md`` and nothing else is; every code is produced by a real bad file
 (built by :mod:`tests.bad_files` or here), through ``load_image`` and through
 ``predict_to_files``, whose CSV and JSON carry the code in ``error`` and the reason in
@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from babyemo.data import images
-from babyemo.data.file_errors import FILE_ERROR_CODES, FileErrorCode
-from babyemo.data.images import load_image
+from babyemo.data.loading import images
+from babyemo.data.loading.file_errors import FILE_ERROR_CODES, FileErrorCode
+from babyemo.data.loading.images import load_image
 from babyemo.errors import ImageError
 from babyemo.faces import register_detector
 from babyemo.runtime import Runtime

@@ -27,9 +27,9 @@ from babyemo.checkpoint import (
     write_calibration,
 )
 from babyemo.cli import app
-from babyemo.data import catalog, fetch
-from babyemo.data.archives import extract_archive
-from babyemo.data.manifest import COLUMNS, read_manifest
+from babyemo.data.preparation.manifest import COLUMNS, read_manifest
+from babyemo.data.sources import catalog, fetch
+from babyemo.data.sources.archives import extract_archive
 from babyemo.errors import CheckpointError, DownloadError, ManifestError, UnsafeArchiveError
 from tests.conftest import make_checkpoint, make_image, make_imagefolder
 
@@ -301,8 +301,8 @@ def test_manifest_paths_cannot_escape_the_root(tmp_path, rel):
 
 def test_manifest_symlink_out_of_the_root_is_refused_before_training(tmp_path, tiny_arch):
     from babyemo.config import TrainConfig
-    from babyemo.data.manifest import new_info, write_manifest
-    from babyemo.data.prepare import prepare
+    from babyemo.data.preparation.manifest import new_info, write_manifest
+    from babyemo.data.preparation.prepare import prepare
     from babyemo.training import train
 
     root = make_imagefolder(tmp_path / "images", per_class=4)

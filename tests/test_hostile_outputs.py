@@ -1,6 +1,6 @@
 """Output paths that are not plain new files (issue 13), at the level of
-:func:`babyemo.io.atomic_open` and of the one output guard,
-:func:`babyemo.data.folders.check_outputs`.
+:func:`babyemo.fs.atomic_open` and of the one output guard,
+:func:`babyemo.data.loading.folders.check_outputs`.
 
 Special files are made in ``tmp_path`` (a FIFO with ``os.mkfifo``; character devices with
 ``os.mknod`` where permitted, as copies of the null and full devices' numbers): never the
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from babyemo.data.folders import check_outputs
+from babyemo.data.loading.folders import check_outputs
 from babyemo.errors import ConfigError
-from babyemo.io import FILE, STREAM, atomic_open, atomic_write_text, output_target
+from babyemo.fs import FILE, STREAM, atomic_open, atomic_write_text, output_target
 
 NULL_DEVICE = (1, 3)
 """Major and minor numbers of Linux's null device (writes are discarded)."""

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from babyemo.checkpoint import load_checkpoint
-from babyemo.data.manifest import read_manifest
+from babyemo.data.preparation.manifest import read_manifest
 from babyemo.engines import TorchEngine
 from babyemo.errors import ConfigError
 from babyemo.inference import (

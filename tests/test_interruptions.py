@@ -24,7 +24,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from babyemo import io as bio
+from babyemo import fs as bio
 from babyemo.checkpoint import load_checkpoint, read_checkpoint_dict, save_checkpoint
 from babyemo.cli import app
 from babyemo.config import InputSpec, TrainConfig
@@ -251,9 +251,9 @@ def test_sigterm_mid_checkpoint_write_cleans_up_like_ctrl_c(prepared, tiny_arch,
 def _writers(tmp_path: Path, tiny_arch: str) -> dict:
     """One call per kind of file babyemo writes, each to a new path in ``tmp_path``."""
     from babyemo import reports
-    from babyemo.data.archives import extract_with_record
-    from babyemo.data.image_cache import DiskCache
-    from babyemo.data.manifest import ManifestRow, new_info, write_manifest
+    from babyemo.data.loading.image_cache import DiskCache
+    from babyemo.data.preparation.manifest import ManifestRow, new_info, write_manifest
+    from babyemo.data.sources.archives import extract_with_record
     from babyemo.models.registry import create_model
     from tests.data.helpers import zip_folder
 
@@ -304,7 +304,7 @@ def test_a_failure_mid_write_leaves_no_file_under_the_final_name(tmp_path, tiny_
     monkeypatch.setattr(bio.os, "fsync", failing_fsync)
     with pytest.raises((OSError, KeyboardInterrupt)):
         write(target)
-    assert written and written[0] > 0, "the write did not go through babyemo.io"
+    assert written and written[0] > 0, "the write did not go through babyemo.fs"
     files = [p for p in folder.rglob("*") if p.is_file()]
     assert not [p for p in files if p.name == name or p.suffix == ".npy"], files
     assert not [p for p in files if p.name.endswith(".tmp")], files  # and no temp left

@@ -9,7 +9,7 @@ from babyemo import reports
 from babyemo.card import model_card
 from babyemo.checkpoint import load_checkpoint
 from babyemo.config import TrainConfig
-from babyemo.io import sha256_file
+from babyemo.fs import sha256_file
 from babyemo.models import store
 from babyemo.runtime import Runtime
 from babyemo.training import train

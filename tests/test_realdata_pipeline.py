@@ -13,7 +13,7 @@ import math
 import pytest
 
 from babyemo.config import TrainConfig
-from babyemo.data.manifest import read_manifest
+from babyemo.data.preparation.manifest import read_manifest
 from babyemo.evaluation import evaluate
 from babyemo.prediction import Predictor, predict_to_files
 from babyemo.runtime import Runtime

@@ -123,7 +123,7 @@ def test_png_failing_after_bytes_written_leaves_no_file(tmp_path, monkeypatch):
         written.append(os.fstat(fd).st_size)  # the temp file already holds the PNG bytes
         raise OSError("fsync failed")
 
-    monkeypatch.setattr("babyemo.io.os.fsync", failing_fsync)
+    monkeypatch.setattr("babyemo.fs.os.fsync", failing_fsync)
     with pytest.raises(OSError, match="fsync failed"):
         reports.plot_confusion(CM, NAMES, tmp_path / "confusion.png")
     assert written and written[0] > 1000
@@ -134,7 +134,7 @@ def test_json_failing_on_rename_leaves_no_file(tmp_path, monkeypatch):
     def failing_replace(src, dst):
         raise OSError("rename failed")
 
-    monkeypatch.setattr("babyemo.io.os.replace", failing_replace)
+    monkeypatch.setattr("babyemo.fs.os.replace", failing_replace)
     with pytest.raises(OSError, match="rename failed"):
         reports.write_json({"a": 1}, tmp_path / "r.json")
     assert _listing(tmp_path) == []

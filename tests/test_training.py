@@ -200,7 +200,7 @@ def test_compile_wraps_the_model_but_checkpoints_keep_plain_names(prepared, tiny
 
 def test_train_on_train_and_val_has_no_validation_and_keeps_the_last_epoch(prepared, tiny_arch,
                                                                           tmp_path):
-    from babyemo.data.manifest import read_manifest
+    from babyemo.data.preparation.manifest import read_manifest
 
     manifest = read_manifest(prepared)
     n_train_val = len(manifest.rows_for("train")) + len(manifest.rows_for("val"))

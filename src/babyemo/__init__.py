@@ -23,8 +23,8 @@ _LAZY = {
     "train": "babyemo.training",
     "evaluate": "babyemo.evaluation",
     "Predictor": "babyemo.prediction",
-    "prepare": "babyemo.data.prepare",
-    "inspect_dataset": "babyemo.data.inspect",
+    "prepare": "babyemo.data.preparation.prepare",
+    "inspect_dataset": "babyemo.data.inspection.report",
 }
 
 __all__ = ["__version__", *_LAZY]

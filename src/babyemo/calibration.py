@@ -339,7 +339,8 @@ class CalibrationResult:
         warnings: Why the result should not be trusted, if it should not (see
             :func:`calibration_warnings`); also logged.
         manifest: The manifest the data came from, when known.
-        manifest_source: Why that manifest (see :class:`babyemo.data.lookup.ManifestChoice`).
+        manifest_source: Why that manifest (see
+            :class:`babyemo.data.preparation.lookup.ManifestChoice`).
         copy_name: For a packaged model (read-only), the registered name of the calibrated
             copy that ``checkpoint`` is (see :func:`babyemo.models.store.writable_copy`).
     """

@@ -291,7 +291,7 @@ def model_card(ckpt: Checkpoint, name: str | None = None) -> str:
     Returns:
         Markdown text.
     """
-    from babyemo.data.catalog import catalogue_notes
+    from babyemo.data.sources.catalog import catalogue_notes
 
     card = ckpt.raw.get("card") if isinstance(ckpt.raw.get("card"), dict) else {}
     train = ckpt.train or {}
@@ -391,10 +391,10 @@ def write_model_card(checkpoint: str | os.PathLike[str] | None = None, *,
         CheckpointError: Unusable checkpoint.
         StateError: The registry file (``models.json``) is corrupt.
         ConfigError: ``out`` cannot be written or is the checkpoint (see
-            :func:`~babyemo.data.folders.check_outputs`).
+            :func:`~babyemo.data.loading.folders.check_outputs`).
     """
-    from babyemo.data.folders import check_outputs
-    from babyemo.io import atomic_write_text
+    from babyemo.data.loading.folders import check_outputs
+    from babyemo.fs import atomic_write_text
     from babyemo.models import store
 
     path = store.resolve_checkpoint(checkpoint, model)

@@ -47,7 +47,7 @@ import torch
 from babyemo import __version__
 from babyemo.config import InputSpec
 from babyemo.errors import CheckpointError, ConfigError
-from babyemo.io import atomic_open
+from babyemo.fs import atomic_open
 from babyemo.models.packaged import is_packaged
 
 FORMAT = "babyemo-checkpoint"

@@ -49,7 +49,7 @@ class ImageError(DataError):
         message: ``"<path>: <reason>."``.
         hint: What the user can do about it (optional).
         code: The reason as a stable code, a value of
-            :class:`babyemo.data.file_errors.FileErrorCode` (e.g. ``"truncated"``), or
+            :class:`babyemo.data.loading.file_errors.FileErrorCode` (e.g. ``"truncated"``), or
             ``None`` when not known (then callers treat the file as ``unreadable``).
     """
 

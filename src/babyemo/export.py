@@ -23,7 +23,7 @@
    training manifest (``train["manifest"]`` in the checkpoint; ``quantization_data``
    overrides), a seeded sample of ``quantization_images`` of them, preprocessed exactly as
    evaluation does (:func:`babyemo.transforms.eval_transform`,
-   :class:`~babyemo.data.dataset.ManifestDataset` with the checkpoint's face crops), never
+   :class:`~babyemo.data.loading.dataset.ManifestDataset` with the checkpoint's face crops), never
    random data. ("Calibration" in babyemo means temperature scaling; the int8 sample is
    called the quantization sample here, and ``int8_calibration`` only in the ONNX file's
    metadata, for compatibility with older exports.) The int8 model is then compared with
@@ -55,10 +55,10 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from babyemo.checkpoint import Checkpoint, load_checkpoint
-from babyemo.data.folders import check_outputs
+from babyemo.data.loading.folders import check_outputs
 from babyemo.engines import OnnxEngine, TorchEngine, import_onnxruntime
 from babyemo.errors import ConfigError, DataError, ExportError, MissingDependencyError
-from babyemo.io import atomic_write_bytes
+from babyemo.fs import atomic_write_bytes
 from babyemo.onnx_format import OnnxMetadata, onnx_paths
 from babyemo.transforms import normalize
 
@@ -194,10 +194,10 @@ def export_onnx(checkpoint: str | os.PathLike[str], *, out: str | os.PathLike[st
             from torch's beyond the tolerance.
         ManifestError: (int8, no ``quantization_data``) the checkpoint records no training
             manifest, or it is not on this machine (see
-            :func:`babyemo.data.lookup.manifest_for_model`).
+            :func:`babyemo.data.preparation.lookup.manifest_for_model`).
         ConfigError: ``quantization_images`` < 1; an output file that cannot be written or
             is the checkpoint or the quantization manifest (see
-            :func:`~babyemo.data.folders.check_outputs`), checked before exporting.
+            :func:`~babyemo.data.loading.folders.check_outputs`), checked before exporting.
         DataError: The quantization manifest is unreadable, or its ``train`` split is empty
             or has labels the model does not know.
     """
@@ -293,8 +293,8 @@ def _verify(data: bytes, model: torch.nn.Module, ckpt: Checkpoint) -> tuple[floa
 
 
 def _quantization_manifest(ckpt: Checkpoint, quantization_data: str | os.PathLike[str] | None):
-    from babyemo.data.lookup import manifest_for_model
-    from babyemo.data.manifest import read_manifest
+    from babyemo.data.preparation.lookup import manifest_for_model
+    from babyemo.data.preparation.manifest import read_manifest
 
     choice = manifest_for_model(quantization_data, ckpt.train, str(ckpt.path),
                                 option="--quantization-data", changed_ok=True)

@@ -30,8 +30,8 @@ from torch.utils.data import DataLoader, default_collate
 
 from babyemo.calibration import DEFAULT_BINS, CalibrationResult, calibrate_logits, softmax
 from babyemo.checkpoint import Checkpoint
-from babyemo.data.dataset import ManifestDataset
-from babyemo.data.manifest import Manifest
+from babyemo.data.loading.dataset import ManifestDataset
+from babyemo.data.preparation.manifest import Manifest
 from babyemo.devices import (
     batches_in_readers,
     default_num_workers,
@@ -158,7 +158,7 @@ class InferenceModel:
         """Logits over a labelled dataset whose items are ``(image, target)``.
 
         Args:
-            dataset: E.g. a :class:`babyemo.data.dataset.ManifestDataset` built with the
+            dataset: E.g. a :class:`babyemo.data.loading.dataset.ManifestDataset` built with the
                 checkpoint's preprocessing (``(C, S, S) uint8`` images).
             what: Label of the progress bar.
 
@@ -204,7 +204,7 @@ def checkpoint_dataset(manifest: Manifest, split: str | None, ckpt: Checkpoint,
         Its items are ``((C, S, S) uint8 image, target)``.
 
     Raises:
-        DataError: See :class:`~babyemo.data.dataset.ManifestDataset`.
+        DataError: See :class:`~babyemo.data.loading.dataset.ManifestDataset`.
     """
     return ManifestDataset(manifest, None if split in (None, "all") else split,
                            ckpt.class_names, ckpt.input_spec, eval_transform(ckpt.input_spec),

@@ -116,7 +116,7 @@ class OnnxMetadata:
     def for_checkpoint(cls, ckpt: Checkpoint, *, int8: bool = False,
                        extra: dict[str, Any] | None = None) -> OnnxMetadata:
         """The metadata of an export of ``ckpt``."""
-        from babyemo.io import sha256_file
+        from babyemo.fs import sha256_file
 
         return cls(class_names=list(ckpt.class_names), input_spec=ckpt.input_spec,
                    arch=ckpt.arch, arch_kwargs=dict(ckpt.arch_kwargs), faces=ckpt.faces,

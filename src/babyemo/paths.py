@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from babyemo.io import read_json_object, update_json_object
+from babyemo.fs import read_json_object, update_json_object
 
 
 def home() -> Path:
@@ -96,7 +96,7 @@ def read_state() -> dict[str, Any]:
 
 def update_state(**values: Any) -> None:
     """Merge ``values`` into the persistent state: under a lock, atomically, keeping the
-    keys other processes wrote meanwhile (see :func:`babyemo.io.update_json_object`).
+    keys other processes wrote meanwhile (see :func:`babyemo.fs.update_json_object`).
 
     Raises:
         StateError: ``state.json`` is corrupt (left as it is) or locked too long.

@@ -1,7 +1,7 @@
 """Batch prediction over image files with a checkpoint (or a registered trained model).
 
 :class:`Predictor` streams :class:`Prediction` rows: a file that cannot be read yields a
-row with an ``error`` (a :class:`~babyemo.data.file_errors.FileErrorCode` value) and an
+row with an ``error`` (a :class:`~babyemo.data.loading.file_errors.FileErrorCode` value) and an
 ``error_detail`` (the human reason), and the run goes on; no row is ever filled from another
 image. :func:`predict_to_files` writes them as CSV (``path, label, confidence,
 prob_<class>..., error, error_detail``) and/or JSON, atomically, without holding all rows in
@@ -28,15 +28,15 @@ from typing import IO, Any
 import torch
 
 from babyemo.config import NoFaceFallback
-from babyemo.data.dataset import (
+from babyemo.data.loading.dataset import (
     FaceDetection,
     FaceEntry,
     FileBatch,
     FileDataset,
     collate_files,
 )
-from babyemo.data.file_errors import FileErrorCode
-from babyemo.data.folders import (
+from babyemo.data.loading.file_errors import FileErrorCode
+from babyemo.data.loading.folders import (
     EntryError,
     FoundFiles,
     check_output_folder,
@@ -44,8 +44,8 @@ from babyemo.data.folders import (
     collect_input_files,
 )
 from babyemo.errors import ConfigError
+from babyemo.fs import atomic_open, atomic_write_bytes
 from babyemo.inference import InferenceModel
-from babyemo.io import atomic_open, atomic_write_bytes
 from babyemo.models import store
 from babyemo.progress import progress_bar
 from babyemo.rows import UNCERTAIN, Prediction, PredictionWriter
@@ -83,7 +83,7 @@ class PredictResult:
         n_multi_face: Photos with more than one face.
         n_hidden_skipped: Hidden files and folders skipped while scanning.
         n_non_image_skipped: Files inside folders skipped because their names do not end
-            like an image (see :data:`~babyemo.data.folders.IMAGE_SUFFIXES`).
+            like an image (see :data:`~babyemo.data.loading.folders.IMAGE_SUFFIXES`).
         error_counts: Error code -> number of rows with it (``no_face`` included).
         label_counts: Predicted label → number of rows.
         seconds: Wall time of the run in seconds (finding, reading, detecting, classifying,
@@ -318,7 +318,7 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]] | FoundFiles,
 
     Args:
         inputs: Files and folders (folders are searched recursively by default), or what
-            :func:`~babyemo.data.folders.collect_input_files` found in them (a caller that
+            :func:`~babyemo.data.loading.folders.collect_input_files` found in them (a caller that
             checked its inputs before loading the model).
         predictor: The model.
         csv_out: CSV file path, or an open text stream (e.g. stdout), or ``None``.
@@ -326,7 +326,7 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]] | FoundFiles,
             ``None``.
         recursive: Search sub-folders.
         all_files: Inside folders, try every file, not only those whose names end like an
-            image (:data:`~babyemo.data.folders.IMAGE_SUFFIXES`). Files named in
+            image (:data:`~babyemo.data.loading.folders.IMAGE_SUFFIXES`). Files named in
             ``inputs`` are always tried.
 
     Returns:
@@ -335,8 +335,8 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]] | FoundFiles,
 
     Every file found is a row: unreadable files, special files (FIFOs, devices), broken
     links, symlink loops and folders that cannot be listed are error rows (the last ones
-    after the predicted ones, see :func:`~babyemo.data.folders.find_input_files`), with a
-    :class:`~babyemo.data.file_errors.FileErrorCode` in ``error`` and the reason in
+    after the predicted ones, see :func:`~babyemo.data.loading.folders.find_input_files`), with a
+    :class:`~babyemo.data.loading.file_errors.FileErrorCode` in ``error`` and the reason in
     ``error_detail``. Inside folders, hidden files and files whose names do not end like an
     image are skipped and counted.
 
@@ -346,7 +346,7 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]] | FoundFiles,
         ConfigError: ``csv_out``, ``json_out`` or the predictor's ``save_crops`` folder
             cannot be written, is one of the inputs (an image, the checkpoint), lies inside
             an input folder, or ``csv_out`` and ``json_out`` are one file (see
-            :func:`~babyemo.data.folders.check_outputs`); nothing is written then.
+            :func:`~babyemo.data.loading.folders.check_outputs`); nothing is written then.
     """
     start = time.perf_counter()
     found = (inputs if isinstance(inputs, FoundFiles)

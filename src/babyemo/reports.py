@@ -1,6 +1,6 @@
 """Report files: JSON, CSV and PNG figures (confusion matrix, training curves, image grids).
 
-Every file is written atomically through :mod:`babyemo.io` (temporary name in the same
+Every file is written atomically through :mod:`babyemo.fs` (temporary name in the same
 folder, then rename), so an interrupted run never leaves a truncated report. Figures are
 drawn with matplotlib's Agg renderer on a standalone :class:`matplotlib.figure.Figure`
 (no pyplot, no GUI backend, the global backend is left untouched), rendered to PNG in
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from babyemo.errors import ConfigError
-from babyemo.io import atomic_open, atomic_write_bytes, atomic_write_text
+from babyemo.fs import atomic_open, atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure

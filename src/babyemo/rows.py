@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from babyemo.data.folders import printable_name
+from babyemo.data.loading.folders import printable_name
 
 UNCERTAIN = "uncertain"
 """Label of a row whose top probability is below ``min_confidence``."""
@@ -36,7 +36,7 @@ class Prediction:
         confidence: Probability of ``label`` in [0, 1] (``nan`` on error).
         probs: Probability per class, in ``class_names`` order (empty on error).
         error: ``None``, or why the file could not be classified: a
-            :class:`~babyemo.data.file_errors.FileErrorCode` value (``truncated``,
+            :class:`~babyemo.data.loading.file_errors.FileErrorCode` value (``truncated``,
             ``no_face`` when face detection found none, ...).
         face_index: Index of the face in the photo (0 = highest detector score), or
             ``None`` without face detection or for a photo classified whole.

@@ -1,7 +1,7 @@
 """Train and eval transforms built from an :class:`~babyemo.config.InputSpec`.
 
 Built on ``torchvision.transforms.v2``; inputs are PIL images already upright (EXIF
-applied by :func:`babyemo.data.images.load_image`), outputs are ``(C, S, S) uint8``
+applied by :func:`babyemo.data.loading.images.load_image`), outputs are ``(C, S, S) uint8``
 tensors. Conversion to float and normalisation with the spec's mean and std happen once
 per batch, on the model's device, in :func:`normalize` (called by the inference engines
 and the training loop): per-image float work costs more than decoding on a small CPU,

@@ -26,7 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 from babyemo.cli import app
-from babyemo.data.file_errors import FILE_ERROR_CODES
+from babyemo.data.loading.file_errors import FILE_ERROR_CODES
 from tests.bad_files import BAD, CASES, READABLE, build_all, deny_read
 from tests.conftest import make_imagefolder
 
@@ -254,7 +254,7 @@ def test_predict_loses_no_file(predicted_bad, bad_folder):
 
 def _stale(tmp_path, case, split):
     """A prepared dataset one of whose ``split`` files is then replaced by ``case``."""
-    from babyemo.data.prepare import prepare
+    from babyemo.data.preparation.prepare import prepare
 
     root = make_imagefolder(tmp_path / "images", per_class=4)
     manifest = prepare(root, out=tmp_path / "prepared", split=(0.5, 0.25, 0.25)).manifest
@@ -363,7 +363,7 @@ def test_one_class_only(tmp_path, command):
 
 
 def test_train_on_one_class_only(tmp_path, prepared, tiny_arch):
-    from babyemo.data.manifest import read_manifest, write_manifest
+    from babyemo.data.preparation.manifest import read_manifest, write_manifest
 
     manifest = read_manifest(prepared)
     one = write_manifest([r for r in manifest.rows if r.label == "happy"], tmp_path / "one",
@@ -375,7 +375,7 @@ def test_train_on_one_class_only(tmp_path, prepared, tiny_arch):
 
 def test_evaluate_on_one_class_only(tmp_path, prepared, checkpoint):
     """A test split holding one of the model's classes is evaluated (handled)."""
-    from babyemo.data.manifest import read_manifest, write_manifest
+    from babyemo.data.preparation.manifest import read_manifest, write_manifest
 
     manifest = read_manifest(prepared)
     one = write_manifest([r for r in manifest.rows if r.label == "happy"], tmp_path / "one",
@@ -389,7 +389,7 @@ def test_evaluate_on_one_class_only(tmp_path, prepared, checkpoint):
 
 def test_label_not_in_the_checkpoint(tmp_path, prepared, trained):
     checkpoint = trained.best
-    from babyemo.data.manifest import read_manifest, write_manifest
+    from babyemo.data.preparation.manifest import read_manifest, write_manifest
 
     manifest = read_manifest(prepared)
     for row in manifest.rows:
@@ -405,7 +405,7 @@ def test_label_not_in_the_checkpoint(tmp_path, prepared, trained):
 @pytest.mark.parametrize("command", ["train", "evaluate", "inspect"])
 def test_manifest_row_whose_file_is_missing(tmp_path, prepared, trained, tiny_arch, command):
     checkpoint = trained.best
-    from babyemo.data.manifest import read_manifest
+    from babyemo.data.preparation.manifest import read_manifest
 
     manifest = read_manifest(prepared)
     split = "test" if command == "evaluate" else "train"
@@ -429,7 +429,7 @@ def test_manifest_row_whose_file_is_missing(tmp_path, prepared, trained, tiny_ar
 
 @pytest.mark.parametrize("command", ["prepare", "inspect"])
 def test_folder_disappears_mid_scan(tmp_path, monkeypatch, command):
-    from babyemo.data import scan
+    from babyemo.data.preparation import scan
 
     root = make_imagefolder(tmp_path / "images", per_class=4)
     (root / "angry" / "more").mkdir()
@@ -454,7 +454,7 @@ def test_folder_disappears_mid_scan(tmp_path, monkeypatch, command):
 
 
 def test_folder_disappears_mid_predict(tmp_path, monkeypatch, trained):
-    from babyemo.data import folders
+    from babyemo.data.loading import folders
 
     photos = make_imagefolder(tmp_path / "photos", per_class=2)
     real_find = folders.collect_input_files  # predict lists the files before loading the model

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from babyemo.checkpoint import load_checkpoint
 from babyemo.cli import app
-from babyemo.data.manifest import read_manifest
+from babyemo.data.preparation.manifest import read_manifest
 from tests.conftest import make_checkpoint, run_cli_in_subprocess
 
 runner = CliRunner()

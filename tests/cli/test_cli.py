@@ -150,7 +150,7 @@ def test_cli_reference_is_current():
 def test_train_on_train_val_evaluate_where_record_tta_and_model_card(prepared, tiny_arch,
                                                                      tmp_path):
     from babyemo.checkpoint import load_checkpoint
-    from babyemo.data.manifest import read_manifest
+    from babyemo.data.preparation.manifest import read_manifest
 
     base = ["--data", str(prepared), "--arch", tiny_arch, "--epochs", "1", "--batch-size", "8",
             "--precision", "fp32", "--image-size", "24"]

@@ -37,7 +37,7 @@ runner = CliRunner()
 def scene(tmp_path: Path, tiny_arch: str) -> Path:
     """Inputs (photos, a checkpoint, an image folder and its manifest) and hostile outputs
     (a FIFO, a socket, a file, a folder, links), all in ``tmp_path``."""
-    from babyemo.data.prepare import prepare
+    from babyemo.data.preparation.prepare import prepare
 
     make_image(tmp_path / "photos" / "a.png")
     make_image(tmp_path / "photos" / "b.png", color=(20, 90, 200))

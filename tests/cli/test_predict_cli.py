@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from babyemo.cli import app
 from babyemo.cli.predict import _say_wrapped, summary_lines
-from babyemo.data.dataset import FaceDetection
+from babyemo.data.loading.dataset import FaceDetection
 from babyemo.faces import register_detector
 from babyemo.prediction import PredictResult
 from tests.conftest import make_checkpoint, make_image

@@ -28,7 +28,7 @@ def test_evaluate_uses_the_models_manifest_while_another_process_prepares(tmp_pa
 
     # meanwhile, a second process on the same home prepares another dataset, then removes it
     other = make_imagefolder(tmp_path / "other", per_class=4)
-    script = ("import shutil, sys\nfrom babyemo.data.prepare import prepare\n"
+    script = ("import shutil, sys\nfrom babyemo.data.preparation.prepare import prepare\n"
               "r = prepare(sys.argv[1], out=sys.argv[2])\nshutil.rmtree(sys.argv[2])\n")
     proc = subprocess.run([sys.executable, "-c", script, str(other), str(tmp_path / "gone")],
                           env={**os.environ, "BABYEMO_HOME": home}, capture_output=True,

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from babyemo import paths
-from babyemo.data.images import is_candidate, load_image
+from babyemo.data.loading.images import is_candidate, load_image
 from babyemo.errors import ConfigError, DownloadError, MissingDependencyError, RegistryError
 from babyemo.faces import (
     CropSpec,

@@ -35,7 +35,7 @@ def calibrate_command(
     predict and evaluate then use calibrated probabilities, softmax(logits / T). Training
     already does this on the val split; use it for older checkpoints or other data.
     """
-    from babyemo.data.manifest import check_split
+    from babyemo.data.preparation.manifest import check_split
 
     check_split(split, allow_all=False)  # before importing torch
     from babyemo.evaluation.calibration import calibrate_checkpoint, copy_calibration

@@ -30,7 +30,7 @@ def _parse_split(value: str) -> tuple[float, float, float]:
     except ValueError:
         raise typer.BadParameter(f"expected three numbers like 0.7,0.15,0.15, got {value!r}"
                                  ) from None
-    from babyemo.data.split import validate_ratios
+    from babyemo.data.preparation.split import validate_ratios
 
     try:
         return validate_ratios(parts)
@@ -39,7 +39,7 @@ def _parse_split(value: str) -> tuple[float, float, float]:
 
 
 def _print_catalog() -> None:
-    from babyemo.data.catalog import list_datasets
+    from babyemo.data.sources.catalog import list_datasets
 
     for entry in list_datasets():
         how = {"github-archive": "GitHub archive", "kaggle": "kagglehub",
@@ -92,7 +92,7 @@ def download_command(
             raise typer.BadParameter("--sha256 goes with --url")
         if refresh and source is not None:
             raise typer.BadParameter("--refresh downloads again; it does not go with --source")
-    from babyemo.data.http_download import check_scheme, normalize_sha256
+    from babyemo.download import check_scheme, normalize_sha256
     from babyemo.errors import ConfigError
 
     if sha256 is not None:  # before any network or disk work
@@ -101,7 +101,7 @@ def download_command(
         except ConfigError:
             raise typer.BadParameter(f"expected 64 hexadecimal digits, got {sha256!r}",
                                      param_hint="--sha256") from None
-    from babyemo.data import fetch
+    from babyemo.data.sources import fetch
 
     if url is not None:
         check_scheme(url)
@@ -195,7 +195,7 @@ def _print_skipped(skipped: dict[str, int], skipped_files: list[dict[str, str]],
 def _check_out_folder(out: Path | None) -> None:
     """``--out`` of prepare and split is a folder one can write (before importing the
     data API; the API then checks it against the data)."""
-    from babyemo.data.folders import check_outputs
+    from babyemo.data.loading.folders import check_outputs
 
     check_outputs(folders={"--out": out})
 
@@ -224,7 +224,7 @@ def prepare_command(
     """Scan a dataset, make a duplicate-aware split and write manifest.csv + dataset.json."""
     ratios = _parse_split(split)
     _check_out_folder(out)
-    from babyemo.data.prepare import prepare
+    from babyemo.data.preparation.prepare import prepare
 
     result = prepare(source, out=out, split=ratios, seed=seed, resplit=resplit,
                      metadata=metadata, name=name, faces=faces)
@@ -254,7 +254,7 @@ def split_command(
     """Re-split a prepared dataset (duplicate-aware; no image is decoded)."""
     ratios = _parse_split(split)
     _check_out_folder(out)
-    from babyemo.data.prepare import split_manifest
+    from babyemo.data.preparation.prepare import split_manifest
 
     result = split_manifest(manifest, split=ratios, seed=seed, out=out)
     stdout.print(f"Manifest: {escape(str(result.path))}")
@@ -354,8 +354,8 @@ def inspect_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Report counts, balance, formats, duplicates, leaks and demographics of a dataset."""
-    from babyemo.data.inspect import inspect_dataset
-    from babyemo.data.lookup import manifest_for_training
+    from babyemo.data.inspection.report import inspect_dataset
+    from babyemo.data.preparation.lookup import manifest_for_training
 
     if path is None:
         choice = manifest_for_training(None)
@@ -386,10 +386,10 @@ def metadata_command(
     --slice-by source --metadata CSV`, `evaluate --where fer_subset=PrivateTest`, or `data
     prepare --metadata CSV`.
     """
-    from babyemo.data.folders import check_outputs
+    from babyemo.data.loading.folders import check_outputs
 
     check_outputs({"--out": out})  # write_stock_metadata() also checks it against the data
-    from babyemo.data.stock import write_stock_metadata
+    from babyemo.data.inspection.stock import write_stock_metadata
 
     summary = write_stock_metadata(source, out)
     stdout.print(f"Metadata: {escape(str(summary.out))} ({summary.n} images under "

@@ -56,8 +56,8 @@ def evaluate_command(
     adds metrics per value of a metadata column; --label-map evaluates on another dataset's
     labels.
     """
-    from babyemo.data.folders import check_outputs
-    from babyemo.data.manifest import check_split
+    from babyemo.data.loading.folders import check_outputs
+    from babyemo.data.preparation.manifest import check_split
 
     check_split(split)  # before importing torch: a typo fails in well under a second
     check_outputs(folders={"--out": out})  # evaluate() also checks it against the data

@@ -46,7 +46,7 @@ def export_command(
     carrying the class names and preprocessing; then `babyemo predict --backend
     onnxruntime` and `babyemo evaluate --backend onnxruntime` use them.
     """
-    from babyemo.data.folders import check_outputs
+    from babyemo.data.loading.folders import check_outputs
 
     quantization_data = _one_of("--quantization-data", quantization_data, calibration_data)
     if calibration_images is not None:

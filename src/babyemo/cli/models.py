@@ -202,7 +202,7 @@ def card_command(
 ) -> None:
     """Write a model card (Markdown): intended and out-of-scope use, training data and its
     biases, metrics with CIs per class and per slice, calibration."""
-    from babyemo.data.folders import check_outputs
+    from babyemo.data.loading.folders import check_outputs
     from babyemo.models.store import resolve_checkpoint
 
     is_file = name is not None and (name.endswith(".pt") or Path(name).is_file())

@@ -14,7 +14,7 @@ from babyemo.config import Backend, NoFaceFallback
 from babyemo.runtime import PREDICT_BATCH_SIZE, Runtime
 
 if TYPE_CHECKING:
-    from babyemo.data.folders import FoundFiles
+    from babyemo.data.loading.folders import FoundFiles
     from babyemo.prediction import Predictor, PredictResult
 
 
@@ -101,12 +101,12 @@ def _check_arguments(inputs: list[Path], recursive: bool, all_files: bool,
     inputs, the model and detector names are known. Returns the files found.
 
     Raises:
-        DataError: See :func:`~babyemo.data.folders.collect_input_files`.
-        ConfigError: See :func:`~babyemo.data.folders.check_outputs`.
+        DataError: See :func:`~babyemo.data.loading.folders.collect_input_files`.
+        ConfigError: See :func:`~babyemo.data.loading.folders.check_outputs`.
         RegistryError: Unknown model or face detector name, or no model at all.
         CheckpointError: The checkpoint file does not exist.
     """
-    from babyemo.data.folders import check_outputs, collect_input_files
+    from babyemo.data.loading.folders import check_outputs, collect_input_files
     from babyemo.errors import CheckpointError, unknown_name
     from babyemo.faces.registry import list_detectors
     from babyemo.models.store import resolve_checkpoint

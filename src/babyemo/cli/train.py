@@ -68,7 +68,7 @@ def train_command(
                                     help="Rotate face crops so the eyes are level."),
 ) -> None:
     """Train an architecture on a prepared dataset (best.pt, last.pt, metrics, curves)."""
-    from babyemo.data.folders import check_outputs
+    from babyemo.data.loading.folders import check_outputs
     from babyemo.models.registry import check_arch_name
 
     if early_stopping is not None:

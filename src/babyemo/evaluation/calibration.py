@@ -23,8 +23,8 @@ from babyemo.calibration import (
     softmax,
 )
 from babyemo.checkpoint import Checkpoint, load_checkpoint, write_calibration
-from babyemo.data.lookup import manifest_for_model, trained_on
-from babyemo.data.manifest import check_split, read_manifest
+from babyemo.data.preparation.lookup import manifest_for_model, trained_on
+from babyemo.data.preparation.manifest import check_split, read_manifest
 from babyemo.errors import CheckpointError, ConfigError
 from babyemo.inference import InferenceModel, calibrate_on_dataset, checkpoint_dataset
 from babyemo.models import store
@@ -74,7 +74,7 @@ def calibrate_checkpoint(checkpoint: str | os.PathLike[str] | None = None, *,
         checkpoint: A ``.pt`` file; or give ``model``; neither = the default model.
         model: Name of a trained model in the registry.
         data: Manifest (CSV or its folder); default: the one the model was trained on
-            (see :func:`babyemo.data.lookup.manifest_for_model`).
+            (see :func:`babyemo.data.preparation.lookup.manifest_for_model`).
         split: ``val`` (or ``train`` / ``test``: one split, never ``all``, which holds
             the training images).
         runtime: How the model runs (:class:`~babyemo.runtime.Runtime`).

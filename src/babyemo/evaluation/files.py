@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from babyemo import reports
-from babyemo.data.dataset import ManifestDataset
+from babyemo.data.loading.dataset import ManifestDataset
 from babyemo.evaluation.slices import write_slices_csv
-from babyemo.io import atomic_open
+from babyemo.fs import atomic_open
 from babyemo.rows import Prediction, PredictionWriter
 
 if TYPE_CHECKING:

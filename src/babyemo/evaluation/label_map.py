@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from babyemo.data.manifest import Manifest
+from babyemo.data.preparation.manifest import Manifest
 from babyemo.errors import ConfigError, DataError
 
 

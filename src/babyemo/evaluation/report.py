@@ -21,9 +21,9 @@ import numpy as np
 
 from babyemo.calibration import DEFAULT_BINS
 from babyemo.checkpoint import check_writable, record_evaluation
-from babyemo.data.folders import check_outputs
-from babyemo.data.lookup import manifest_for_model, trained_on
-from babyemo.data.manifest import check_split, read_manifest, warn_split_classes
+from babyemo.data.loading.folders import check_outputs
+from babyemo.data.preparation.lookup import manifest_for_model, trained_on
+from babyemo.data.preparation.manifest import check_split, read_manifest, warn_split_classes
 from babyemo.errors import ConfigError
 from babyemo.evaluation.calibration import calibration_report
 from babyemo.evaluation.files import REPORT_FILES, write_eval_reports
@@ -70,7 +70,7 @@ class EvalResult:
         where: The metadata conditions the evaluated rows met (``{column: value}``; empty:
             the whole split).
         manifest_source: Why that manifest: given (``data``), recorded in the checkpoint,
-            or found with the recorded bytes (see :mod:`babyemo.data.lookup`).
+            or found with the recorded bytes (see :mod:`babyemo.data.preparation.lookup`).
     """
 
     checkpoint: Path
@@ -164,7 +164,8 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
         checkpoint: A ``.pt`` file; or give ``model``; neither = the default model.
         model: Name of a trained model in the registry.
         data: Manifest (CSV or its folder); default: the one the model was trained on
-            (recorded in the checkpoint; see :func:`babyemo.data.lookup.manifest_for_model`),
+            (recorded in the checkpoint; see
+            :func:`babyemo.data.preparation.lookup.manifest_for_model`),
             never the home's mutable "last prepared" pointer.
         split: ``train``, ``val``, ``test``, or ``all``.
         out: Folder for the report files (none written when ``None``).
@@ -204,7 +205,7 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
         ConfigError: A label-map entry that names no model class / dataset label, an
             unknown ``faces`` or split name; ``out`` is not a folder one can write, or
             lies inside the dataset's image root (see
-            :func:`~babyemo.data.folders.check_outputs`), checked before any image is read.
+            :func:`~babyemo.data.loading.folders.check_outputs`), checked before any image is read.
         DataError: Empty split, labels not among the checkpoint's class names (without
             ``label_map``), no row left after mapping or ``where``, or no metadata / column
             for ``slice_by`` or ``where``.

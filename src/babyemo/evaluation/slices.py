@@ -13,7 +13,7 @@ import numpy as np
 
 from babyemo import reports
 from babyemo.calibration import DEFAULT_BINS, reliability_bins
-from babyemo.data.manifest import Manifest
+from babyemo.data.preparation.manifest import Manifest
 from babyemo.errors import ConfigError, DataError
 from babyemo.metrics import bootstrap_ci, classification_metrics
 
@@ -93,7 +93,7 @@ def slice_values(manifest: Manifest, paths: Sequence[str], column: str,
     Raises:
         DataError: No metadata, no such column, or no path of the CSV in the dataset.
     """
-    from babyemo.data.metadata import check_metadata, read_metadata
+    from babyemo.data.preparation.metadata import check_metadata, read_metadata
 
     if metadata is not None:
         meta_path = Path(metadata)

@@ -7,7 +7,7 @@ Lookup order of :func:`model_path`:
 2. The model cache (:func:`babyemo.paths.models_cache_dir`); a file there that does not match
    is downloaded again.
 3. Otherwise the file is downloaded into the cache from its pinned URL and verified against
-   its pinned SHA-256 (:func:`babyemo.data.http_download.download_url`).
+   its pinned SHA-256 (:func:`babyemo.download.download_url`).
 
 Each file's hash is checked once per process (again only when its size or modification
 time changes).
@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from babyemo import paths
 from babyemo.errors import DownloadError, unknown_name
-from babyemo.io import sha256_file
+from babyemo.fs import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def model_path(name: str = YUNET_MODEL) -> Path:
         DownloadError: The copy in ``BABYEMO_MODELS`` does not match its pinned SHA-256, or
             the download fails or does not match.
     """
-    from babyemo.data.http_download import download_url
+    from babyemo.download import download_url
 
     entry = _entry(name)
     local_dir = paths.local_models_dir()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from babyemo import paths
 from babyemo.errors import RegistryError, unknown_name
-from babyemo.io import atomic_open, read_json_object, sha256_file, update_json_object
+from babyemo.fs import atomic_open, read_json_object, sha256_file, update_json_object
 from babyemo.models.packaged import (
     PACKAGED_INIT,
     PACKAGED_MODEL,

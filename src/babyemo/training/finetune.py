@@ -83,7 +83,7 @@ def init_from(model: nn.Module, ckpt: Checkpoint, class_names: list[str], arch: 
     Raises:
         RegistryError: ``arch`` declares a head that ``model`` does not have.
     """
-    from babyemo.io import sha256_file
+    from babyemo.fs import sha256_file
 
     sha256 = sha256_file(ckpt.path)
     name = store.registered_name(ckpt.path) or store.packaged_name_of(sha256)

@@ -10,7 +10,7 @@ import torch
 
 from babyemo.checkpoint import load_checkpoint, write_calibration
 from babyemo.config import TrainConfig
-from babyemo.data.dataset import ManifestDataset
+from babyemo.data.loading.dataset import ManifestDataset
 from babyemo.inference import InferenceModel, calibrate_on_dataset
 from babyemo.models import store
 from babyemo.runtime import Runtime

@@ -46,7 +46,7 @@ class TrainResult:
         stopped_early: Whether early stopping (``patience``) ended the run.
         manifest: The manifest trained on.
         manifest_source: Why that manifest: given, or the home's last prepared (see
-            :func:`babyemo.data.lookup.manifest_for_training`).
+            :func:`babyemo.data.preparation.lookup.manifest_for_training`).
     """
 
     run_dir: Path
@@ -64,7 +64,7 @@ class TrainResult:
 
 def train(config: TrainConfig) -> TrainResult:
     """Train ``config.arch`` on the manifest ``config.data`` (default: the home's last
-    prepared manifest, see :func:`babyemo.data.lookup.manifest_for_training`).
+    prepared manifest, see :func:`babyemo.data.preparation.lookup.manifest_for_training`).
 
     Writes into the run folder (``config.out`` or ``runs/<time>-<arch>``): ``config.json``,
     ``metrics.csv``, ``curves.png``, ``best.pt``, ``last.pt``; registers ``best.pt`` in
@@ -80,7 +80,7 @@ def train(config: TrainConfig) -> TrainResult:
         DataError: No manifest, an empty train split, or labels unusable for training.
         ConfigError: A bad option, a non-empty run folder, a run folder that is a file or
             lies inside the dataset's image root (see
-            :func:`~babyemo.data.folders.check_outputs`), or a diverging loss.
+            :func:`~babyemo.data.loading.folders.check_outputs`), or a diverging loss.
         DeviceError: The device or precision is unavailable.
         RegistryError: Unknown arch, ``config.name`` names another model, or ``config.init``
             is neither a file nor a trained model's name.

@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from babyemo.config import TrainConfig
-from babyemo.data.dataset import ManifestDataset
+from babyemo.data.loading.dataset import ManifestDataset
 from babyemo.devices import default_num_workers
 from babyemo.errors import ConfigError
 from babyemo.progress import progress_bar

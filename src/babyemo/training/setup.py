@@ -21,11 +21,11 @@ from torch import nn
 
 from babyemo.checkpoint import read_checkpoint_dict
 from babyemo.config import CacheMode, InputSpec, OptimizerName, SchedulerName, TrainConfig
-from babyemo.data.dataset import ManifestDataset
-from babyemo.data.folders import check_outputs
-from babyemo.data.image_cache import make_cache
-from babyemo.data.lookup import manifest_for_training
-from babyemo.data.manifest import Manifest, read_manifest, warn_training_classes
+from babyemo.data.loading.dataset import ManifestDataset
+from babyemo.data.loading.folders import check_outputs
+from babyemo.data.loading.image_cache import make_cache
+from babyemo.data.preparation.lookup import manifest_for_training
+from babyemo.data.preparation.manifest import Manifest, read_manifest, warn_training_classes
 from babyemo.devices import (
     default_num_workers,
     resolve_device,
@@ -33,7 +33,7 @@ from babyemo.devices import (
     set_cpu_threads,
 )
 from babyemo.errors import ConfigError, DataError
-from babyemo.io import atomic_write_text, remove_stale_temps
+from babyemo.fs import atomic_write_text, remove_stale_temps
 from babyemo.models import store
 from babyemo.models.registry import ArchInfo, create_model, get_arch
 from babyemo.training.finetune import init_from, resolve_init
@@ -62,7 +62,8 @@ class Run:
         run_dir: The run folder (created).
         name: Name ``best.pt`` is registered under.
         manifest: The manifest trained on.
-        manifest_source: Why that manifest (:func:`~babyemo.data.lookup.manifest_for_training`).
+        manifest_source: Why that manifest
+            (:func:`~babyemo.data.preparation.lookup.manifest_for_training`).
         class_names: Classes in logit order.
         spec: The model's input.
         faces: Face-crop settings (stored in checkpoints), or ``None`` for whole images.
@@ -111,7 +112,7 @@ def run_folder(config: TrainConfig) -> Path:
     Raises:
         ConfigError: ``--resume`` without a ``last.pt`` in it; a non-empty folder without
             ``--overwrite`` or ``--resume``; a folder that is a file (see
-            :func:`~babyemo.data.folders.check_outputs`).
+            :func:`~babyemo.data.loading.folders.check_outputs`).
     """
     if config.out:
         run_dir = Path(config.out)
