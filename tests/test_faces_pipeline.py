@@ -104,11 +104,12 @@ def test_train_on_crops_records_face_settings_and_predict_crops_the_same(
     img.save(white)
     out = tmp_path / "pred.csv"
     crops = tmp_path / "crops"
-    predictor = Predictor(result.best_checkpoint, save_crops=crops,
+    predictor = Predictor(result.best_checkpoint, save_crops=crops, no_face_fallback="error",
                           runtime=Runtime(precision="fp32"))
     summary = predict_to_files([photos], predictor, csv_out=out)
     rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(out.open())}
     assert rows["noface.png"]["error"] == "no_face" and rows["noface.png"]["label"] == ""
+    assert rows["noface.png"]["face"] == "" and rows["one.png"]["face"] == "detected"
     one = rows["one.png"]
     assert one["error"] == "" and one["face_index"] == "0"
     assert [float(one[k]) for k in ("box_x", "box_y", "box_w", "box_h")] == \
@@ -118,16 +119,23 @@ def test_train_on_crops_records_face_settings_and_predict_crops_the_same(
     saved = list(crops.iterdir())
     assert len(saved) == 1 and Image.open(saved[0]).size == (24, 24)  # the input size
 
-    full = Predictor(result.best_checkpoint, no_face_fallback="full",
-                     runtime=Runtime(precision="fp32"))
-    by_name = {p.path.rsplit("/", 1)[-1]: p for p in full.predict_files(
-        sorted(photos.iterdir()))}
-    assert by_name["noface.png"].error is None and by_name["noface.png"].face_index is None
-    assert by_name["noface.png"].box == (0.0, 0.0, 60.0, 40.0)
+    for fallback in ("whole_image", "full"):  # the default, and its old name
+        full = Predictor(result.best_checkpoint, no_face_fallback=fallback,
+                         runtime=Runtime(precision="fp32"))
+        assert full.face_detection.fallback == "whole_image"
+        by_name = {p.path.rsplit("/", 1)[-1]: p for p in full.predict_files(
+            sorted(photos.iterdir()))}
+        assert by_name["noface.png"].error is None and by_name["noface.png"].face_index is None
+        assert by_name["noface.png"].box == (0.0, 0.0, 60.0, 40.0)
+        assert (by_name["noface.png"].face, by_name["one.png"].face) == ("whole_image",
+                                                                          "detected")
+    default = Predictor(result.best_checkpoint, runtime=Runtime(precision="fp32"))
+    assert default.face_detection.fallback == "whole_image"
 
     whole = Predictor(result.best_checkpoint, faces="none", runtime=Runtime(precision="fp32"))
     assert whole.face_detection is None
-    assert all(p.error is None for p in whole.predict_files(sorted(photos.iterdir())))
+    preds = list(whole.predict_files(sorted(photos.iterdir())))
+    assert all(p.error is None and p.face is None for p in preds)
 
 
 def test_faces_asked_but_manifest_has_none(prepared, tiny_arch, tmp_path):
@@ -164,10 +172,12 @@ def test_yunet_faces_train_and_predict_on_real_photos(infant_dir, baby_photos_di
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     files = {r["path"] for r in rows}
     assert len(files) == 20 and summary.n_files == 20
-    no_face = [r for r in rows if r["error"] == "no_face"]
-    assert summary.n_no_face == len(no_face) and len(no_face) <= 8
-    face_rows = [r for r in rows if not r["error"]]
-    assert len(face_rows) == summary.n_rows - len(no_face) >= 12
+    assert not any(r["error"] for r in rows)  # an answer for every photo
+    whole = [r for r in rows if r["face"] == "whole_image"]
+    assert summary.n_no_face == len(whole) <= 6
+    assert all(r["face_index"] == "" and r["det_score"] == "" for r in whole)
+    face_rows = [r for r in rows if r["face"] == "detected"]
+    assert len(face_rows) == summary.n_rows - len(whole) >= 14
     assert all(float(r["det_score"]) >= 0.6 and r["face_index"] != "" for r in face_rows)
     assert summary.detect_seconds > 0
 
@@ -202,3 +212,94 @@ def test_predict_counts_files_with_several_faces(face_manifest, tiny_arch, tmp_p
                                csv_out=tmp_path / "out.csv")
     assert summary.n_rows == 2 + 2 + 1 + 1
     assert summary.n_multi_face == 2 and summary.n_no_face == 1
+
+
+def test_evaluate_no_face_fallback_whole_image_or_no_answer(face_manifest, tiny_arch,
+                                                            tmp_path):
+    """The 2 of 36 images without a face box: classified whole (default), or without an
+    answer and wrong in every metric (``error``), as ``predict`` would leave them."""
+    import json
+
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from babyemo.cli import app
+
+    result = train(TrainConfig(data=str(face_manifest), arch=tiny_arch, epochs=1, batch_size=8,
+                               precision="fp32", out=str(tmp_path / "run")))
+    whole = evaluate(result.best_checkpoint, data=face_manifest, split="all")
+    out = tmp_path / "eval"
+    error = evaluate(result.best_checkpoint, data=face_manifest, split="all",
+                     no_face_fallback="error", bootstrap=100, out=out)
+    assert whole.no_face == {"fallback": "whole_image", "n": 2,
+                             "per_class": {"angry": 0, "crying": 0, "happy": 2}}
+    assert error.no_face == {**whole.no_face, "fallback": "error"}
+    assert whole.answered.all() and error.answered.sum() == 34
+    assert np.array_equal(error.y_pred, whole.y_pred)  # the model's own, unchanged
+    ok = error.answered & (error.y_pred == error.y_true)
+    m = error.metrics
+    assert m["n"] == 36 and m["accuracy"] == pytest.approx(ok.sum() / 36)
+    assert m["accuracy"] <= whole.metrics["accuracy"]
+    happy = ok[error.y_true == 2].sum() / (error.y_true == 2).sum()
+    assert m["per_class"]["happy"]["recall"] == pytest.approx(happy)
+    assert set(m["per_class"]) == {"angry", "crying", "happy"}
+    assert error.confusion.shape == (3, 3) and error.confusion.sum() == 34
+    assert set(m["ci95"]["per_class"]) == {"angry", "crying", "happy"}
+    assert "+noface_error" in error.summary("d")["key"]
+    assert "+noface_error" not in whole.summary("d")["key"]
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert len(rows) == 36 and list(rows[0])[-3:] == ["face", "error", "error_detail"]
+    missing = [r for r in rows if r["error"]]
+    assert len(missing) == 2 and all(r["error"] == "no_face" and r["label"] == "" and
+                                     r["true"] == "happy" and r["face"] == "" for r in missing)
+    assert {r["face"] for r in rows if not r["error"]} == {"detected"}
+    assert json.loads((out / "report.json").read_text())["no_face"]["fallback"] == "error"
+    faces = sorted(row.face for row, _ in whole.rows())
+    assert faces == ["detected"] * 34 + ["whole_image"] * 2
+
+    args = ["evaluate", "--checkpoint", str(result.best_checkpoint), "--data",
+            str(face_manifest), "--split", "all"]
+    run = CliRunner().invoke(app, [*args, "--no-face-fallback", "error"])
+    assert run.exit_code == 0, run.output
+    text = " ".join(run.stdout.split())
+    assert ("no face box in 2 of 36 images (happy 2): no answer, counted as wrong in every "
+            "metric") in text
+    assert f"accuracy {m['accuracy']:.3f}" in text
+    run = CliRunner().invoke(app, args)
+    assert run.exit_code == 0, run.output
+    assert "no face box in 2 of 36 images (happy 2): classified whole" in " ".join(
+        run.stdout.split())
+    assert CliRunner().invoke(app, ["evaluate", "--no-face-fallback", "nope"]).exit_code == 2
+
+
+SECOND = "fake_upright_second_pass"
+
+
+@register_detector(SECOND, description="test: upright dot faces, with a second pass")
+def _make_second():
+    from babyemo.faces import SecondPassDetector
+    from tests.faces.test_second_pass import Upright
+
+    return SecondPassDetector(Upright())
+
+
+def test_prepare_records_faces_of_the_second_pass(tmp_path):
+    from tests.faces.test_second_pass import _dot_face
+
+    dots = {}
+    for cls, angles in (("angry", (0, 10, 90, -5)), ("happy", (180, 0, -90, 5))):
+        for i, angle in enumerate(angles):
+            img, points = _dot_face(angle)
+            path = tmp_path / "images" / cls / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            img.save(path)
+            dots[f"{cls}/{i}.png"] = points
+    manifest = read_manifest(prepare(tmp_path / "images", out=tmp_path / "prepared",
+                                     split=(0.5, 0.25, 0.25), faces=SECOND).manifest_path)
+    info = manifest.info["faces"]
+    assert info["n_with_face"] == 8 and info["n_second_pass"] == 3
+    assert info["settings"]["second_pass"]["angles"][:3] == [0.0, 45.0, 90.0]
+    for row in manifest.rows:  # turned faces stored like upright ones, eyes on the dots
+        eye0, eye1, _ = dots[row.path]
+        assert row.face["landmarks"][0] == pytest.approx(eye0, abs=1.5)
+        assert row.face["landmarks"][1] == pytest.approx(eye1, abs=1.5)

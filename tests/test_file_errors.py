@@ -231,7 +231,8 @@ def test_predict_writes_code_and_detail_for_every_code(tmp_path, tiny_arch, monk
     assert data["pipe.jpg"]["error_detail"] == rows["pipe.jpg"]["error_detail"]
 
     produced = set(expected.values())
-    faces = Predictor(ckpt, faces=NO_FACE, runtime=Runtime(precision="fp32", workers=0))
+    faces = Predictor(ckpt, faces=NO_FACE, no_face_fallback="error",
+                      runtime=Runtime(precision="fp32", workers=0))
     summary = predict_to_files([root / "good.png"], faces, csv_out=tmp_path / "f.csv")
     row = next(csv.DictReader((tmp_path / "f.csv").open()))
     assert row["error"] == "no_face" and row["error_detail"] == (

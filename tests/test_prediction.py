@@ -31,7 +31,8 @@ def test_predict_csv_has_a_row_per_file_and_errors(checkpoint, tmp_path):
     summary = predict_to_files([photos], predictor, csv_out=out, json_out=tmp_path / "o.json")
     rows = list(csv.DictReader(out.open()))
     assert list(rows[0].keys()) == ["path", "label", "confidence", "prob_angry", "prob_crying",
-                                    "prob_happy", "error", "error_detail"]
+                                    "prob_happy", "face", "error", "error_detail"]
+    assert {r["face"] for r in rows} == {""}  # no face detection: the column is empty
     by_name = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
     # notes.txt is not named like an image: skipped and counted, not an error row
     assert set(by_name) == {"a.png", "b (1).jpg", "webp_named.jpg", "broken.jpg", "empty.png"}
@@ -51,6 +52,7 @@ def test_predict_csv_has_a_row_per_file_and_errors(checkpoint, tmp_path):
     assert sum(summary.label_counts.values()) == 3
     data = json.loads((tmp_path / "o.json").read_text())
     assert len(data) == 5 and sum(d["error"] is not None for d in data) == 2
+    assert all("face" in d and d["face"] is None for d in data)  # no face detection
     assert {d["error_detail"] for d in data if d["error"]} == {
         by_name["broken.jpg"]["error_detail"], "empty file"}
 

@@ -280,6 +280,28 @@ def _init_line(init: dict[str, Any], asked: Any) -> str:
             f"{', '.join(init.get('head_classes') or []) or 'no class'}.{note}")
 
 
+def _members_section(members: list[dict[str, Any]]) -> list[str]:
+    """The card's *Ensemble members* section (no lines for a single model)."""
+    if not members:
+        return []
+    lines = ["", "## Ensemble members", "",
+             f"The model averages the calibrated probabilities softmax(z / T) of {len(members)} "
+             "members, each fed the image at its own input size; its own temperature above "
+             "then rescales the average.", "",
+             "| member | architecture | input | temperature | dataset | training images | "
+             "epoch | val macro-F1 | sha256 |", "|---|---|---|---|---|---|---|---|---|"]
+    for m in members:
+        fold = m.get("fold")
+        fold = f" (fold {fold})" if isinstance(fold, (int, str)) else ""
+        lines.append(f"| {m.get('name')}{fold} | "
+                     f"`{m.get('arch')}` | {m.get('input_size')} px | "
+                     f"{float(m.get('temperature') or 1.0):.3f} | {m.get('dataset') or '—'} | "
+                     f"{m.get('n_train') if m.get('n_train') is not None else '—'} | "
+                     f"{m.get('epoch') if m.get('epoch') is not None else '—'} | "
+                     f"{_pct(m.get('val_macro_f1'))} | `{str(m.get('sha256') or '')[:12]}` |")
+    return lines
+
+
 def model_card(ckpt: Checkpoint, name: str | None = None) -> str:
     """The Markdown model card of a checkpoint.
 
@@ -302,9 +324,14 @@ def model_card(ckpt: Checkpoint, name: str | None = None) -> str:
     size_mb = ckpt.path.stat().st_size / 1e6 if ckpt.path.is_file() else float("nan")
     title = name or model_label(ckpt.path)
     faces = ckpt.faces
+    from babyemo.models.ensemble import members_of
+
+    members = members_of(ckpt)
+    arch = (f"`{ckpt.arch}` {ckpt.arch_kwargs or ''}" if not members else
+            f"`{ckpt.arch}` of {len(members)} members (see *Ensemble members*)")
     lines = [f"# Model card: {title}", "",
              "## Model details", "",
-             f"- Architecture: `{ckpt.arch}` {ckpt.arch_kwargs or ''} — {n_params:,} "
+             f"- Architecture: {arch} — {n_params:,} "
              f"parameters, file {size_mb:.1f} MB.",
              f"- Classes (logit order): {', '.join(ckpt.class_names)}.",
              f"- Input: {spec.size}x{spec.size} px, "
@@ -321,15 +348,20 @@ def model_card(ckpt: Checkpoint, name: str | None = None) -> str:
                 if ckpt.calibration else " (uncalibrated)")
              + ".",
              f"- babyemo {ckpt.raw.get('babyemo_version')}, created {ckpt.raw.get('created')}.",
+             *_members_section(members),
              "", "## Intended use", "", card.get("intended_use", INTENDED_USE), "",
              "## Out-of-scope use", "", card.get("out_of_scope", OUT_OF_SCOPE), "",
              "## Training data", ""]
     dataset = train.get("dataset")
     splits = "+".join(cfg.get("train_splits") or ["train"])
-    lines.append(f"- Dataset: `{dataset}`, splits {splits}: {train.get('n_train')} images "
-                 f"({train.get('n_val')} held out for validation); manifest sha256 "
-                 f"`{str(train.get('manifest_sha256', ''))[:16]}…`.")
-    if cfg:
+    if members:
+        lines.append(f"- Dataset: `{dataset or 'see the members'}`; each member's training "
+                     "set and epoch are in *Ensemble members*.")
+    else:
+        lines.append(f"- Dataset: `{dataset}`, splits {splits}: {train.get('n_train')} images "
+                     f"({train.get('n_val')} held out for validation); manifest sha256 "
+                     f"`{str(train.get('manifest_sha256', ''))[:16]}…`.")
+    if cfg and not members:
         aug = cfg.get("augment") or {}
         epochs = cfg.get("epochs")
         lines.append(f"- Recipe: {epochs} epoch{'' if epochs == 1 else 's'}, batch "
@@ -362,6 +394,11 @@ def model_card(ckpt: Checkpoint, name: str | None = None) -> str:
                   f"regenerate the card: `babyemo evaluate {which} --split test --bootstrap "
                   "1000 --record`.", ""]
     val = (ckpt.metrics or {}).get("val") or {}
+    oof = (ckpt.metrics or {}).get("out_of_fold") or {}
+    if oof:
+        lines += [f"Out-of-fold predictions of the members (`{oof.get('file')}`, n = "
+                  f"{oof.get('n')}; each image scored by a member that did not train on it): "
+                  f"accuracy {oof['accuracy']:.3f}, macro-F1 {oof['macro_f1']:.3f}.", ""]
     if val:
         lines += [f"Validation (model selection) at epoch {ckpt.metrics.get('epoch')}: "
                   f"accuracy {val['accuracy']:.3f}, macro-F1 {val['macro_f1']:.3f}.", ""]

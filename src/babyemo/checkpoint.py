@@ -148,7 +148,8 @@ def save_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module, arc
                     arch_kwargs: dict[str, Any], class_names: list[str], input_spec: InputSpec,
                     train: dict[str, Any], metrics: dict[str, Any],
                     faces: dict[str, Any] | None = None,
-                    resume: dict[str, Any] | None = None) -> Path:
+                    resume: dict[str, Any] | None = None,
+                    calibration: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint atomically (temporary name in the same folder, then rename).
 
     Args:
@@ -162,9 +163,14 @@ def save_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module, arc
         metrics: Plain-type metrics.
         faces: Face-crop settings (``detector``, ``margin``, ``align``) or ``None``.
         resume: Optional resume state (optimizer etc.); only ``last.pt`` carries it.
+        calibration: Optional ``calibration`` entry (see the module doc), written in the
+            same atomic write (e.g. an ensemble's temperature, fitted before it is saved).
 
     Returns:
         The path written.
+
+    Raises:
+        ConfigError: ``calibration`` has no finite ``temperature`` > 0.
     """
     path = Path(path)
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
@@ -184,6 +190,11 @@ def save_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module, arc
     }
     if resume is not None:
         payload["resume"] = resume
+    if calibration is not None:
+        if not _valid_temperature(calibration.get("temperature")):
+            raise ConfigError("A calibration needs a finite temperature > 0, got "
+                              f"{calibration.get('temperature')!r}.")
+        payload["calibration"] = dict(calibration)
     with atomic_open(path, "wb") as f:
         torch.save(payload, f)
     return path

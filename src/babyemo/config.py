@@ -64,10 +64,21 @@ class SchedulerName(str, Enum):
 
 
 class NoFaceFallback(str, Enum):
-    """What prediction does with a photo in which no face is found."""
+    """What prediction (and evaluation) does with a photo in which no face is found.
 
+    ``whole_image`` (the default): classify the whole image; ``error``: no answer (a row
+    with ``error=no_face``; in evaluation, counted as wrong). ``full`` is the deprecated
+    old name of ``whole_image``: ``NoFaceFallback("full")`` and ``NoFaceFallback.full``
+    are ``whole_image``.
+    """
+
+    whole_image = "whole_image"
     error = "error"
-    full = "full"
+    full = "whole_image"  # deprecated alias of whole_image
+
+    @classmethod
+    def _missing_(cls, value: object) -> NoFaceFallback | None:
+        return cls.whole_image if value == "full" else None
 
 
 class Split(str, Enum):
@@ -125,9 +136,17 @@ class InputSpec:
                    mean=tuple(d["mean"]), std=tuple(d["std"]))
 
 
+AUTO_AUGMENT_POLICIES = ("trivialaugment", "randaugment")
+"""Automatic augmentation policies of :attr:`AugmentConfig.auto`: TrivialAugmentWide
+(Müller & Hutter 2021) and RandAugment (Cubuk et al. 2020), from torchvision."""
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """Training-time augmentation (torchvision.transforms.v2), applied after EXIF transpose.
+
+    The last five fields are off by default (the default recipe does not use them); the
+    ``strong`` and ``bridge`` presets turn some on (see :meth:`preset`).
 
     Attributes:
         hflip: Probability of a horizontal flip.
@@ -135,6 +154,17 @@ class AugmentConfig:
         translate: Maximum shift as a fraction of the image side.
         scale: ``(min, max)`` area fraction kept by the random resized crop.
         color_jitter: Brightness/contrast/saturation jitter strength (0 disables it).
+        auto: An automatic policy applied after the colour jitter: ``None``,
+            ``"trivialaugment"`` (``TrivialAugmentWide``) or ``"randaugment"``
+            (``RandAugment``, 2 ops of magnitude 9).
+        random_erasing: Probability of erasing a random rectangle (``RandomErasing``, on
+            the uint8 tensor, erased to 0; Zhong et al. 2020).
+        grayscale: Probability of turning the image gray (``RandomGrayscale``; the adult
+            FER-2013 faces are grayscale, the infant photos colour).
+        blur: Probability of a Gaussian blur (``GaussianBlur``, kernel about a tenth of
+            the input side, sigma 0.1-2 px).
+        downscale: Probability of resizing the image down to a random side of 20-50% of
+            the input (e.g. 22-56 px for 112 px, around FER-2013's 48 px) and back up.
     """
 
     hflip: float = 0.5
@@ -142,10 +172,37 @@ class AugmentConfig:
     translate: float = 0.1
     scale: tuple[float, float] = (0.8, 1.0)
     color_jitter: float = 0.2
+    auto: str | None = None
+    random_erasing: float = 0.0
+    grayscale: float = 0.0
+    blur: float = 0.0
+    downscale: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.auto in ("", "none"):
+            object.__setattr__(self, "auto", None)
+        if self.auto is not None and self.auto not in AUTO_AUGMENT_POLICIES:
+            raise ConfigError(f"Unknown automatic augmentation '{self.auto}'.",
+                              "use auto=" + " or auto=".join(AUTO_AUGMENT_POLICIES)
+                              + " (or none)")
+        object.__setattr__(self, "scale", tuple(self.scale))
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
+            raise ConfigError(f"The augmentation's 'scale' is (min, max) with 0 < min <= max. "
+                              f"Got {self.scale!r}.")
+        for name in ("hflip", "random_erasing", "grayscale", "blur", "downscale"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ConfigError(f"The augmentation's '{name}' is a probability in [0, 1]. "
+                                  f"Got {value!r}.")
 
     @classmethod
     def preset(cls, name: str) -> AugmentConfig:
-        """The named presets ``none``, ``light`` and ``default``.
+        """The named presets ``none``, ``light``, ``default``, ``strong`` and ``bridge``.
+
+        ``strong`` is ``default`` plus TrivialAugmentWide and random erasing (p 0.25);
+        ``bridge`` is ``default`` plus what makes a colour infant photo look like a
+        48 px grayscale adult face now and then (grayscale p 0.2, blur p 0.2, downscale
+        p 0.3), for fine-tuning from FER-2013.
 
         Raises:
             ConfigError: Unknown preset name.
@@ -155,11 +212,42 @@ class AugmentConfig:
             "light": cls(hflip=0.5, rotation=5.0, translate=0.05, scale=(0.9, 1.0),
                          color_jitter=0.0),
             "default": cls(),
+            "strong": cls(auto="trivialaugment", random_erasing=0.25),
+            "bridge": cls(grayscale=0.2, blur=0.2, downscale=0.3),
         }
         if name not in presets:
             raise ConfigError(f"Unknown augmentation preset '{name}'.",
                               "choose one of: " + ", ".join(presets))
         return presets[name]
+
+    @classmethod
+    def parse(cls, text: str) -> AugmentConfig:
+        """A preset name, optionally followed by ``,FIELD=VALUE`` changes, as ``--augment``
+        takes it: ``"strong"``, ``"default,random_erasing=0.25,auto=randaugment"``,
+        ``"none,blur=0.5"``, ``"light,scale=0.7:1.0"``.
+
+        Raises:
+            ConfigError: Unknown preset or field, or a value that is not a number (``auto``
+                takes a policy name or ``none``; ``scale`` takes ``MIN:MAX``).
+        """
+        name, *changes = [part.strip() for part in text.split(",")]
+        config = cls.preset(name)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for change in changes:
+            key, sep, value = (s.strip() for s in change.partition("="))
+            if not sep or key not in fields:
+                raise ConfigError(f"Cannot read '{change}' in --augment {text!r}.",
+                                  "write PRESET,FIELD=VALUE with FIELD one of: "
+                                  + ", ".join(sorted(fields)))
+            try:
+                values[key] = (value if key == "auto" else
+                               tuple(float(v) for v in value.split(":")) if key == "scale"
+                               else float(value))
+            except ValueError:
+                raise ConfigError(f"'{value}' is not a number in --augment {text!r}.",
+                                  "scale takes MIN:MAX, e.g. scale=0.7:1.0") from None
+        return dataclasses.replace(config, **values)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dict."""
@@ -186,6 +274,16 @@ class TrainConfig:
     (comma-separated, as ``--train-on``) or a tuple of split names. ``patience`` is the
     number of epochs without a validation macro-F1 gain after which training stops
     (``None``: never; ``--patience``).
+
+    Recipe tools, all off by default: ``augment`` also takes ``"strong"``, ``"bridge"``
+    and ``PRESET,FIELD=VALUE`` changes (:meth:`AugmentConfig.parse`); ``mixup`` and
+    ``cutmix`` the Beta ``alpha`` of torchvision's ``MixUp`` / ``CutMix`` on each batch
+    (0: off; both: one of them per batch); ``ema`` the decay of an exponential moving
+    average of the weights, which is what is validated and saved (``None``: off).
+    Distillation (Hinton et al. 2015, see :mod:`babyemo.training.distill`): ``teacher`` a
+    trained model's name or ``.pt`` file, ``distill_temperature`` ``T`` and
+    ``distill_alpha`` ``A`` of ``(1 - A) CE + A T^2 KL``, ``unlabelled`` a folder of
+    images trained on with the teacher's targets only (needs ``teacher``).
     """
 
     data: str | None = None
@@ -218,6 +316,13 @@ class TrainConfig:
     face_margin: float = 0.25
     face_align: bool = True
     train_splits: tuple[str, ...] | str = ("train",)
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    ema: float | None = None
+    teacher: str | None = None
+    distill_temperature: float = 4.0
+    distill_alpha: float = 0.5
+    unlabelled: str | None = None
 
     def __post_init__(self) -> None:
         self.optimizer = OptimizerName(self.optimizer)
@@ -228,8 +333,8 @@ class TrainConfig:
         self.scheduler = SchedulerName(self.scheduler)
         self.precision = Precision(self.precision)
         self.cache = CacheMode(self.cache)
-        if isinstance(self.augment, str):  # a preset name, as --augment takes it
-            self.augment = AugmentConfig.preset(self.augment)
+        if isinstance(self.augment, str):  # a preset name (and changes), as --augment
+            self.augment = AugmentConfig.parse(self.augment)
         elif isinstance(self.augment, dict):
             self.augment = AugmentConfig.from_dict(self.augment)
         checks = [
@@ -249,10 +354,22 @@ class TrainConfig:
              bool(self.train_splits) and "train" in self.train_splits
              and set(self.train_splits) <= {"train", "val"},
              "('train',) or ('train', 'val')"),
+            ("mixup", self.mixup, self.mixup >= 0, "a float >= 0 (0: off)"),
+            ("cutmix", self.cutmix, self.cutmix >= 0, "a float >= 0 (0: off)"),
+            ("ema", self.ema, self.ema is None or 0 < self.ema < 1,
+             "a decay in (0, 1), e.g. 0.999, or None"),
+            ("distill_temperature", self.distill_temperature, self.distill_temperature > 0,
+             "a float > 0"),
+            ("distill_alpha", self.distill_alpha, 0 <= self.distill_alpha <= 1,
+             "a float in [0, 1]"),
         ]
         for name, value, ok, what in checks:
             if not ok:
                 raise ConfigError(f"The '{name}' parameter must be {what}. Got {value!r}.")
+        if self.unlabelled and not self.teacher:
+            raise ConfigError("Unlabelled images (--unlabelled) are trained on with a "
+                              "teacher's targets only, and no teacher was given.",
+                              "add --teacher MODEL (a trained model's name or .pt file)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dict (JSON- and ``weights_only``-safe)."""

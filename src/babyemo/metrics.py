@@ -14,6 +14,10 @@ https://scikit-learn.org/stable/modules/model_evaluation.html). Definitions used
 
 Undefined ratios (e.g. the precision of a class that is never predicted) are 0
 (``zero_division=0``), so the results never contain NaN and are JSON-safe.
+
+Bootstrap resamples (:func:`bootstrap_ci`, :func:`paired_bootstrap`) are scored from their
+confusion matrices in numpy by these same definitions (equal to scikit-learn's values; see
+the tests), thousands of resamples at once.
 """
 
 from __future__ import annotations
@@ -190,7 +194,10 @@ def bootstrap_ci(y_true: Any, y_pred: Any, class_names: Sequence[str], *, n: int
     The evaluated images are resampled with replacement ``n`` times (Efron & Tibshirani,
     1993, *An Introduction to the Bootstrap*, percentile method); each metric's interval is
     the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of its ``n`` values. This
-    covers sampling error of the test set only, not training randomness.
+    covers sampling error of the test set only, not training randomness. Each resample is
+    scored from its confusion matrix in numpy, by the definitions of
+    :func:`classification_metrics` (vectorised: 1,000 resamples take milliseconds, not the
+    seconds of 4,000 scikit-learn calls).
 
     Args:
         y_true: True class indices, shape ``(N,)``.
@@ -214,26 +221,132 @@ def bootstrap_ci(y_true: Any, y_pred: Any, class_names: Sequence[str], *, n: int
         raise ConfigError(f"The number of bootstrap resamples must be an int >= 100. Got {n!r}.")
     if not 0 < level < 1:
         raise ConfigError(f"The confidence level must be in (0, 1). Got {level!r}.")
-    rng = np.random.default_rng(seed)
     k = len(class_names)
-    values: dict[str, list[float]] = {m: [] for m in BOOTSTRAP_METRICS}
-    recall, f1 = np.zeros((n, k)), np.zeros((n, k))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for i in range(n):
-            idx = rng.integers(0, len(t), len(t))
-            bt, bp = t[idx], p[idx]
-            values["accuracy"].append(float(np.mean(bt == bp)))
-            values["balanced_accuracy"].append(float(balanced_accuracy_score(bt, bp)))
-            values["macro_f1"].append(float(f1_score(bt, bp, labels=_macro_set(bt, bp,
-                                                                                macro_labels),
-                                                     average="macro", zero_division=0)))
-            _, recall[i], f1[i], _ = precision_recall_fscore_support(
-                bt, bp, labels=list(range(k)), zero_division=0)
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {m: [] for m in (*BOOTSTRAP_METRICS, "recall", "f1")}
+    for size in _chunks(n, len(t)):  # the draws of one resample after another, in blocks
+        scores = _confusion_scores(_confusions(t, p, k, rng.integers(0, len(t), (size, len(t)))),
+                                   macro_labels)
+        for m, v in scores.items():
+            parts[m].append(v)
+    values = {m: np.concatenate(v) for m, v in parts.items()}
     q = [(1 - level) / 2, (1 + level) / 2]
-    out: dict[str, Any] = {m: [float(v) for v in np.quantile(vals, q)]
-                           for m, vals in values.items()}
-    out["per_class"] = {c: {"recall": [float(v) for v in np.quantile(recall[:, j], q)],
-                            "f1": [float(v) for v in np.quantile(f1[:, j], q)]}
+    out: dict[str, Any] = {m: [float(v) for v in np.quantile(values[m], q)]
+                           for m in BOOTSTRAP_METRICS}
+    out["per_class"] = {c: {"recall": [float(v) for v in np.quantile(values["recall"][:, j], q)],
+                            "f1": [float(v) for v in np.quantile(values["f1"][:, j], q)]}
                         for j, c in enumerate(class_names)}
+    return out
+
+
+def _chunks(n: int, size: int, budget: int = 4_000_000) -> list[int]:
+    """Resamples per block so that a block's indices stay under ``budget`` elements."""
+    step = max(1, min(n, budget // max(size, 1)))
+    return [min(step, n - start) for start in range(0, n, step)]
+
+
+def _confusions(t: np.ndarray, p: np.ndarray, k: int, idx: np.ndarray) -> np.ndarray:
+    """Confusion matrices ``(B, K, K)`` (rows true, columns predicted) of the resamples
+    ``idx`` ``(B, N)`` of true ``t`` and predicted ``p`` class indices."""
+    offset = (np.arange(len(idx)) * k * k)[:, None]
+    codes = (offset + t[idx] * k + p[idx]).ravel()
+    return np.bincount(codes, minlength=len(idx) * k * k).reshape(-1, k, k)
+
+
+def _confusion_scores(cm: np.ndarray, macro_labels: Sequence[int] | None = None
+                      ) -> dict[str, np.ndarray]:
+    """The scores of :func:`classification_metrics` from confusion matrices.
+
+    Args:
+        cm: ``(B, K, K)`` counts, rows true classes, columns predicted classes.
+        macro_labels: As in :func:`classification_metrics`.
+
+    Returns:
+        ``{metric: (B,) float64}`` for the metrics of :data:`BOOTSTRAP_METRICS`, plus
+        ``recall`` and ``f1`` ``(B, K)``: recall ``TP / (TP + FN)``, F1
+        ``2 TP / (2 TP + FP + FN)`` (0 where undefined, ``zero_division=0``). Balanced
+        accuracy is the mean recall over the classes with true samples; macro-F1 the mean
+        F1 over the classes true or predicted (scikit-learn's label set; of them, those in
+        ``macro_labels``, else the true classes: see :func:`_macro_set`).
+    """
+    cm = cm.astype(np.float64)
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    true_n, pred_n = cm.sum(axis=2), cm.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(true_n > 0, tp / true_n, 0.0)
+        f1 = np.where(true_n + pred_n > 0, 2 * tp / (true_n + pred_n), 0.0)
+    macro = (true_n + pred_n) > 0
+    if macro_labels is not None:
+        keep = np.zeros(cm.shape[1], dtype=bool)
+        keep[[int(c) for c in macro_labels if 0 <= int(c) < cm.shape[1]]] = True
+        macro = macro & keep
+        empty = ~macro.any(axis=1)
+        macro[empty] = true_n[empty] > 0
+    return {"accuracy": tp.sum(axis=1) / cm.sum(axis=(1, 2)),
+            "balanced_accuracy": recall.sum(axis=1) / (true_n > 0).sum(axis=1),
+            "macro_f1": (f1 * macro).sum(axis=1) / macro.sum(axis=1),
+            "recall": recall, "f1": f1}
+
+
+def paired_bootstrap(y_true: Any, pred_a: Any, pred_b: Any, class_names: Sequence[str], *,
+                     n: int = 1000, seed: int = 0, level: float = 0.95
+                     ) -> dict[str, dict[str, Any]]:
+    """Paired percentile bootstrap of the difference ``B - A`` between two predictions of
+    the same images: accuracy, balanced accuracy and macro-F1.
+
+    Each of the ``n`` resamples draws the images with replacement once and scores *both*
+    predictions on the same draw (Efron & Tibshirani, 1993, *An Introduction to the
+    Bootstrap*, percentile method; paired as in Koehn, 2004, "Statistical Significance
+    Tests for Machine Translation Evaluation", EMNLP). The interval of a difference is the
+    ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of its ``n`` resampled values;
+    pairing removes the variation the two share (which images are easy), so it is much
+    narrower than comparing two separate intervals. It covers the sampling of the images
+    only, not the randomness of training.
+
+    The scores are those of :func:`classification_metrics` (no ``macro_labels``),
+    computed from per-resample confusion matrices in numpy, as in :func:`bootstrap_ci`.
+
+    Args:
+        y_true: True class indices, shape ``(N,)``, integers in ``[0, K)``.
+        pred_a: Class indices predicted by A, shape ``(N,)``.
+        pred_b: Class indices predicted by B, shape ``(N,)``, for the same images in the
+            same order.
+        class_names: The ``K`` class names.
+        n: Number of resamples (>= 100).
+        seed: Seed of the resampling (deterministic for a seed).
+        level: Confidence level in (0, 1).
+
+    Returns:
+        ``{metric: {"a", "b", "difference", "ci": [low, high]}}`` for the metrics of
+        :data:`BOOTSTRAP_METRICS`: the two scores on all images, ``b - a``, and the
+        interval of the difference (plain floats, JSON-safe).
+
+    Raises:
+        ConfigError: Bad inputs (see :func:`classification_metrics`), predictions of
+            different lengths, ``n < 100`` or ``level`` outside (0, 1).
+    """
+    t, a = _check_labels(y_true, pred_a, class_names)
+    _, b = _check_labels(y_true, pred_b, class_names)
+    if not isinstance(n, int) or n < 100:
+        raise ConfigError(f"The number of bootstrap resamples must be an int >= 100. Got {n!r}.")
+    if not 0 < level < 1:
+        raise ConfigError(f"The confidence level must be in (0, 1). Got {level!r}.")
+    k, size = len(class_names), len(t)
+    everything = np.arange(size)[None, :]
+    point_a = _confusion_scores(_confusions(t, a, k, everything))
+    point_b = _confusion_scores(_confusions(t, b, k, everything))
+    rng = np.random.default_rng(seed)
+    diffs: dict[str, list[np.ndarray]] = {m: [] for m in BOOTSTRAP_METRICS}
+    for block in _chunks(n, size):
+        idx = rng.integers(0, size, (block, size))  # one draw, both predictions scored on it
+        sa = _confusion_scores(_confusions(t, a, k, idx))
+        sb = _confusion_scores(_confusions(t, b, k, idx))
+        for m in BOOTSTRAP_METRICS:
+            diffs[m].append(sb[m] - sa[m])
+    q = [(1 - level) / 2, (1 + level) / 2]
+    out: dict[str, dict[str, Any]] = {}
+    for m in BOOTSTRAP_METRICS:
+        va, vb = float(point_a[m][0]), float(point_b[m][0])
+        out[m] = {"a": va, "b": vb, "difference": vb - va,
+                  "ci": [float(v) for v in np.quantile(np.concatenate(diffs[m]), q)]}
     return out

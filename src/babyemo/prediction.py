@@ -4,8 +4,13 @@
 row with an ``error`` (a :class:`~babyemo.data.loading.file_errors.FileErrorCode` value) and an
 ``error_detail`` (the human reason), and the run goes on; no row is ever filled from another
 image. :func:`predict_to_files` writes them as CSV (``path, label, confidence,
-prob_<class>..., error, error_detail``) and/or JSON, atomically, without holding all rows in
-memory for the CSV.
+prob_<class>..., face, error, error_detail``) and/or JSON, atomically, without holding all
+rows in memory for the CSV.
+
+With face detection every photo gets an answer by default: one row per face found (``face``
+column ``detected``), or, when the detector finds none, one row for the whole image
+(``face=whole_image``); ``no_face_fallback="error"`` makes that photo a row with
+``error=no_face`` instead.
 
 Probabilities are ``softmax(logits / T)`` with the checkpoint's temperature ``T``
 (:attr:`babyemo.checkpoint.Checkpoint.temperature`, 1 for an uncalibrated checkpoint).
@@ -48,7 +53,13 @@ from babyemo.fs import atomic_open, atomic_write_bytes
 from babyemo.inference import InferenceModel
 from babyemo.models import store
 from babyemo.progress import progress_bar
-from babyemo.rows import UNCERTAIN, Prediction, PredictionWriter
+from babyemo.rows import (
+    FACE_DETECTED,
+    FACE_WHOLE_IMAGE,
+    UNCERTAIN,
+    Prediction,
+    PredictionWriter,
+)
 from babyemo.runtime import PREDICT_BATCH_SIZE, Runtime
 
 
@@ -77,9 +88,10 @@ class PredictResult:
         n_rows: Rows written (one per file, or one per face with face detection).
         n_errors: Files that could not be read: error rows other than ``no_face``
             (unreadable, empty, truncated, not an image...). ``--strict`` fails on these.
-        n_no_face: Photos in which the detector found no face: rows with
-            ``error=no_face``, or with ``no_face_fallback="full"`` photos classified whole.
-            Not counted in ``n_errors``: the file itself is fine.
+        n_no_face: Photos in which the detector found no face: photos classified whole
+            (``face=whole_image``, the default ``no_face_fallback="whole_image"``), or rows
+            with ``error=no_face`` (``no_face_fallback="error"``). Not counted in
+            ``n_errors``: the file itself is fine.
         n_multi_face: Photos with more than one face.
         n_hidden_skipped: Hidden files and folders skipped while scanning.
         n_non_image_skipped: Files inside folders skipped because their names do not end
@@ -147,8 +159,10 @@ class Predictor:
             gave 1.13-1.27x the images/s of 1.
         faces: ``"auto"`` (detect faces as the checkpoint was trained: its detector, or
             none), ``"none"`` (classify whole images), or a detector name (``"yunet"``).
-        no_face_fallback: ``"error"`` (a photo without a face is a row with
-            ``error=no_face``) or ``"full"`` (classify it whole).
+        no_face_fallback: ``"whole_image"`` (default: a photo in which the detector finds
+            no face is classified whole, its row's ``face`` is ``whole_image``) or
+            ``"error"`` (it is a row with ``error=no_face``: no answer). ``"full"`` is the
+            deprecated old name of ``"whole_image"``.
         save_crops: Folder to write each face crop to as PNG (``None``: not written).
         min_confidence: In [0, 1]; rows whose top probability is below it get the label
             :data:`UNCERTAIN` (``None``: always the most probable class).
@@ -175,7 +189,7 @@ class Predictor:
 
     def __init__(self, checkpoint: str | os.PathLike[str] | None = None, *,
                  model: str | None = None, runtime: Runtime | None = None,
-                 faces: str = "auto", no_face_fallback: str = "error",
+                 faces: str = "auto", no_face_fallback: str = "whole_image",
                  save_crops: str | os.PathLike[str] | None = None,
                  min_confidence: float | None = None) -> None:
         start = time.perf_counter()
@@ -253,12 +267,14 @@ class Predictor:
             self._save_crop(entry.crop, index, path, entry.face_index)
         uncertain = self.min_confidence is not None and float(p[k]) < self.min_confidence
         face = entry.face
+        found = (None if self.face_detection is None
+                 else FACE_DETECTED if entry.face_index is not None else FACE_WHOLE_IMAGE)
         return Prediction(
             str(path), UNCERTAIN if uncertain else self.class_names[k], float(p[k]),
             tuple(float(v) for v in p), top_class=self.class_names[k],
             face_index=entry.face_index, box=tuple(face.box) if face is not None else None,
             det_score=(face.score if face is not None and entry.face_index is not None
-                       else None))
+                       else None), face=found)
 
     def _batch_probs(self, batch: FileBatch) -> tuple[FileBatch, torch.Tensor | None]:
         probs = self.model.probs(batch.images) if batch.images is not None else None
@@ -291,7 +307,7 @@ def _check_options(no_face_fallback: str, min_confidence: float | None,
         NoFaceFallback(no_face_fallback)
     except ValueError:
         raise ConfigError(f"Unknown no-face fallback '{no_face_fallback}'.",
-                          "use error or full") from None
+                          "use whole_image or error") from None
     _check_min_confidence(min_confidence, [])
     if save_crops is not None:
         check_output_folder(save_crops, "save_crops folder")
@@ -415,7 +431,7 @@ def _count(result: FileResult, summary: PredictResult, labels: Counter[str],
             continue
         labels[pred.label] += 1
         if pred.face_index is None and with_faces:
-            summary.n_no_face += 1  # classified whole (--no-face-fallback full)
+            summary.n_no_face += 1  # classified whole (--no-face-fallback whole_image)
         if pred.face_index is not None:
             faces += 1
     summary.n_multi_face += faces >= 2

@@ -5,18 +5,18 @@ and per-class probabilities, or an error. :class:`PredictionWriter` writes rows 
 and/or JSON with one set of columns::
 
     path, [true,] label, confidence, [top_class,] prob_<class>..., [face_index, box_x,
-    box_y, box_w, box_h, det_score,] error, error_detail
+    box_y, box_w, box_h, det_score,] face, error, error_detail
 
 ``true`` (the labelled class) is written by evaluation's ``predictions.csv``, ``top_class``
-with ``--min-confidence``, the face columns with face detection
-(see ``docs/data-formats.md``).
+with ``--min-confidence``, the face columns with face detection; ``face`` always:
+:data:`FACE_DETECTED`, :data:`FACE_WHOLE_IMAGE` or empty (see ``docs/data-formats.md``).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -24,6 +24,13 @@ from babyemo.data.loading.folders import printable_name
 
 UNCERTAIN = "uncertain"
 """Label of a row whose top probability is below ``min_confidence``."""
+
+FACE_DETECTED = "detected"
+"""``face`` of a row classified from a face a detector found."""
+
+FACE_WHOLE_IMAGE = "whole_image"
+"""``face`` of a row classified whole because face detection found no face in the photo
+(``--no-face-fallback whole_image``)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,9 @@ class Prediction:
             unless it is :data:`UNCERTAIN`.
         error_detail: With an ``error``, the human reason without the path (e.g.
             ``"permission denied"``); else ``None``.
+        face: How the classified region was found: :data:`FACE_DETECTED`,
+            :data:`FACE_WHOLE_IMAGE` (no face found, classified whole), or ``None`` when
+            face detection is off (whole images by choice) and on error rows.
     """
 
     path: str
@@ -59,6 +69,7 @@ class Prediction:
     det_score: float | None = None
     top_class: str | None = None
     error_detail: str | None = None
+    face: str | None = None
 
 
 FACE_COLUMNS = ["face_index", "box_x", "box_y", "box_w", "box_h", "det_score"]
@@ -75,14 +86,18 @@ class PredictionWriter:
         with_true: Add the ``true`` column (evaluation: the labelled class).
         with_top: Add the ``top_class`` column (``--min-confidence``).
         with_faces: Add the face columns.
+        extra_columns: More columns after ``error_detail``, e.g. ``fold`` in a folds run's
+            ``oof.csv``; each row's values come with :meth:`write`.
 
     Call :meth:`close` once the rows are written (it ends the JSON list).
     """
 
     def __init__(self, class_names: Sequence[str], *, csv_stream: IO[str] | None = None,
                  json_stream: IO[str] | None = None, with_true: bool = False,
-                 with_top: bool = False, with_faces: bool = False) -> None:
+                 with_top: bool = False, with_faces: bool = False,
+                 extra_columns: Sequence[str] = ()) -> None:
         self.class_names = list(class_names)
+        self.extra_columns = list(extra_columns)
         self.with_true, self.with_top, self.with_faces = with_true, with_top, with_faces
         self._csv = csv.writer(csv_stream) if csv_stream is not None else None
         self._json = json_stream
@@ -98,15 +113,22 @@ class PredictionWriter:
         return ["path", *(["true"] if self.with_true else []), "label", "confidence",
                 *(["top_class"] if self.with_top else []),
                 *[f"prob_{c}" for c in self.class_names],
-                *(FACE_COLUMNS if self.with_faces else []), "error", "error_detail"]
+                *(FACE_COLUMNS if self.with_faces else []), "face", "error", "error_detail",
+                *self.extra_columns]
 
-    def write(self, pred: Prediction, true: str | None = None) -> None:
-        """Write one row (``true``: the labelled class, with ``with_true``)."""
+    def write(self, pred: Prediction, true: str | None = None,
+              extra: Mapping[str, Any] | None = None) -> None:
+        """Write one row (``true``: the labelled class, with ``with_true``; ``extra``: the
+        values of the ``extra_columns``, a missing one empty)."""
+        more = [(extra or {}).get(c) for c in self.extra_columns]
         if self._csv is not None:
-            self._csv.writerow(self._cells(pred, true))
+            self._csv.writerow(self._cells(pred, true)
+                               + ["" if v is None else str(v) for v in more])
         if self._json is not None:
+            record = {**self._record(pred, true), **dict(zip(self.extra_columns, more,
+                                                             strict=True))}
             self._json.write(("," if self._n else "") + "\n  "
-                             + json.dumps(self._record(pred, true), ensure_ascii=False))
+                             + json.dumps(record, ensure_ascii=False))
         self._n += 1
 
     def close(self) -> None:
@@ -123,10 +145,10 @@ class PredictionWriter:
         lead = [printable_name(pred.path), *([true or ""] if self.with_true else [])]
         top = [pred.top_class or ""] if self.with_top else []
         if pred.error is not None:
-            return [*lead, "", "", *top, *([""] * len(self.class_names)), *faces, pred.error,
-                    printable_name(pred.error_detail or "")]
+            return [*lead, "", "", *top, *([""] * len(self.class_names)), *faces,
+                    pred.face or "", pred.error, printable_name(pred.error_detail or "")]
         return [*lead, pred.label, f"{pred.confidence:.4f}", *top,
-                *[f"{v:.4f}" for v in pred.probs], *faces, "", ""]
+                *[f"{v:.4f}" for v in pred.probs], *faces, pred.face or "", "", ""]
 
     def _record(self, pred: Prediction, true: str | None) -> dict[str, Any]:
         obj: dict[str, Any] = {"path": printable_name(pred.path)}
@@ -135,7 +157,7 @@ class PredictionWriter:
         obj.update(label=pred.label or None,
                    confidence=None if pred.error else pred.confidence,
                    probs=dict(zip(self.class_names, pred.probs, strict=False)),
-                   error=pred.error, error_detail=pred.error_detail)
+                   face=pred.face, error=pred.error, error_detail=pred.error_detail)
         if self.with_top:
             obj["top_class"] = pred.top_class
         if self.with_faces:
@@ -143,4 +165,5 @@ class PredictionWriter:
         return obj
 
 
-__all__ = ["FACE_COLUMNS", "UNCERTAIN", "Prediction", "PredictionWriter"]
+__all__ = ["FACE_COLUMNS", "FACE_DETECTED", "FACE_WHOLE_IMAGE", "UNCERTAIN", "Prediction",
+           "PredictionWriter"]

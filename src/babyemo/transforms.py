@@ -78,12 +78,35 @@ def eval_transform(spec: InputSpec) -> EvalTransform:
     return EvalTransform(spec)
 
 
+DOWNSCALE_RANGE = (0.2, 0.5)
+"""Sides, as fractions of the input side, that :attr:`AugmentConfig.downscale` shrinks an
+image to before resizing it back (e.g. 22-56 px for a 112 px input)."""
+
+
+def _downscale(size: int) -> v2.Transform:
+    """Resize a square image down to a random side in :data:`DOWNSCALE_RANGE` of ``size``
+    (``RandomResize``, antialiased), then back to ``size`` (bilinear): the detail of a
+    low-resolution face (FER-2013's are 48 px) at the model's input size."""
+    low = max(4, round(size * DOWNSCALE_RANGE[0]))
+    high = max(low + 1, round(size * DOWNSCALE_RANGE[1]) + 1)
+    return v2.Compose([v2.RandomResize(low, high, antialias=True),
+                       v2.Resize([size, size], antialias=True)])
+
+
 def train_transform(spec: InputSpec, augment: AugmentConfig) -> v2.Compose:
-    """Random resized crop, flip, rotation/shift and colour jitter, then normalisation.
+    """Random resized crop, flip, rotation/shift and colour jitter; then, when asked, an
+    automatic policy, the adult-to-infant "bridge" steps and random erasing.
+
+    In order: ``RandomResizedCrop``, ``RandomHorizontalFlip``, ``RandomAffine``,
+    ``ColorJitter``, ``TrivialAugmentWide`` or ``RandAugment`` (``augment.auto``), down- and
+    up-scaling (``downscale``), ``GaussianBlur`` (``blur``), ``RandomGrayscale``
+    (``grayscale``, kept in the spec's channels), the uint8 tensor, ``RandomErasing``
+    (``random_erasing``, erased to 0). Every step draws from torch's generator, so a
+    seeded ``torch.manual_seed`` repeats the same images.
 
     Args:
-        spec: Output size and normalisation.
-        augment: Strengths; zeros disable each step.
+        spec: Output size and channels.
+        augment: Strengths and probabilities; zeros (and ``auto=None``) disable each step.
 
     Returns:
         A transform mapping a PIL image to a ``(spec.channels, size, size) uint8`` tensor
@@ -101,4 +124,19 @@ def train_transform(spec: InputSpec, augment: AugmentConfig) -> v2.Compose:
         j = augment.color_jitter
         steps.append(v2.ColorJitter(brightness=j, contrast=j,
                                     saturation=j if spec.channels == 3 else 0))
-    return v2.Compose([*steps, *_to_tensor(spec)])
+    if augment.auto == "trivialaugment":
+        steps.append(v2.TrivialAugmentWide())
+    elif augment.auto == "randaugment":
+        steps.append(v2.RandAugment())
+    if augment.downscale > 0:
+        steps.append(v2.RandomApply([_downscale(spec.size)], p=augment.downscale))
+    if augment.blur > 0:
+        kernel = 2 * max(1, spec.size // 20) + 1  # odd, about a tenth of the side
+        steps.append(v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))],
+                                    p=augment.blur))
+    if augment.grayscale > 0 and spec.channels == 3:
+        steps.append(v2.RandomGrayscale(p=augment.grayscale))
+    steps += _to_tensor(spec)
+    if augment.random_erasing > 0:
+        steps.append(v2.RandomErasing(p=augment.random_erasing))
+    return v2.Compose(steps)

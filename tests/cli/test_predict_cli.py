@@ -122,14 +122,15 @@ def test_summary_separates_errors_no_face_and_skipped(model, tmp_path):
     photos = _mixed_folder(tmp_path / "photos")
     out = tmp_path / "o.csv"
     result = runner.invoke(app, ["predict", str(photos), "--checkpoint", str(model),
-                                 "--faces", CORNER, "--csv", str(out), "--strict"])
+                                 "--faces", CORNER, "--csv", str(out), "--strict",
+                                 "--no-face-fallback", "error"])
     assert result.exit_code == 1, result.output  # --strict: 3 files could not be read
     text = result.stdout
     assert re.search(r"^6 files, 6 rows in \d+\.\d s \(\d+\.\d files/s\), after \d+\.\d s "
                      r"loading the model$", text, re.M), text
     assert f"faces ({CORNER}): 2 photos with a face, 0 of them with several" in text
-    assert ("no face found in 1 photo: rows with error=no_face, not counted as errors"
-            in text)
+    assert ("no face found in 1 photo: rows with error=no_face (no answer; --no-face-fallback "
+            "error), not counted as errors" in " ".join(text.split()))
     assert ("errors: 3 files could not be read (empty_file 1, not_an_image 1, truncated 1)"
             in text)
     assert "skipped: 1 non-image file (--all-files tries them), 1 hidden entry" in text
@@ -140,9 +141,22 @@ def test_summary_separates_errors_no_face_and_skipped(model, tmp_path):
     rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(out.open())}
     assert set(rows) == {"face1.png", "face2.jpg", "noface.png", "empty.jpg", "cut.jpg",
                          "notes.jpg"}
-    assert rows["noface.png"]["error"] == "no_face"
+    assert rows["noface.png"]["error"] == "no_face" and rows["noface.png"]["face"] == ""
+    assert rows["face1.png"]["face"] == "detected" and rows["face1.png"]["face_index"] == "0"
     assert rows["cut.jpg"]["error"] == "truncated" and "truncated JPEG file" in \
         rows["cut.jpg"]["error_detail"]
+    # the default: the photo without a face is classified whole, and its row says so
+    result = runner.invoke(app, ["predict", str(photos), "--checkpoint", str(model),
+                                 "--faces", CORNER, "--csv", str(out)])
+    assert result.exit_code == 0, result.output
+    assert ("no face found in 1 photo: classified whole, rows with face=whole_image"
+            in " ".join(result.stdout.split()))
+    rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(out.open())}
+    whole = rows["noface.png"]
+    assert (whole["error"], whole["face"], whole["face_index"]) == ("", "whole_image", "")
+    assert whole["label"] in ("angry", "crying", "happy") and whole["box_w"] == "48.0"
+    assert [rows[f]["face"] for f in ("face1.png", "face2.jpg")] == ["detected"] * 2
+    assert rows["cut.jpg"]["face"] == "" and rows["cut.jpg"]["error"] == "truncated"
 
 
 def test_strict_does_not_fail_on_photos_without_a_face(model, tmp_path):
@@ -151,17 +165,26 @@ def test_strict_does_not_fail_on_photos_without_a_face(model, tmp_path):
     make_image(photos / "b.png", color=(10, 90, 200))
     result = runner.invoke(app, ["predict", str(photos), "--checkpoint", str(model),
                                  "--faces", NEVER, "--csv", str(tmp_path / "o.csv"),
-                                 "--strict"])
+                                 "--strict", "--no-face-fallback", "error"])
     assert result.exit_code == 0, result.output
     assert "no face found in 2 photos: rows with error=no_face" in result.stdout
     assert "errors: none (every file could be read)" in result.stdout
     assert "labels: none" in result.stdout
+    # whole_image (the default), and full, its old name (not shown in --help)
+    for extra in ([], ["--no-face-fallback", "whole_image"], ["--no-face-fallback", "full"]):
+        result = runner.invoke(app, ["predict", str(photos), "--checkpoint", str(model),
+                                     "--faces", NEVER, *extra, "--csv", str(tmp_path / "o.csv")])
+        assert result.exit_code == 0, result.output
+        assert "no face found in 2 photos: classified whole, rows with face=whole_image" in \
+            " ".join(result.stdout.split())
+        rows = list(csv.DictReader((tmp_path / "o.csv").open()))
+        assert [r["face"] for r in rows] == ["whole_image"] * 2 and all(r["label"] for r in rows)
     result = runner.invoke(app, ["predict", str(photos), "--checkpoint", str(model),
-                                 "--faces", NEVER, "--no-face-fallback", "full", "--csv",
-                                 str(tmp_path / "o.csv")])
-    assert result.exit_code == 0, result.output
-    assert "no face found in 2 photos: classified whole (--no-face-fallback full)" in \
-        result.stdout
+                                 "--no-face-fallback", "skip"])
+    assert result.exit_code == 2 and "'skip' is not one of 'whole_image', 'error'" in \
+        " ".join(result.output.split())
+    help_text = runner.invoke(app, ["predict", "--help"]).output
+    assert "<whole_image|error>" in help_text and "full" not in help_text
 
 
 def test_all_files_and_named_files_are_tried(model, tmp_path):
@@ -200,7 +223,7 @@ def test_summary_lines_fit_80_columns_and_count_in_words():
                       "neutral": 40, "sad": 90, "surprise": 5, "uncertain": 9},
         seconds=19.9, load_seconds=3.2, detect_seconds=30.4, parallel_readers=2)
     predictor = types.SimpleNamespace(face_detection=FaceDetection("yunet", None, "full"),
-                                      model=types.SimpleNamespace(readers=2))
+                                      model=types.SimpleNamespace(readers=2))  # old name
     lines = summary_lines(summary, predictor)
     rendered = _render(lines)
     assert all(len(line) <= 80 for line in rendered), rendered
@@ -209,7 +232,7 @@ def test_summary_lines_fit_80_columns_and_count_in_words():
     assert rendered[0] == (
         "1,200 files, 1,310 rows in 19.9 s (60.3 files/s), after 3.2 s loading the model"
     )
-    assert "no face found in 49 photos: classified whole (--no-face-fallback full)" in lines
+    assert "no face found in 49 photos: classified whole, rows with face=whole_image" in lines
     assert (
         "face detection: 30.4 s summed over 2 parallel readers (76% of their time)" in lines
     )  # 30.4 / (2 x 19.9): thread time, never more than the readers had
@@ -270,9 +293,10 @@ def test_real_photos_with_junk_through_the_packaged_model(baby_photos_dir, tmp_p
         "notes.jpg": ("not_an_image", "not an image: the file holds text"),
     }
     photos_rows = [r for r in rows if Path(r["path"]).name in {p.name for p in real}]
-    no_face = {r["path"] for r in photos_rows if r["error"] == "no_face"}
-    with_face = {r["path"] for r in photos_rows if not r["error"]}
-    assert len(no_face) + len(with_face) == 4 and with_face  # every real photo was read
+    whole = {r["path"] for r in photos_rows if r["face"] == "whole_image"}
+    with_face = {r["path"] for r in photos_rows if r["face"] == "detected"}
+    assert len(whole) + len(with_face) == 4 and with_face  # every real photo has an answer
+    assert not any(r["error"] for r in photos_rows)
     text = result.stdout
     assert f"7 files, {len(rows)} rows in " in text
     assert f"{len(with_face)} photo{'s' * (len(with_face) != 1)} with a face" in text

@@ -60,8 +60,32 @@ def test_train_early_stopping_is_a_hidden_alias_of_patience(captured, tmp_path, 
 
 
 @pytest.mark.parametrize(("args", "match"), [(["--augment", "heavy"], "augmentation preset"),
-                                             (["--train-on", "val"], "train_splits")])
+                                             (["--train-on", "val"], "train_splits"),
+                                             (["--unlabelled", "photos"], "--teacher"),
+                                             (["--ema", "1.5"], "'ema'"),
+                                             (["--augment", "strong,blur=2"], "probability")])
 def test_train_cli_bad_values_are_the_api_errors(captured, tmp_path, args, match):
     result = runner.invoke(app, ["train", "--out", str(tmp_path / "run"), *args])
     assert result.exit_code == 1 and "Error:" in result.stderr and match in result.stderr
     assert not captured
+
+
+def test_train_recipe_and_distillation_options_reach_the_config(captured, tmp_path):
+    """Issue 15: --augment strong/bridge and changes, --mixup, --cutmix, --ema, --teacher,
+    --distill-temperature, --distill-alpha, --unlabelled."""
+    out = str(tmp_path / "run")
+    args = ["train", "--out", out, "--augment", "strong,blur=0.1", "--mixup", "0.2",
+            "--cutmix", "1", "--ema", "0.999", "--teacher", "babyemo-infant",
+            "--distill-temperature", "2", "--distill-alpha", "0.7",
+            "--unlabelled", str(tmp_path / "photos")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    api = TrainConfig(out=out, augment="strong,blur=0.1", mixup=0.2, cutmix=1.0, ema=0.999,
+                      teacher="babyemo-infant", distill_temperature=2.0, distill_alpha=0.7,
+                      unlabelled=str(tmp_path / "photos"))
+    assert captured[-1] == api
+    assert api.augment.auto == "trivialaugment" and api.augment.blur == 0.1
+    help_text = runner.invoke(app, ["train", "--help"]).output
+    for option in ("--mixup", "--cutmix", "--ema", "--teacher", "--distill-temperature",
+                   "--distill-alpha", "--unlabelled", "bridge"):
+        assert option in help_text, option

@@ -15,6 +15,7 @@ import typer
 
 from babyemo import __version__
 from babyemo.cli import calibrate as calibrate_cmds
+from babyemo.cli import compare as compare_cmds
 from babyemo.cli import data as data_cmds
 from babyemo.cli import evaluate as evaluate_cmds
 from babyemo.cli import export as export_cmds
@@ -47,6 +48,8 @@ app.command("calibrate", short_help="Fit temperature scaling on a held-out split
             )(calibrate_cmds.calibrate_command)
 app.command("export", short_help="Export a checkpoint to ONNX (needs babyemo[onnx])."
             )(export_cmds.export_command)
+app.command("compare", short_help="Compare two models' predictions: paired bootstrap CI."
+            )(compare_cmds.compare_command)
 
 
 def _version(value: bool) -> None:

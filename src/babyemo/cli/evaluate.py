@@ -9,6 +9,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from babyemo.cli._common import cli_errors, runtime_options, say, stderr, stdout
+from babyemo.cli.predict import FALLBACK_METAVAR, parse_no_face_fallback
+from babyemo.config import NoFaceFallback
 from babyemo.runtime import Runtime
 
 
@@ -44,6 +46,12 @@ def evaluate_command(
     faces: str = typer.Option("auto", "--faces", help="auto (crop faces as the model was "
                               "trained) or none (whole images: for datasets of face crops "
                               "such as FER-2013)."),
+    no_face_fallback: NoFaceFallback = typer.Option(
+        NoFaceFallback.whole_image, "--no-face-fallback", parser=parse_no_face_fallback,
+        metavar=FALLBACK_METAVAR,
+        help="For a model of face crops, the images without a face box in the manifest: "
+        "whole_image: classify the whole image; error: no answer, counted as wrong in every "
+        "metric."),
     record: bool = typer.Option(False, "--record", help="Store a summary of this evaluation "
                                 "in the checkpoint (for `babyemo models card`)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -66,7 +74,8 @@ def evaluate_command(
 
     report = evaluate(checkpoint, model=model, data=data, split=split, out=out, runtime=runtime,
                       bootstrap=bootstrap, label_map=label_map or None, slice_by=slice_by,
-                      metadata=metadata, where=where or None, record=record, faces=faces)
+                      metadata=metadata, where=where or None, record=record, faces=faces,
+                      no_face_fallback=no_face_fallback.value)
     if as_json:
         import json
 
@@ -82,6 +91,8 @@ def evaluate_command(
         _print_engine(report.engine)
     if report.label_map is not None:
         _print_label_map(report.label_map)
+    if report.no_face is not None and report.no_face["n"]:
+        _print_no_face(report.no_face, m["n"])
     stdout.print(f"accuracy {m['accuracy']:.3f}  balanced accuracy {m['balanced_accuracy']:.3f}"
                  f"  macro-F1 {m['macro_f1']:.3f}")
     ci = m.get("ci95")
@@ -127,6 +138,14 @@ def _print_label_map(info: dict) -> None:
         say(f"{info['n_pred_outside']} prediction(s) of model classes outside the dataset's "
             f"labels ({', '.join(info['outside_classes'])}) count as wrong; macro-F1 averages "
             f"over {', '.join(info['evaluated_classes'])}")
+
+
+def _print_no_face(info: dict, n: int) -> None:
+    per_class = ", ".join(f"{c} {k}" for c, k in info["per_class"].items() if k)
+    what = ("no answer, counted as wrong in every metric and left out of the confusion "
+            "matrix and calibration (--no-face-fallback error)" if info["fallback"] == "error"
+            else "classified whole (--no-face-fallback whole_image)")
+    say(f"no face box in {info['n']} of {n} images ({per_class}): {what}")
 
 
 def _print_calibration(cal: dict) -> None:

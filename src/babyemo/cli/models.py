@@ -15,7 +15,7 @@ app = typer.Typer(help="The model registry: architectures, trained models, model
                   no_args_is_help=True)
 
 
-@app.command("list")
+@app.command("list", short_help="List architectures, trained models and face detectors.")
 @cli_errors
 def list_command(
     pattern: str = typer.Argument(None, help="Glob filter on architecture names, e.g. 'resnet*'."),
@@ -162,6 +162,10 @@ def info_command(
     except RegistryError as e:
         raise RegistryError(f"No architecture, trained model or checkpoint file named "
                             f"'{name}'.", e.hint) from None
+    if not a.trainable:  # assembled from trained models: nothing to build without them
+        stdout.print(f"[bold]{escape(a.name)}[/bold]: {escape(a.description)}")
+        say("not trained: build one with `babyemo models ensemble NAME MEMBER...`")
+        return
     from babyemo.models.registry import create_model
 
     n_params = sum(p.numel() for p in create_model(name, num_classes=3).parameters())
@@ -176,11 +180,31 @@ def _show_checkpoint(path, title: str | None = None) -> None:
 
     ckpt = load_checkpoint(path)
     stdout.print(f"[bold]{title or path}[/bold]  ({path})")
-    say(f"arch: {ckpt.arch} {ckpt.arch_kwargs or ''}")
+    from babyemo.models.ensemble import members_of
+
+    members = members_of(ckpt)
+    if members:
+        say(f"arch: ensemble of {len(members)} members (the mean of their calibrated "
+            "probabilities)")
+        for m in members:
+            say(f"  {m.get('name')}: {m.get('arch')} {m.get('input_size')} px, temperature "
+                f"{float(m.get('temperature') or 1.0):.3f}, val macro-F1 "
+                f"{_f1(m.get('val_macro_f1'))}  ({m.get('checkpoint')})")
+    else:
+        say(f"arch: {ckpt.arch} {ckpt.arch_kwargs or ''}")
     say(f"class_names: {ckpt.class_names}")
     say(f"input: {ckpt.input_spec.to_dict()}")
-    say(f"trained on: {ckpt.train.get('dataset')} ({ckpt.train.get('manifest')}), "
-        f"epoch {ckpt.train.get('epoch')}, precision {ckpt.train.get('precision')}")
+    if members:
+        say(f"members trained on: {ckpt.train.get('dataset') or 'different datasets'}"
+            + (f" ({ckpt.train['manifest']})" if ckpt.train.get("manifest") else ""))
+    else:
+        say(f"trained on: {ckpt.train.get('dataset')} ({ckpt.train.get('manifest')}), "
+            f"epoch {ckpt.train.get('epoch')}, precision {ckpt.train.get('precision')}")
+    cal = ckpt.calibration
+    if members or cal:
+        say(f"temperature: {ckpt.temperature:.4f}" + (
+            f" (fitted on {cal.get('fitted_on')}, n={cal.get('n')})" if cal else
+            " (uncalibrated)"))
     val = ckpt.metrics.get("val") or {}
     if val:
         say(f"val: accuracy {val['accuracy']:.3f}, balanced accuracy "
@@ -218,6 +242,60 @@ def card_command(
         stdout.out(text, end="")
     else:
         say(f"model card: {written}")
+
+
+@app.command("ensemble", short_help="Combine trained models into one ensemble model.")
+@cli_errors
+def ensemble_command(
+    name: str = typer.Argument(..., help="Name to register the ensemble under."),
+    members: list[str] = typer.Argument(..., help="Two or more trained models (.pt files or "
+                                        "registered names) with the same classes and face "
+                                        "crops, e.g. the folds of a cross-validation run."),
+    oof: Path = typer.Option(None, "--oof", help="Predictions CSV of held-out images with "
+                             "'true' and 'prob_<class>' columns (a cross-validation run's "
+                             "oof.csv, or evaluate's predictions.csv): the ensemble's "
+                             "temperature is fitted on it."),
+    out: Path = typer.Option(None, "--out", help="Checkpoint file to write (default: "
+                             "<babyemo home>/models/NAME.pt)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Combine trained models into one ensemble model, registered under NAME.
+
+    Its probabilities are the mean of the members' calibrated probabilities (each member
+    sees the image at its own input size); with --oof its own temperature is fitted on
+    out-of-fold predictions. It works wherever a model does: evaluate, predict, calibrate,
+    export (one ONNX graph), models info and card.
+    """
+    from babyemo.data.loading.folders import check_outputs
+    from babyemo.models import store
+
+    # every check that needs no model comes before importing torch
+    paths = [store.checkpoint_or_model(m) for m in members]
+    out = out if out is not None else store.model_file(name)
+    check_outputs({"--out": out}, inputs=[*paths, oof])
+    store.check_name_free(name, out)
+    from babyemo.models.ensemble import build_ensemble, members_of
+
+    ckpt = build_ensemble([store.load(checkpoint=p) for p in paths], out, name=name, oof=oof)
+    info = members_of(ckpt)
+    cal = ckpt.calibration
+    if as_json:
+        stdout.print_json(json.dumps({
+            "name": name, "checkpoint": str(ckpt.path), "class_names": ckpt.class_names,
+            "input": ckpt.input_spec.to_dict(), "temperature": ckpt.temperature,
+            "calibration": cal, "members": info}))
+        return
+    say(f"ensemble {name}: {ckpt.path}")
+    say(f"members ({len(info)}):")
+    for m in info:
+        say(f"  {m['name']}: {m['arch']} {m['input_size']} px, temperature "
+            f"{m['temperature']:.3f}, val macro-F1 {_f1(m.get('val_macro_f1'))}")
+    if cal:
+        say(f"temperature {ckpt.temperature:.4f} fitted on {cal['fitted_on']} (n={cal['n']}) of "
+            f"{oof}; ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}")
+    else:
+        say(f"temperature 1 (uncalibrated: pass --oof FILE, or run `babyemo calibrate "
+            f"--model {name}` on held-out images)")
 
 
 @app.command("default")

@@ -18,6 +18,26 @@ if TYPE_CHECKING:
     from babyemo.prediction import Predictor, PredictResult
 
 
+FALLBACK_METAVAR = "<whole_image|error>"
+"""The values ``--no-face-fallback`` shows (``full``, the old name of ``whole_image``, is
+accepted but not shown)."""
+
+
+def parse_no_face_fallback(value: str | NoFaceFallback) -> NoFaceFallback:
+    """``--no-face-fallback``'s value: ``whole_image``, ``error``, or the deprecated ``full``
+    (= ``whole_image``).
+
+    Raises:
+        typer.BadParameter: Any other value (a usage error, exit 2).
+    """
+    if isinstance(value, NoFaceFallback):
+        return value
+    try:
+        return NoFaceFallback(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not one of 'whole_image', 'error'.") from None
+
+
 @cli_errors
 @runtime_options(batch_size=PREDICT_BATCH_SIZE)
 def predict_command(
@@ -38,9 +58,12 @@ def predict_command(
                                 "read (photos without a face do not count)."),
     faces: str = typer.Option("auto", "--faces", help="auto (as the model was trained), none "
                               "(whole images), or a face detector: yunet."),
-    no_face_fallback: NoFaceFallback = typer.Option(NoFaceFallback.error, "--no-face-fallback",
-                                         help="error: a photo without a face is a row with "
-                                         "error=no_face; full: classify it whole."),
+    no_face_fallback: NoFaceFallback = typer.Option(
+        NoFaceFallback.whole_image, "--no-face-fallback", parser=parse_no_face_fallback,
+        metavar=FALLBACK_METAVAR,
+        help="With face detection, a photo in which no face is found: whole_image: classify "
+        "the whole photo (its row says face=whole_image); error: no answer, a row with "
+        "error=no_face."),
     save_crops: Path = typer.Option(None, "--save-crops", help="Write each face crop as PNG "
                                     "into this folder (off by default: privacy)."),
     min_confidence: float = typer.Option(None, "--min-confidence", min=0.0, max=1.0,
@@ -51,7 +74,7 @@ def predict_command(
     runtime: Runtime = None,
 ) -> None:
     """Predict the emotion of every image in files/folders (CSV: path, label, confidence,
-    prob_<class>..., error, error_detail)."""
+    prob_<class>..., face, error, error_detail)."""
     import sys
     import time
 
@@ -150,8 +173,9 @@ def summary_lines(summary: PredictResult, predictor: Predictor,
         lines.append(f"faces ({mode.detector}): {_n(with_face, 'photo')} with a face, "
                      f"{summary.n_multi_face:,} of them with several")
         if summary.n_no_face:
-            what = ("classified whole (--no-face-fallback full)" if mode.fallback == "full"
-                    else "rows with error=no_face, not counted as errors")
+            what = ("rows with error=no_face (no answer; --no-face-fallback error), not "
+                    "counted as errors" if NoFaceFallback(mode.fallback) is NoFaceFallback.error
+                    else "classified whole, rows with face=whole_image")
             lines.append(f"no face found in {_n(summary.n_no_face, 'photo')}: {what}")
         readers = summary.parallel_readers
         if readers > 1:

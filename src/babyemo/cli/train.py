@@ -28,7 +28,31 @@ def train_command(
     image_size: int = typer.Option(_D.image_size, "--image-size",
                                    help="Input side in pixels (default: the arch's default input, "
                                    "see `babyemo models list`)."),
-    augment: str = typer.Option("default", "--augment", help="none, light or default."),
+    augment: str = typer.Option("default", "--augment", help="none, light, default, strong "
+                                "(default + TrivialAugment + random erasing) or bridge "
+                                "(default + grayscale, blur, downscale: infant photos made "
+                                "like 48 px gray adult faces now and then); then ,FIELD=VALUE "
+                                "changes, e.g. default,random_erasing=0.25,auto=randaugment."),
+    mixup: float = typer.Option(_D.mixup, "--mixup", min=0, metavar="ALPHA",
+                                help="MixUp of each batch with Beta(ALPHA, ALPHA), e.g. 0.2 "
+                                "(0: off)."),
+    cutmix: float = typer.Option(_D.cutmix, "--cutmix", min=0, metavar="ALPHA",
+                                 help="CutMix of each batch with Beta(ALPHA, ALPHA), e.g. 1.0 "
+                                 "(0: off; with --mixup, one of the two per batch)."),
+    ema: float = typer.Option(None, "--ema", metavar="DECAY", help="Validate and save an "
+                              "exponential moving average of the weights, e.g. 0.999."),
+    teacher: str = typer.Option(None, "--teacher", metavar="MODEL_OR_FILE",
+                                help="Distil from this model (a trained model's name or .pt "
+                                "file): its logits on each training image, computed once."),
+    distill_temperature: float = typer.Option(_D.distill_temperature, "--distill-temperature",
+                                              metavar="T", help="Softening temperature of "
+                                              "the distillation term."),
+    distill_alpha: float = typer.Option(_D.distill_alpha, "--distill-alpha", metavar="A",
+                                        help="Weight of the distillation term: (1 - A) CE + "
+                                        "A T^2 KL."),
+    unlabelled: Path = typer.Option(None, "--unlabelled", metavar="FOLDER",
+                                    help="Also train on these unlabelled images, with the "
+                                    "teacher's targets only (needs --teacher)."),
     label_smoothing: float = typer.Option(_D.label_smoothing, "--label-smoothing"),
     class_weights: bool = typer.Option(False, "--class-weights/--no-class-weights",
                                        help="Weight the loss by inverse class frequency."),
@@ -49,6 +73,12 @@ def train_command(
     out: Path = typer.Option(None, "--out", help="Run folder (default runs/<time>-<arch>)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Reuse a non-empty --out."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    folds: int = typer.Option(None, "--folds", metavar="K", help="K-fold cross-validation of "
+                              "this recipe instead of one run: the train and val images in K "
+                              "stratified folds (duplicates kept together), one run per fold "
+                              "in --out/fold-k, out-of-fold predictions (oof.csv) and metrics "
+                              "with 95% CIs (cv.json); the test split is never used. Folds "
+                              "are registered only with --name (NAME-fold-k)."),
     name: str = typer.Option(None, "--name", help="Register the model under this name."),
     workers: int = typer.Option(None, "--workers", min=0, help="DataLoader worker processes "
                                 "(default: 0 on a CPU with up to 4 cores)."),
@@ -90,7 +120,13 @@ def train_command(
         precision=precision, num_workers=workers, cache=cache, compile=compile_model,
         out=str(out) if out else None,
         overwrite=overwrite, resume=resume, init=init or None, name=name,
-        faces=faces, face_margin=face_margin, face_align=face_align, train_splits=train_on)
+        faces=faces, face_margin=face_margin, face_align=face_align, train_splits=train_on,
+        mixup=mixup, cutmix=cutmix, ema=ema, teacher=teacher,
+        distill_temperature=distill_temperature, distill_alpha=distill_alpha,
+        unlabelled=str(unlabelled) if unlabelled else None)
+    if folds is not None:
+        _train_folds(config, folds)
+        return
     from babyemo.training import train
 
     result = train(config)
@@ -101,4 +137,28 @@ def train_command(
         f" ({result.seconds / 60:.1f} min)")
     say(f"model '{result.name}': {result.best_checkpoint}")
     say(f"run folder: {result.run_dir}")
+    say(f"manifest: {result.manifest} ({result.manifest_source})")
+
+
+def _train_folds(config: TrainConfig, folds: int) -> None:
+    """``--folds K``: cross-validate, then one line per fold and the out-of-fold summary."""
+    from babyemo.evaluation.crossval import train_folds
+
+    result = train_folds(config, folds)
+    for f in result.per_fold:
+        m = f.metrics
+        done = ", trained earlier" if f.skipped else f", {f.seconds / 60:.1f} min"
+        say(f"fold {f.fold}/{result.folds}: {f.n_val} held out, accuracy {m['accuracy']:.3f}, "
+            f"macro-F1 {m['macro_f1']:.3f} (best epoch {f.best_epoch}{done})")
+    m, ci = result.metrics, result.ci
+    say(f"out-of-fold (n={result.n}, {result.folds} folds): " + ", ".join(
+        f"{label} {m[k]:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]"
+        for k, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
+                         ("macro_f1", "macro-F1")))
+        + f" (95% bootstrap CIs, {result.n_bootstrap} resamples)")
+    spread = result.fold_spread()
+    say(f"macro-F1 over folds: mean {spread['mean']:.3f}, sd {spread['std']:.3f}, "
+        f"{spread['min']:.3f}-{spread['max']:.3f}")
+    say(f"run folder: {result.run_dir} (oof.csv, oof_logits.npz, cv.json; "
+        f"{result.seconds / 60:.1f} min)")
     say(f"manifest: {result.manifest} ({result.manifest_source})")

@@ -12,7 +12,7 @@ from babyemo import reports
 from babyemo.data.loading.dataset import ManifestDataset
 from babyemo.evaluation.slices import write_slices_csv
 from babyemo.fs import atomic_open
-from babyemo.rows import Prediction, PredictionWriter
+from babyemo.rows import PredictionWriter
 
 if TYPE_CHECKING:
     from babyemo.evaluation.report import EvalResult
@@ -58,10 +58,8 @@ def write_eval_reports(report: EvalResult, out: Path, dataset: ManifestDataset) 
     reports.plot_confusion(report.confusion, names, files["confusion_png"], title=title)
     with atomic_open(files["predictions"], "w", newline="") as stream:
         writer = PredictionWriter(names, csv_stream=stream, with_true=True)
-        for p, t, q, pr in zip(report.paths, report.y_true, report.y_pred, report.probs,
-                               strict=True):
-            writer.write(Prediction(p, names[q], float(pr[q]), tuple(float(v) for v in pr),
-                                    top_class=names[q]), true=names[t])
+        for row, true in report.rows():  # a row without an answer: error=no_face
+            writer.write(row, true=true)
         writer.close()
     wrong = np.flatnonzero(report.y_true != report.y_pred)[:MAX_GRID]
     items = []

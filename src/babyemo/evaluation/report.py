@@ -9,6 +9,7 @@ column, cross-dataset label maps; with ``out``, the report files of
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -21,6 +22,7 @@ import numpy as np
 
 from babyemo.calibration import DEFAULT_BINS
 from babyemo.checkpoint import check_writable, record_evaluation
+from babyemo.config import NoFaceFallback
 from babyemo.data.loading.folders import check_outputs
 from babyemo.data.preparation.lookup import manifest_for_model, trained_on
 from babyemo.data.preparation.manifest import check_split, read_manifest, warn_split_classes
@@ -32,6 +34,7 @@ from babyemo.evaluation.slices import SLICE_COLUMNS, filter_rows, parse_where, s
 from babyemo.inference import InferenceModel, checkpoint_dataset, probabilities
 from babyemo.metrics import bootstrap_ci, classification_metrics
 from babyemo.models import store
+from babyemo.rows import FACE_DETECTED, FACE_WHOLE_IMAGE, Prediction
 from babyemo.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,12 @@ class EvalResult:
             the whole split).
         manifest_source: Why that manifest: given (``data``), recorded in the checkpoint,
             or found with the recorded bytes (see :mod:`babyemo.data.preparation.lookup`).
+        with_face: For a model of face crops, ``(N,) bool``: the row has a face box in the
+            manifest (cropped to it); ``None`` for a model of whole images.
+        no_face: For a model of face crops: ``fallback`` (``whole_image``: the rows without
+            a face box were classified whole; ``error``: they have no answer and count as
+            wrong in every metric), ``n`` (those rows) and ``per_class`` (``{class: n}`` by
+            true class); ``None`` otherwise.
     """
 
     checkpoint: Path
@@ -89,6 +98,16 @@ class EvalResult:
     engine: dict[str, Any] = field(default_factory=dict)
     where: dict[str, str] = field(default_factory=dict)
     manifest_source: str = ""
+    with_face: np.ndarray | None = None
+    no_face: dict[str, Any] | None = None
+
+    @property
+    def answered(self) -> np.ndarray:
+        """``(N,) bool``: the rows with an answer (all, unless rows without a face box are
+        left without one by ``no_face_fallback="error"``)."""
+        if self.with_face is None or (self.no_face or {}).get("fallback") != "error":
+            return np.ones(len(self.y_true), dtype=bool)
+        return np.asarray(self.with_face, dtype=bool)
 
     @property
     def confusion(self) -> np.ndarray:
@@ -109,7 +128,8 @@ class EvalResult:
             (self.label_map or {}).get("pairs", {}).items()))
         engine = f"{self.engine.get('backend', 'torch')}-{self.engine.get('precision', '')}"
         tta = ("+tta" if self.engine.get("tta") else "") + (
-            "+whole" if self.engine.get("whole_images") else "")
+            "+whole" if self.engine.get("whole_images") else "") + (
+            "+noface_error" if (self.no_face or {}).get("fallback") == "error" else "")
         key = f"{dataset}|{self.split}|{where}|{pairs}|{engine}{tta}"
         cal = self.calibration
         out: dict[str, Any] = {
@@ -124,6 +144,8 @@ class EvalResult:
             "calibration": {k: cal.get(k) for k in ("temperature", "fitted_on", "n_bins",
                                                      "ece_before", "ece_after")},
         }
+        if self.no_face is not None:
+            out["no_face"] = dict(self.no_face)
         if self.slices is not None:
             out["slices"] = {"column": self.slices["column"],
                              "groups": [{k: g.get(k) for k in (*SLICE_COLUMNS, "value", "ci95")}
@@ -142,6 +164,31 @@ class EvalResult:
             out["label_map"] = self.label_map
         if self.slices is not None:
             out["slices"] = self.slices
+        if self.no_face is not None:
+            out["no_face"] = self.no_face
+        return out
+
+    def rows(self) -> list[tuple[Prediction, str]]:
+        """One ``(row, true class name)`` per evaluated image, for ``predictions.csv``
+        (:class:`~babyemo.rows.PredictionWriter` with ``with_true``): a row without an
+        answer is an ``error=no_face`` row; ``face`` says ``detected`` or ``whole_image``
+        for a model of face crops (empty for one of whole images)."""
+        names = self.class_names
+        answered = self.answered
+        out = []
+        for i, (p, t, q, pr) in enumerate(zip(self.paths, self.y_true, self.y_pred, self.probs,
+                                              strict=True)):
+            face = None
+            if self.with_face is not None:
+                face = FACE_DETECTED if self.with_face[i] else FACE_WHOLE_IMAGE
+            if not answered[i]:
+                row = Prediction(p, "", float("nan"), (), "no_face",
+                                 error_detail="no face box in the manifest "
+                                 "(--no-face-fallback error)")
+            else:
+                row = Prediction(p, names[q], float(pr[q]), tuple(float(v) for v in pr),
+                                 top_class=names[q], face=face)
+            out.append((row, names[t]))
         return out
 
 
@@ -154,7 +201,8 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
              slice_by: str | None = None, metadata: str | os.PathLike[str] | None = None,
              n_bins: int = DEFAULT_BINS,
              where: Mapping[str, str] | Sequence[str] | str | None = None,
-             record: bool = False, faces: str = "auto") -> EvalResult:
+             record: bool = False, faces: str = "auto",
+             no_face_fallback: str = "whole_image") -> EvalResult:
     """Evaluate a trained model on one split of a prepared dataset.
 
     Class names and preprocessing come from the checkpoint; the manifest's labels are
@@ -191,6 +239,14 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
             for a packaged model (read-only) before anything runs.
         faces: ``"auto"``: crop faces as the model was trained (from the manifest's boxes);
             ``"none"``: whole images (for datasets of face crops such as FER-2013).
+        no_face_fallback: For a model of face crops, the rows whose image has no face box
+            in the manifest: ``"whole_image"`` (default): classified whole, as ``babyemo
+            predict`` does by default; ``"error"``: no answer, counted as wrong in every
+            metric (accuracy, balanced accuracy, macro-F1, per class, confidence
+            intervals, slices; the confusion matrix leaves them out and
+            :attr:`EvalResult.no_face` counts them), as ``babyemo predict
+            --no-face-fallback error`` would leave them; calibration (ECE, NLL) is then
+            measured on the answered rows. ``"full"``: old name of ``"whole_image"``.
 
     Returns:
         The :class:`EvalResult`.
@@ -203,8 +259,8 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
         ExportError: No exported ONNX file, or one that does not match the checkpoint.
         MissingDependencyError: onnxruntime is not installed (backend ``onnxruntime``).
         ConfigError: A label-map entry that names no model class / dataset label, an
-            unknown ``faces`` or split name; ``out`` is not a folder one can write, or
-            lies inside the dataset's image root (see
+            unknown ``faces``, ``no_face_fallback`` or split name; ``out`` is not a folder
+            one can write, or lies inside the dataset's image root (see
             :func:`~babyemo.data.loading.folders.check_outputs`), checked before any image is read.
         DataError: Empty split, labels not among the checkpoint's class names (without
             ``label_map``), no row left after mapping or ``where``, or no metadata / column
@@ -212,6 +268,11 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
     """
     if faces not in ("auto", "none"):
         raise ConfigError(f"Unknown --faces '{faces}'.", "use auto or none")
+    try:
+        fallback = NoFaceFallback(no_face_fallback)
+    except ValueError:
+        raise ConfigError(f"Unknown no-face fallback '{no_face_fallback}'.",
+                          "use whole_image or error") from None
     check_split(split)
     ckpt = store.load(checkpoint, model)
     ckpt_path = ckpt.path
@@ -240,26 +301,44 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
     y_true = np.asarray(dataset.targets, dtype=np.int64)
     y_pred = probs.argmax(1).astype(np.int64)
     macro = mapping["evaluated_indices"] if mapping else None
-    metrics = classification_metrics(y_true, y_pred, ckpt.class_names, macro_labels=macro)
+    with_face = (np.asarray([f is not None for f in dataset.faces], dtype=bool)
+                 if dataset.crop is not None else None)
+    no_face = None
+    if with_face is not None:
+        no_face = {"fallback": fallback.value, "n": int((~with_face).sum()),
+                   "per_class": {c: int(((y_true == i) & ~with_face).sum())
+                                 for i, c in enumerate(ckpt.class_names)}}
+    answered = (with_face if with_face is not None and fallback is NoFaceFallback.error
+                else np.ones(len(y_true), dtype=bool))
+    names, scored, scored_macro = _with_no_answer(ckpt.class_names, y_pred, answered, macro)
+    metrics = _drop_no_answer(classification_metrics(y_true, scored, names,
+                                                     macro_labels=scored_macro),
+                              len(ckpt.class_names))
     if bootstrap:
-        metrics["ci95"] = bootstrap_ci(y_true, y_pred, ckpt.class_names, n=bootstrap,
-                                       macro_labels=macro)
+        metrics["ci95"] = _drop_no_answer(bootstrap_ci(y_true, scored, names, n=bootstrap,
+                                                       macro_labels=scored_macro),
+                                          len(ckpt.class_names))
         metrics["bootstrap_resamples"] = bootstrap
+    cal_rows = answered if answered.any() else np.ones(len(y_true), dtype=bool)
     report = EvalResult(checkpoint=ckpt_path, manifest=manifest.path,
                         manifest_source=choice.source, split=split,
                         class_names=ckpt.class_names, metrics=metrics, paths=dataset.rel_paths,
                         y_true=y_true, y_pred=y_pred, probs=probs,
-                        calibration=calibration_report(ckpt, logits, y_true, n_bins),
+                        calibration=calibration_report(ckpt, logits[cal_rows],
+                                                       y_true[cal_rows], n_bins),
                         engine={**inference.describe(),
-                                "whole_images": faces == "none" and ckpt.faces is not None})
+                                "whole_images": faces == "none" and ckpt.faces is not None},
+                        with_face=with_face, no_face=no_face)
     if conditions:
         report.where = conditions
     if mapping is not None:
-        mapping["n_pred_outside"] = int((~np.isin(y_pred, macro)).sum())
+        mapping["n_pred_outside"] = int((~np.isin(y_pred[answered], macro)).sum())
         report.label_map = mapping
-    if slice_by:
-        report.slices = slice_metrics(report, manifest, slice_by, metadata=metadata,
-                                      bootstrap=bootstrap, macro_labels=macro, n_bins=n_bins)
+    if slice_by:  # rows without an answer: the extra class, wrong like in the metrics
+        view = dataclasses.replace(report, class_names=names, y_pred=scored)
+        report.slices = slice_metrics(view, manifest, slice_by, metadata=metadata,
+                                      bootstrap=bootstrap, macro_labels=scored_macro,
+                                      n_bins=n_bins)
     if out is not None:
         report.files = write_eval_reports(report, Path(out), dataset)
     if record:
@@ -267,6 +346,40 @@ def evaluate(checkpoint: str | os.PathLike[str] | None = None, *, model: str | N
     return report
 
 
+
+_NO_ANSWER = "\x00no answer"
+"""The extra class of the rows without an answer while metrics are computed (a name no
+label can have: manifests refuse NUL characters); never in a result."""
+
+
+def _with_no_answer(class_names: list[str], y_pred: np.ndarray, answered: np.ndarray,
+                    macro: Sequence[int] | None
+                    ) -> tuple[list[str], np.ndarray, Sequence[int] | None]:
+    """``(class names, predictions, macro labels)`` to score ``y_pred`` with, the rows
+    without an answer counted wrong.
+
+    Every row answered: the inputs unchanged. Else those rows predict an extra class ``K``
+    (:data:`_NO_ANSWER`) that no row is: they lower accuracy and their true class's
+    recall, raise no class's false positives, and, left out of the macro labels, add no
+    F1 term of their own (as the model classes of a label map that no dataset label maps
+    to, see :func:`babyemo.metrics.classification_metrics`).
+    """
+    if answered.all():
+        return class_names, y_pred, macro
+    k = len(class_names)
+    scored = np.where(answered, y_pred, k).astype(np.int64)
+    return [*class_names, _NO_ANSWER], scored, list(macro if macro is not None else range(k))
+
+
+def _drop_no_answer(metrics: dict[str, Any], k: int) -> dict[str, Any]:
+    """``metrics`` without the extra class of :func:`_with_no_answer` (its per-class entry,
+    its row and column of the confusion matrix: the rows without an answer are counted
+    in :attr:`EvalResult.no_face` instead)."""
+    (metrics.get("per_class") or {}).pop(_NO_ANSWER, None)
+    cm = metrics.get("confusion_matrix")
+    if cm is not None and len(cm) > k:
+        metrics["confusion_matrix"] = [row[:k] for row in cm[:k]]
+    return metrics
 
 
 EvalReport = EvalResult

@@ -8,8 +8,10 @@ Detect faces with a registered detector, then cut square, eye-aligned crops::
     faces = detector.detect(image)             # best first, original-image pixels
     crop = crop_face(image, faces[0], CropSpec(margin=0.25, align=True), out_size=224)
 
-Detectors: ``yunet`` (default; OpenCV) and ``none`` (the image
-is already a face crop: one face covering the whole image).
+Detectors: ``yunet`` (default; OpenCV; where it finds no face, a second pass on turned,
+padded copies finds faces lying sideways or upside down, see
+:mod:`babyemo.faces.second_pass`; ``get_detector("yunet", second_pass=False)`` turns it
+off) and ``none`` (the image is already a face crop: one face covering the whole image).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from babyemo.faces.registry import (
     list_detectors,
     register_detector,
 )
+from babyemo.faces.second_pass import SecondPass, SecondPassDetector
 
 __all__ = [
     "DEFAULT_DETECTOR",
@@ -35,6 +38,8 @@ __all__ = [
     "Face",
     "FaceDetector",
     "ModelFile",
+    "SecondPass",
+    "SecondPassDetector",
     "clear_detector_cache",
     "crop_face",
     "eye_angle",

@@ -43,11 +43,17 @@ class Face:
             subject's right eye, left eye, nose tip, right mouth corner, left mouth corner.
             For an upright face the subject's right eye is on the left of the image.
             ``()`` when the detector gives none.
+        rotation: ``None`` when the face was found in the image as it is; else the angle in
+            degrees (counter-clockwise on screen, in ``[0, 360)``) by which the image was
+            turned when a second pass found it (:mod:`babyemo.faces.second_pass`; 0 for
+            the padded, unturned copy). The box and landmarks are in original-image pixels
+            either way.
     """
 
     box: tuple[float, float, float, float]
     score: float
     landmarks: tuple[tuple[float, float], ...] = ()
+    rotation: float | None = None
 
     @property
     def area(self) -> float:
@@ -55,13 +61,18 @@ class Face:
         return self.box[2] * self.box[3]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain types: ``{"box": [x, y, w, h], "score": s, "landmarks": [[x, y], ...]}``."""
-        return {"box": [float(v) for v in self.box], "score": float(self.score),
-                "landmarks": [[float(x), float(y)] for x, y in self.landmarks]}
+        """Plain types: ``{"box": [x, y, w, h], "score": s, "landmarks": [[x, y], ...]}``,
+        plus ``"rotation": degrees`` for a face found by a second pass."""
+        out = {"box": [float(v) for v in self.box], "score": float(self.score),
+               "landmarks": [[float(x), float(y)] for x, y in self.landmarks]}
+        if self.rotation is not None:
+            out["rotation"] = float(self.rotation)
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Face:
-        """Inverse of :meth:`to_dict` (lists or tuples; ``landmarks`` may be missing).
+        """Inverse of :meth:`to_dict` (lists or tuples; ``landmarks`` and ``rotation`` may
+        be missing).
 
         Raises:
             ConfigError: ``d`` has no 4-number ``box``, a non-numeric ``score`` or malformed
@@ -73,11 +84,13 @@ class Face:
                 raise ValueError(f"box has {len(box)} values, not 4")
             score = float(d.get("score", math.nan))
             landmarks = tuple((float(x), float(y)) for x, y in (d.get("landmarks") or ()))
+            rotation = None if d.get("rotation") is None else float(d["rotation"])
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"Malformed face {dict(d)!r}: {e}.",
                               "a face is {'box': [x, y, w, h], 'score': s, "
                               "'landmarks': [[x, y], ...]}") from None
-        return cls(box=box, score=score, landmarks=landmarks)  # type: ignore[arg-type]
+        return cls(box=box, score=score, landmarks=landmarks,  # type: ignore[arg-type]
+                   rotation=rotation)
 
 
 @runtime_checkable
@@ -86,7 +99,9 @@ class FaceDetector(Protocol):
 
     The built-in detectors also keep timing counters: ``last_seconds`` (the last
     :meth:`detect` call), ``total_seconds`` and ``calls`` (since creation or
-    ``reset_timing()``), so callers can report detection cost separately.
+    ``reset_timing()``), so callers can report detection cost separately, and a
+    ``settings`` dict of their options in plain types (what found the faces a prepared
+    dataset stores; :func:`detector_settings`).
     """
 
     name: str
@@ -99,6 +114,12 @@ class FaceDetector(Protocol):
             Coordinates are in pixels of ``image``.
         """
         ...
+
+
+def detector_settings(detector: Any) -> dict[str, Any]:
+    """``detector.settings`` (its options in plain types), or ``{}`` when it has none."""
+    settings = getattr(detector, "settings", None)
+    return dict(settings) if isinstance(settings, Mapping) else {}
 
 
 def sort_faces(faces: list[Face]) -> list[Face]:
@@ -276,6 +297,7 @@ __all__ = [
     "TimedDetector",
     "WholeImageDetector",
     "clear_detector_cache",
+    "detector_settings",
     "get_detector",
     "list_detectors",
     "register_detector",

@@ -10,6 +10,11 @@ side is at most ``max_side`` pixels (larger images are shrunk; images whose long
 below :data:`TINY_SIDE` are enlarged to :data:`TINY_UPSCALE_TO`; others are used as they
 are), and boxes and landmarks are mapped back to pixels of the original image.
 
+Where it finds no face, ``get_detector("yunet")`` runs a second pass on turned, padded
+copies of the image (faces lying on their side or upside down, close-ups;
+:mod:`babyemo.faces.second_pass`); ``get_detector("yunet", second_pass=False)`` is YuNet
+alone.
+
 ``cv2`` (package ``opencv-python-headless``, extra ``faces``) is imported only when a
 detector is built.
 """
@@ -24,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from babyemo.errors import ConfigError, MissingDependencyError
 from babyemo.faces.model_files import YUNET_MODEL, model_path
 from babyemo.faces.registry import Face, TimedDetector, register_detector, sort_faces
+from babyemo.faces.second_pass import SecondPass, SecondPassDetector
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -104,6 +110,13 @@ class YuNetDetector(TimedDetector):
         self._net = _create(cv2, str(self.model_path), self.score_threshold,
                             self.nms_threshold, self.top_k)
 
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The options (plain types), recorded with the faces a prepared dataset stores."""
+        return {"score_threshold": self.score_threshold, "nms_threshold": self.nms_threshold,
+                "top_k": self.top_k, "max_side": self.max_side,
+                "model_file": self.model_path.name}
+
     def detect(self, image: Image.Image) -> list[Face]:
         """Faces in ``image`` in original-image pixels, best first.
 
@@ -178,11 +191,26 @@ def _to_face(row: Any, sx: float, sy: float) -> Face | None:
 
 
 @register_detector("yunet", description="YuNet (Wu et al. 2023, OpenCV Zoo, MIT) via OpenCV "
-                   "FaceDetectorYN: box, score and 5 landmarks")
+                   "FaceDetectorYN: box, score and 5 landmarks; where it finds no face, a "
+                   "second pass on copies turned in 45-degree steps and padded (faces lying "
+                   "sideways or upside down, close-ups)")
 def _make_yunet(*, score_threshold: float = 0.6, nms_threshold: float = 0.3, top_k: int = 50,
-                max_side: int = 640, model_file: str = YUNET_MODEL) -> YuNetDetector:
-    return YuNetDetector(score_threshold=score_threshold, nms_threshold=nms_threshold,
-                         top_k=top_k, max_side=max_side, model_file=model_file)
+                max_side: int = 640, model_file: str = YUNET_MODEL,
+                second_pass: bool | SecondPass = True) -> YuNetDetector | SecondPassDetector:
+    """YuNet, wrapped in :class:`~babyemo.faces.second_pass.SecondPassDetector` unless
+    ``second_pass`` is False (a :class:`~babyemo.faces.second_pass.SecondPass` gives its
+    settings; True the defaults)."""
+    detector = YuNetDetector(score_threshold=score_threshold, nms_threshold=nms_threshold,
+                             top_k=top_k, max_side=max_side, model_file=model_file)
+    if not second_pass:
+        return detector
+    settings = second_pass if isinstance(second_pass, SecondPass) else SecondPass()
+    if settings.score_threshold < detector.score_threshold:
+        raise ConfigError(f"The second pass's score_threshold {settings.score_threshold} is "
+                          f"below yunet's {detector.score_threshold}: the second pass only "
+                          "sees faces that reach the first's.",
+                          "lower yunet's score_threshold too")
+    return SecondPassDetector(detector, settings)
 
 
 __all__ = ["TINY_SIDE", "TINY_UPSCALE_TO", "YuNetDetector", "detection_scale", "import_cv2"]

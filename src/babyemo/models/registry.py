@@ -31,13 +31,18 @@ if TYPE_CHECKING:
 
 Builder = Callable[..., "torch.nn.Module"]
 
-_BUILTIN_MODULES = ("babyemo.models.torchvision_archs", "babyemo.models.seeds")
+_BUILTIN_MODULES = ("babyemo.models.torchvision_archs", "babyemo.models.seeds",
+                    "babyemo.models.ensemble")
 
 BUILTIN_ARCHS = ("cnn3", "custom_resnet", "efficientnet_b0", "mobilenet_v3_large",
                  "mobilenet_v3_small", "resnet18", "resnet34", "resnet50", "skip_cnn", "vgg16",
                  "vgg_fer")
 """Names the built-in modules register (a test checks they match), so that an arch name can
 be checked by :func:`check_arch_name` without importing torch."""
+
+COMPOSITE_ARCHS = ("ensemble",)
+"""Built-in architectures that are assembled from trained checkpoints, never trained
+(:attr:`ArchInfo.trainable` False): ``ensemble`` (:mod:`babyemo.models.ensemble`)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,9 @@ class ArchInfo:
         takes_input_size: Whether the builder takes an ``input_size`` keyword (the input
             side in pixels, e.g. for a flatten-then-dense classifier); the trainer passes
             the image size it uses and checkpoints store it in ``arch_kwargs``.
+        trainable: False for an architecture assembled from trained checkpoints rather
+            than trained (an ``ensemble``): :func:`list_archs` leaves it out unless asked,
+            and :func:`check_arch_name` refuses it for training.
     """
 
     name: str
@@ -68,6 +76,7 @@ class ArchInfo:
     pretrained: bool = False
     head: str | None = None
     takes_input_size: bool = False
+    trainable: bool = True
 
     def builder_kwargs(self, arch_kwargs: Mapping[str, Any], input_size: int) -> dict[str, Any]:
         """The keyword arguments to build this arch for ``input_size``-pixel input.
@@ -119,6 +128,7 @@ def register_arch(
     pretrained: bool = False,
     head: str | None = None,
     takes_input_size: bool | None = None,
+    trainable: bool = True,
 ) -> Callable[[Builder], Builder]:
     """Decorator registering an architecture builder under ``name``.
 
@@ -132,6 +142,8 @@ def register_arch(
         takes_input_size: Whether the builder takes ``input_size`` (see
             :attr:`ArchInfo.takes_input_size`); ``None``: whether its signature has an
             ``input_size`` parameter.
+        trainable: False for an architecture assembled from trained checkpoints (see
+            :attr:`ArchInfo.trainable`).
 
     Returns:
         The decorator; it returns the builder unchanged.
@@ -148,7 +160,7 @@ def register_arch(
         if takes is None:
             takes = "input_size" in inspect.signature(builder).parameters
         _ARCHS[name] = ArchInfo(name, builder, default_input, description, pretrained,
-                                head=head, takes_input_size=takes)
+                                head=head, takes_input_size=takes, trainable=trainable)
         return builder
 
     return decorator
@@ -162,21 +174,33 @@ def _load_builtins() -> None:
             importlib.import_module(module)
 
 
-def list_archs(pattern: str | None = None) -> list[ArchInfo]:
-    """Registered architectures sorted by name, optionally filtered by a glob ``pattern``."""
+def list_archs(pattern: str | None = None, *, composite: bool = False) -> list[ArchInfo]:
+    """Registered architectures sorted by name, optionally filtered by a glob ``pattern``.
+
+    Architectures assembled from trained checkpoints (:attr:`ArchInfo.trainable` False,
+    e.g. ``ensemble``) are listed only with ``composite``.
+    """
     _load_builtins()
-    return [a for n, a in sorted(_ARCHS.items()) if pattern is None or fnmatch.fnmatch(n, pattern)]
+    return [a for n, a in sorted(_ARCHS.items())
+            if (composite or a.trainable) and (pattern is None or fnmatch.fnmatch(n, pattern))]
 
 
 def check_arch_name(name: str) -> None:
-    """Raise unless ``name`` is a built-in or already registered architecture.
+    """Raise unless ``name`` is a built-in or already registered architecture one can train.
 
     Cheap: it does not import torch or the built-in modules, so a command can reject a
     mistyped ``--arch`` before loading anything heavy.
 
     Raises:
         RegistryError: Unknown name; the hint lists the closest names.
+        ConfigError: An architecture assembled from trained checkpoints
+            (:data:`COMPOSITE_ARCHS`, e.g. ``ensemble``), which is not trained.
     """
+    info = _ARCHS.get(name)
+    if name in COMPOSITE_ARCHS or (info is not None and not info.trainable):
+        raise ConfigError(f"'{name}' is not an architecture to train: it is assembled from "
+                          "trained models.", "build one with `babyemo models ensemble NAME "
+                          "MEMBER...`, and train its members with --arch")
     if name not in BUILTIN_ARCHS and name not in _ARCHS:
         raise unknown_name("architecture", name, set(BUILTIN_ARCHS) | _ARCHS.keys())
 

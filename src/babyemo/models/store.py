@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from babyemo import paths
-from babyemo.errors import RegistryError, unknown_name
+from babyemo.errors import ConfigError, RegistryError, unknown_name
 from babyemo.fs import atomic_open, read_json_object, sha256_file, update_json_object
 from babyemo.models.packaged import (
     PACKAGED_INIT,
@@ -53,11 +54,29 @@ def writable_copy(checkpoint: str | os.PathLike[str]) -> tuple[Path, str]:
     if not is_packaged(source):
         raise RegistryError(f"{source} is not a model packaged with babyemo.")
     name = f"{source.stem}-calibrated"
-    target = paths.models_cache_dir() / f"{name}.pt"
+    target = model_file(name)
     with atomic_open(target, "wb") as f, open(source, "rb") as src:
         shutil.copyfileobj(src, f)
     register_trained(name, target, copied_from=source.stem)
     return target, name
+
+
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def model_file(name: str) -> Path:
+    """Where the store keeps a model file that babyemo writes itself rather than a training
+    run: ``<home>/models/<name>.pt`` (an ensemble of ``babyemo models ensemble``, the
+    calibrated copy of a packaged model).
+
+    Raises:
+        ConfigError: ``name`` is not letters, digits, ``.``, ``_`` and ``-``, starting with
+            a letter or digit (it names a file).
+    """
+    if not _FILE_NAME.fullmatch(name or ""):
+        raise ConfigError(f"Invalid model name {name!r}.",
+                          "use letters, digits, '.', '_' and '-', e.g. infant-cv5")
+    return paths.models_cache_dir() / f"{name}.pt"
 
 
 def _file() -> Path:

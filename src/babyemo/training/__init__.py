@@ -21,12 +21,18 @@ The package, in the order a run goes through it:
 * :mod:`~babyemo.training.loop`: :func:`train` and the epoch loop;
 * :mod:`~babyemo.training.history`: ``metrics.csv``, ``curves.png``, the epoch summary line;
 * :mod:`~babyemo.training.finish`: after the last epoch (calibration, registration).
+
+Cross-validation (``babyemo train --folds K``): :mod:`~babyemo.training.folds` makes the
+folds and their manifests, trains each fold with :func:`train` and gets its out-of-fold
+logits (:func:`~babyemo.training.folds.run_folds`);
+:func:`babyemo.evaluation.crossval.train_folds` scores and writes them.
 """
 
+from babyemo.training.folds import FoldPlan, FoldsRun, assign_folds, run_folds
 from babyemo.training.history import HISTORY_FIELDS
 from babyemo.training.loop import TrainResult, train
 from babyemo.training.resume import RESUME_FREE
 from babyemo.training.setup import RUN_FILES, resolve_cache_mode
 
-__all__ = ["HISTORY_FIELDS", "RESUME_FREE", "RUN_FILES", "TrainResult", "resolve_cache_mode",
-           "train"]
+__all__ = ["HISTORY_FIELDS", "RESUME_FREE", "RUN_FILES", "FoldPlan", "FoldsRun", "TrainResult",
+           "assign_folds", "resolve_cache_mode", "run_folds", "train"]

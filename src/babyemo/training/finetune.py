@@ -15,6 +15,7 @@ from torch import nn
 from babyemo.checkpoint import Checkpoint, load_checkpoint
 from babyemo.config import InputSpec, TrainConfig
 from babyemo.models import store
+from babyemo.models.ensemble import refuse_as_init
 from babyemo.models.registry import ArchInfo
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,15 @@ def resolve_init(config: TrainConfig, spec: InputSpec) -> Checkpoint | None:
 
     Raises:
         RegistryError: Neither a file nor a trained model's name.
+        ConfigError: The checkpoint is an ensemble (fine-tune one of its members).
         CheckpointError: The checkpoint cannot be read.
     """
     if config.init in (None, "", "none"):
         return None
     if config.init != "auto":
-        return load_checkpoint(store.checkpoint_or_model(config.init))
+        ckpt = load_checkpoint(store.checkpoint_or_model(config.init))
+        refuse_as_init(ckpt)
+        return ckpt
     packaged = store.packaged_models().get(store.PACKAGED_INIT)
     if config.pretrained or packaged is None:
         return None

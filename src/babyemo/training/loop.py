@@ -62,7 +62,7 @@ class TrainResult:
     manifest_source: str = ""
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(config: TrainConfig, *, register: bool = True) -> TrainResult:
     """Train ``config.arch`` on the manifest ``config.data`` (default: the home's last
     prepared manifest, see :func:`babyemo.data.preparation.lookup.manifest_for_training`).
 
@@ -72,6 +72,9 @@ def train(config: TrainConfig) -> TrainResult:
 
     Args:
         config: The training configuration (see :class:`~babyemo.config.TrainConfig`).
+        register: Register ``best.pt`` in the model store (``False``: the folds of a
+            cross-validation, see :func:`babyemo.evaluation.crossval.train_folds`; the
+            result's ``name`` is then empty).
 
     Returns:
         The :class:`TrainResult`.
@@ -93,7 +96,7 @@ def train(config: TrainConfig) -> TrainResult:
     if run.saved is not None:
         state = restore_state(run.saved, model=run.model, optimizer=run.optimizer,
                               scheduler=run.scheduler, scaler=run.runner.scaler,
-                              epochs=config.epochs)
+                              epochs=config.epochs, ema=run.ema)
         log.info("Resuming %s at epoch %d/%d", run.run_dir, state.epoch + 1, config.epochs)
     write_run_config(run)
 
@@ -101,12 +104,13 @@ def train(config: TrainConfig) -> TrainResult:
     with interrupt_hint(run.run_dir, state):
         stopped_early = _fit(run, state)
         calibrate_best(best_path, run.val_ds, config, run.device)
-    register_best(run.name, best_path, arch=config.arch, class_names=run.class_names,
-                  dataset=run.manifest.name, best=state.best)
+    if register:
+        register_best(run.name, best_path, arch=config.arch, class_names=run.class_names,
+                      dataset=run.manifest.name, best=state.best)
     return TrainResult(run_dir=run.run_dir, best_checkpoint=best_path,
                        last_checkpoint=run.run_dir / "last.pt", best_epoch=state.best["epoch"],
                        best_metrics=state.best["metrics"], history=state.history,
-                       seconds=time.perf_counter() - start, name=run.name,
+                       seconds=time.perf_counter() - start, name=run.name if register else "",
                        stopped_early=stopped_early, manifest=run.manifest.path,
                        manifest_source=run.manifest_source)
 
@@ -116,7 +120,8 @@ def _fit(run: Run, state: TrainState) -> bool:
 
     After every epoch: ``best.pt`` when the epoch is the best so far (highest val macro-F1,
     ties to the lower val loss; without validation, every epoch), ``last.pt`` with the
-    resume state, ``metrics.csv`` and ``curves.png``, and the summary line logged.
+    resume state, ``metrics.csv`` and ``curves.png``, and the summary line logged. With
+    ``--ema`` the EMA weights are validated, chosen and saved.
 
     Returns:
         Whether early stopping (``config.patience``) ended the run.
@@ -147,7 +152,7 @@ def _fit(run: Run, state: TrainState) -> bool:
         else:
             state.stale += 1
         resume = resume_record(state, epoch, optimizer=run.optimizer, scheduler=run.scheduler,
-                               scaler=run.runner.scaler)
+                               scaler=run.runner.scaler, ema=run.ema, model=run.model)
         _save(run, run.run_dir / "last.pt", train_info, metrics, resume=resume)
         state.epoch = epoch
         write_history(run.run_dir, state.history, run.class_names)
@@ -168,7 +173,7 @@ def _epoch(run: Run, epoch: int, val_loader: DataLoader | None
     config = run.config
     t0 = time.perf_counter()
     torch.manual_seed(config.seed + epoch)
-    loader = make_loader(run.train_ds, config, run.device, shuffle=True,
+    loader = make_loader(run.fit_ds, config, run.device, shuffle=True,
                          epoch_seed=config.seed + epoch)
     row: dict[str, Any] = {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"]}
     stats = run.runner.train_epoch(loader, run.optimizer, f"epoch {epoch}/{config.epochs}")
@@ -190,7 +195,10 @@ def _epoch(run: Run, epoch: int, val_loader: DataLoader | None
 
 def _save(run: Run, path: Path, train_info: dict[str, Any], metrics: dict[str, Any],
           resume: dict[str, Any] | None = None) -> None:
-    """Write a checkpoint of the run's model (``resume``: only ``last.pt``)."""
-    save_checkpoint(path, model=run.model, arch=run.config.arch, arch_kwargs=run.arch_kwargs,
+    """Write a checkpoint of the run's model, its EMA weights with ``--ema`` (``resume``:
+    only ``last.pt``; it keeps the raw weights then, see
+    :func:`~babyemo.training.resume.resume_record`)."""
+    save_checkpoint(path, model=run.saved_model, arch=run.config.arch,
+                    arch_kwargs=run.arch_kwargs,
                     class_names=run.class_names, input_spec=run.spec, train=train_info,
                     metrics=metrics, faces=run.faces, resume=resume)

@@ -2,7 +2,10 @@
 
 ``last.pt`` carries, beside the weights, a ``resume`` entry (:func:`resume_record`): the
 optimizer, schedule and gradient-scaler states, the last finished epoch, the history, the
-best epoch so far and the early-stopping counter. :func:`resumed_config` decides the
+best epoch so far and the early-stopping counter; with ``--ema``, whose averaged weights
+are ``last.pt``'s weights, also the raw training weights and the EMA's step count. The
+teacher targets of ``--teacher`` are reused from the run's ``teacher.npz`` (see
+:mod:`babyemo.training.distill`). :func:`resumed_config` decides the
 configuration a resumed run continues with; :func:`restore_state` puts the states back.
 """
 
@@ -28,6 +31,9 @@ log = logging.getLogger(__name__)
 RESUME_FREE = ("device", "precision", "num_workers", "cache", "compile", "name", "patience")
 """Options ``--resume`` takes as given: how the run continues, not what it learns."""
 _RESUME_SKIP = ("resume", "out", "overwrite")
+_PATHS = ("teacher", "unlabelled")
+"""Options compared as paths (a relative path given with ``--resume`` is the same file);
+``teacher`` may also be a model's name, which compares as the same relative path."""
 
 
 def _fresh_best() -> dict[str, Any]:
@@ -97,6 +103,10 @@ def resumed_config(given: TrainConfig, saved_train: dict[str, Any], run_dir: Pat
         elif name == "data":
             if data and Path(value).resolve() != Path(data).resolve():
                 conflicts.append(f"--data {value} (the run trained on {data})")
+        elif name in _PATHS and getattr(saved, name) is not None and (
+                Path(value).expanduser().resolve()
+                == Path(getattr(saved, name)).expanduser().resolve()):
+            continue
         elif name == "epochs" and value > saved.epochs:
             log.info("Extending the run from %d to %d epochs.", saved.epochs, value)
             changes[name] = value
@@ -115,8 +125,8 @@ def resumed_config(given: TrainConfig, saved_train: dict[str, Any], run_dir: Pat
 
 
 def restore_state(saved: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer,
-                  scheduler: Any, scaler: torch.amp.GradScaler | None, epochs: int
-                  ) -> TrainState:
+                  scheduler: Any, scaler: torch.amp.GradScaler | None, epochs: int,
+                  ema: Any = None) -> TrainState:
     """Put the states of ``last.pt`` (read with
     :func:`~babyemo.checkpoint.read_checkpoint_dict`) back into a freshly set-up run.
 
@@ -129,12 +139,19 @@ def restore_state(saved: dict[str, Any], *, model: nn.Module, optimizer: torch.o
             to ``epochs`` (``--epochs`` may extend the run).
         scaler: The CUDA gradient scaler or ``None``.
         epochs: The run's number of epochs.
+        ema: The run's ``AveragedModel`` (``--ema``) or ``None``: it gets ``last.pt``'s
+            weights, and ``model`` the raw weights of the ``resume`` entry.
 
     Returns:
         The run's state after its last finished epoch.
     """
-    model.load_state_dict(saved["state_dict"])
     r = saved["resume"]
+    if ema is not None:
+        model.load_state_dict(r["ema"]["model"])
+        ema.module.load_state_dict(saved["state_dict"])
+        ema.n_averaged.fill_(int(r["ema"]["n_averaged"]))
+    else:
+        model.load_state_dict(saved["state_dict"])
     optimizer.load_state_dict(r["optimizer"])
     if scheduler is not None and r.get("scheduler") is not None:
         scheduler.load_state_dict(r["scheduler"])
@@ -147,7 +164,8 @@ def restore_state(saved: dict[str, Any], *, model: nn.Module, optimizer: torch.o
 
 
 def resume_record(state: TrainState, epoch: int, *, optimizer: torch.optim.Optimizer,
-                  scheduler: Any, scaler: torch.amp.GradScaler | None) -> dict[str, Any]:
+                  scheduler: Any, scaler: torch.amp.GradScaler | None, ema: Any = None,
+                  model: nn.Module | None = None) -> dict[str, Any]:
     """The ``resume`` entry of ``last.pt`` after ``epoch`` (read by :func:`restore_state`).
 
     Args:
@@ -157,15 +175,26 @@ def resume_record(state: TrainState, epoch: int, *, optimizer: torch.optim.Optim
         optimizer: The optimizer.
         scheduler: The learning-rate schedule or ``None``.
         scaler: The CUDA gradient scaler or ``None``.
+        ema: The ``AveragedModel`` of ``--ema`` (its weights are the checkpoint's) or
+            ``None``.
+        model: The raw model, kept with ``ema``.
 
     Returns:
         ``optimizer``, ``scheduler``, ``scaler`` (state dicts or ``None``), ``epoch``,
-        ``history``, ``best``, ``stale`` (see ``docs/checkpoint-format.md``).
+        ``history``, ``best``, ``stale`` (see ``docs/checkpoint-format.md``); with ``ema``
+        also ``ema``: ``{"model": the raw weights (CPU), "n_averaged": int}``.
     """
-    return {"optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "epoch": epoch, "history": state.history, "best": state.best, "stale": state.stale}
+    record = {"optimizer": optimizer.state_dict(),
+              "scheduler": scheduler.state_dict() if scheduler is not None else None,
+              "scaler": scaler.state_dict() if scaler is not None else None,
+              "epoch": epoch, "history": state.history, "best": state.best,
+              "stale": state.stale}
+    if ema is not None:
+        assert model is not None
+        record["ema"] = {"model": {k: v.detach().to("cpu", copy=True).contiguous()
+                                   for k, v in model.state_dict().items()},
+                         "n_averaged": int(ema.n_averaged)}
+    return record
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from babyemo.config import TrainConfig
 from babyemo.data.loading.dataset import ManifestDataset
@@ -19,12 +19,14 @@ from babyemo.progress import progress_bar
 from babyemo.transforms import normalize
 
 
-def make_loader(dataset: ManifestDataset, config: TrainConfig, device: torch.device, *,
-                shuffle: bool, epoch_seed: int = 0) -> DataLoader:
+def make_loader(dataset: ManifestDataset | Dataset, config: TrainConfig, device: torch.device,
+                *, shuffle: bool, epoch_seed: int = 0) -> DataLoader:
     """A DataLoader over ``dataset`` with ``config``'s batch size and workers.
 
     Args:
-        dataset: The images.
+        dataset: The images (with ``--teacher``, a
+            :class:`~babyemo.training.distill.DistillDataset`: batches then also carry
+            ``(N, K) float32`` teacher logits).
         config: Gives ``batch_size`` and ``num_workers`` (``None``: the device's default).
         device: Pinned memory on CUDA.
         shuffle: Shuffle (training) with a generator seeded ``epoch_seed``, dropping the
@@ -56,22 +58,41 @@ def compiled(model: nn.Module) -> nn.Module:
 class Runner:
     """Runs training and evaluation passes on one device and precision.
 
+    The default recipe's training step is the plain one (``criterion`` on class indices).
+    With ``soft_loss`` (MixUp/CutMix or a teacher), each batch's targets are packed into
+    soft rows, mixed with the images by ``mix``, and ``soft_loss`` is used instead; with
+    ``ema``, the averaged weights are updated after every optimizer step and the
+    evaluation passes run them.
+
     Args:
         model: The model (or its ``torch.compile`` wrapper), already on ``device``.
         device: Where the passes run.
         plan: The precision plan (:func:`babyemo.devices.resolve_precision`): its
             ``autocast`` context and whether a ``GradScaler`` is needed (CUDA fp16).
         criterion: The loss, on ``(N, num_classes) float32`` logits and ``(N,) int64``
-            targets.
+            targets (training with hard labels, and every evaluation pass).
         spec: The input spec whose mean and std normalise each batch on the device.
+        soft_loss: A :class:`babyemo.training.distill.SoftTargetLoss` on the device, or
+            ``None``.
+        mix: A :class:`babyemo.training.mixing.BatchMix`, or ``None`` (needs ``soft_loss``).
+        ema: A ``torch.optim.swa_utils.AveragedModel`` of the model, or ``None``.
+
+    Attributes:
+        eval_model: What evaluation passes run: the EMA weights (``ema.module``), else
+            ``model``.
     """
 
     def __init__(self, model: nn.Module, device: torch.device, plan: Any,
-                 criterion: nn.Module, spec: Any) -> None:
+                 criterion: nn.Module, spec: Any, *, soft_loss: Any = None, mix: Any = None,
+                 ema: Any = None) -> None:
         self.model, self.device, self.plan, self.criterion = model, device, plan, criterion
         self.spec = spec
         self.channels_last = device.type in ("cpu", "cuda")
         self.scaler = torch.amp.GradScaler("cuda") if plan.grad_scaler else None
+        if mix is not None and soft_loss is None:
+            raise ValueError("mixing a batch needs a soft-target loss")
+        self.soft_loss, self.mix, self.ema = soft_loss, mix, ema
+        self.eval_model = ema.module if ema is not None else model
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         nb = self.device.type == "cuda"
@@ -84,21 +105,33 @@ class Runner:
                     description: str) -> dict[str, float]:
         """One training pass over ``loader`` (progress bar titled ``description``).
 
+        Batches are ``(images, labels)``, or ``(images, labels, teacher_logits)`` with a
+        teacher (labels -1 for unlabelled images).
+
         Returns:
-            ``train_loss`` (mean), ``train_acc`` and ``n``, the number of images seen.
+            ``train_loss`` (mean per image), ``train_acc`` and ``n``, the number of images
+            seen. ``train_acc`` counts the images with a label share whose predicted class
+            is their (mixed) target's largest label share.
 
         Raises:
             ConfigError: The loss is not finite (diverged).
         """
         self.model.train()
-        total_loss, correct, n = 0.0, 0, 0
+        total_loss, correct, n, n_acc = 0.0, 0, 0, 0
         with progress_bar(description, total=len(loader), unit="batch") as bar:
-            for x, y in loader:
+            for x, y, *teacher in loader:
                 x, y = self._to_device(x, y)
                 optimizer.zero_grad(set_to_none=True)
-                with self.plan.autocast(self.device):
-                    logits = self.model(x)
-                    loss = self.criterion(logits.float(), y)
+                has_label = None
+                if self.soft_loss is None:
+                    with self.plan.autocast(self.device):
+                        logits = self.model(x)
+                        loss = self.criterion(logits.float(), y)
+                else:
+                    x, y, has_label, targets = self._soft_batch(x, y, teacher)
+                    with self.plan.autocast(self.device):
+                        logits = self.model(x)
+                        loss = self.soft_loss(logits.float(), targets)
                 if not torch.isfinite(loss):
                     raise ConfigError(f"The training loss became {loss.item()}.",
                                       "lower --lr or use --precision fp32")
@@ -109,21 +142,49 @@ class Runner:
                 else:
                     loss.backward()
                     optimizer.step()
+                if self.ema is not None:
+                    self.ema.update_parameters(self.model)
                 total_loss += loss.item() * len(y)
-                correct += (logits.argmax(1) == y).sum().item()
+                if has_label is None:
+                    correct += (logits.argmax(1) == y).sum().item()
+                    n_acc += len(y)
+                else:
+                    correct += ((logits.argmax(1) == y) & has_label).sum().item()
+                    n_acc += int(has_label.sum().item())
                 n += len(y)
                 bar.advance()
-        return {"train_loss": total_loss / max(n, 1), "train_acc": correct / max(n, 1), "n": n}
+        return {"train_loss": total_loss / max(n, 1), "train_acc": correct / max(n_acc, 1),
+                "n": n}
+
+    def _soft_batch(self, x: torch.Tensor, y: torch.Tensor, teacher: list[torch.Tensor]
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pack a batch's soft targets and mix them with its images.
+
+        Returns:
+            The images (mixed), the ``(N,) int64`` class of each target's largest label
+            share, the ``(N,) bool`` mask of targets with a label share, and the target
+            rows (see :class:`babyemo.training.distill.SoftTargetLoss`).
+        """
+        logits = (teacher[0].to(self.device, non_blocking=self.device.type == "cuda")
+                  if teacher else None)
+        targets = self.soft_loss.pack(y, logits)
+        if self.mix is not None:
+            x, targets = self.mix(x, targets)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+        hard, has_label = self.soft_loss.hard_targets(targets)
+        return x, hard, has_label, targets
 
     @torch.inference_mode()
     def evaluate(self, loader: DataLoader) -> tuple[float, np.ndarray, np.ndarray]:
-        """Mean loss, true labels ``(N,) int64`` and predicted labels ``(N,) int64``."""
-        self.model.eval()
+        """Mean loss, true labels ``(N,) int64`` and predicted labels ``(N,) int64`` of
+        :attr:`eval_model` (the EMA weights with ``ema``)."""
+        self.eval_model.eval()
         total_loss, trues, preds = 0.0, [], []
         for x, y in loader:
             x, y = self._to_device(x, y)
             with self.plan.autocast(self.device):
-                logits = self.model(x).float()
+                logits = self.eval_model(x).float()
             total_loss += self.criterion(logits, y).item() * len(y)
             trues.append(y.cpu())
             preds.append(logits.argmax(1).cpu())

@@ -36,15 +36,25 @@ from babyemo.errors import ConfigError, DataError
 from babyemo.fs import atomic_write_text, remove_stale_temps
 from babyemo.models import store
 from babyemo.models.registry import ArchInfo, create_model, get_arch
+from babyemo.training.distill import (
+    TEACHER_FILE,
+    Distillation,
+    SoftTargetLoss,
+    load_teacher,
+    prepare_distillation,
+    scan_unlabelled,
+)
 from babyemo.training.finetune import init_from, resolve_init
+from babyemo.training.mixing import BatchMix
 from babyemo.training.resume import resumed_config
 from babyemo.training.runner import Runner, compiled
 from babyemo.transforms import eval_transform, train_transform
 
 log = logging.getLogger(__name__)
 
-RUN_FILES = ("config.json", "metrics.csv", "curves.png", "best.pt", "last.pt")
-"""The files :func:`babyemo.training.train` writes into its run folder."""
+RUN_FILES = ("config.json", "metrics.csv", "curves.png", "best.pt", "last.pt", TEACHER_FILE)
+"""The files :func:`babyemo.training.train` writes into its run folder (``teacher.npz``
+with ``--teacher`` only)."""
 
 
 @dataclass
@@ -75,6 +85,12 @@ class Run:
         runner: Runs the passes (on the compiled model with ``--compile``).
         provenance: The checkpoints' ``train`` entry (also ``config.json``).
         saved: ``last.pt``'s dict when resuming, else ``None``.
+        fit_ds: What the training passes read: ``train_ds``, or with ``--teacher`` the
+            training and unlabelled images with their teacher logits
+            (:class:`~babyemo.training.distill.DistillDataset`); ``None``: ``train_ds``.
+        ema: The exponential moving average of the weights (``--ema``;
+            ``torch.optim.swa_utils.AveragedModel``), or ``None``.
+        distill: The teacher targets (``--teacher``), or ``None``.
     """
 
     config: TrainConfig
@@ -97,6 +113,18 @@ class Run:
     runner: Runner
     provenance: dict[str, Any]
     saved: dict[str, Any] | None = None
+    fit_ds: Any = None
+    ema: Any = None
+    distill: Distillation | None = None
+
+    def __post_init__(self) -> None:
+        if self.fit_ds is None:
+            self.fit_ds = self.train_ds
+
+    @property
+    def saved_model(self) -> nn.Module:
+        """The weights checkpoints hold and evaluation runs: the EMA's with ``--ema``."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 def seed_all(seed: int) -> None:
@@ -201,6 +229,29 @@ def make_criterion(config: TrainConfig, train_ds: ManifestDataset, num_classes: 
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
 
 
+def make_soft_loss(config: TrainConfig, criterion: nn.CrossEntropyLoss, num_classes: int
+                   ) -> SoftTargetLoss | None:
+    """The soft-target loss of MixUp/CutMix and distillation (same label smoothing and
+    class weights as ``criterion``), or ``None`` when the recipe uses neither (the
+    training step then stays the plain cross entropy on class indices)."""
+    if not (config.mixup > 0 or config.cutmix > 0 or config.teacher):
+        return None
+    return SoftTargetLoss(num_classes, weight=criterion.weight,
+                          label_smoothing=config.label_smoothing,
+                          temperature=config.distill_temperature, alpha=config.distill_alpha,
+                          teacher=bool(config.teacher))
+
+
+def make_ema(config: TrainConfig, model: nn.Module) -> Any:
+    """``AveragedModel(model, get_ema_multi_avg_fn(config.ema), use_buffers=True)`` (the
+    batch-norm statistics averaged too), or ``None`` without ``--ema``."""
+    if config.ema is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+
+
 def prepare_run(config: TrainConfig) -> Run:
     """Check everything, then set up the run: nothing is written before the checks pass.
 
@@ -234,16 +285,26 @@ def prepare_run(config: TrainConfig) -> Run:
     manifest: Manifest = read_manifest(choice.path)
     log.info("Manifest: %s (%s)", manifest.path, choice.source)
     warn_training_classes(manifest, config.train_splits)  # logged: a class never trained on
-    check_outputs(folders={"run folder": run_dir}, scanned=[manifest.root],
+    teacher_file = _existing_file(config.teacher)
+    check_outputs(folders={"run folder": run_dir}, scanned=[manifest.root, config.unlabelled],
                   folder_files={"run folder": () if config.resume else RUN_FILES},
-                  inputs=[manifest.path, None if config.resume else config.init])
+                  inputs=[manifest.path, None if config.resume else config.init,
+                          None if config.resume else teacher_file])
     # record the manifest itself, never "the last prepared": --resume and evaluation must
-    # find this one even after another process prepares something else
-    config = replace(config, data=str(manifest.path.resolve()))
+    # find this one even after another process prepares something else (and so the
+    # teacher's and the unlabelled images' files)
+    config = replace(config, data=str(manifest.path.resolve()),
+                     teacher=str(teacher_file.resolve()) if teacher_file else config.teacher,
+                     unlabelled=(str(Path(config.unlabelled).expanduser().resolve())
+                                 if config.unlabelled else None))
     class_names = list(manifest.class_names)
     if len(class_names) < 2:
         raise DataError(f"The manifest {manifest.path} has {len(class_names)} class(es).",
                         "a classifier needs at least two classes")
+    teacher = found = None  # checked before anything is written; reused targets need neither
+    if config.teacher and not (config.resume and (run_dir / TEACHER_FILE).is_file()):
+        teacher = load_teacher(config.teacher, class_names)
+        found = scan_unlabelled(config.unlabelled) if config.unlabelled else None
     spec = info.default_input.with_size(config.image_size)
     arch_kwargs = info.builder_kwargs(config.arch_kwargs, spec.size)
     seed_all(config.seed)
@@ -283,21 +344,45 @@ def prepare_run(config: TrainConfig) -> Run:
         log.warning("The manifest has no 'val' split: best.pt will be the last epoch.")
 
     criterion = make_criterion(config, train_ds, len(class_names), device)
+    distill = None
+    if config.teacher:
+        distill = prepare_distillation(config, run_dir=run_dir, manifest=manifest,
+                                       train_ds=train_ds, class_names=class_names,
+                                       student_faces=faces, train_transform=train_ds.transform,
+                                       cache=train_ds.cache, device=device, teacher=teacher,
+                                       found=found)
+    soft_loss = make_soft_loss(config, criterion, len(class_names))
+    mix = BatchMix(config.mixup, config.cutmix) if config.mixup > 0 or config.cutmix > 0 else None
+    ema = make_ema(config, model)
     optimizer = make_optimizer(config, model)
     scheduler = make_scheduler(config, optimizer)
     runner = Runner(compiled(model) if config.compile else model, device, plan, criterion,
-                    spec)
+                    spec, soft_loss=soft_loss.to(device) if soft_loss is not None else None,
+                    mix=mix, ema=ema)
     provenance = {"config": config.to_dict(), "seed": config.seed,
                   "manifest": str(manifest.path.resolve()), "manifest_sha256": manifest.sha256(),
                   "dataset": manifest.name, "n_train": len(train_ds),
                   "n_val": len(val_ds) if val_ds else 0, "precision": plan.name,
                   "device": str(device), "faces": faces, "cache": cache_mode,
                   "n_train_without_face": train_ds.n_without_face, "init": init_info}
+    if distill is not None:
+        provenance["distill"] = distill.provenance(config)
     return Run(config=config, arch=info, arch_kwargs=arch_kwargs, device=device, plan=plan,
                run_dir=run_dir, name=name, manifest=manifest, manifest_source=choice.source,
                class_names=class_names, spec=spec, faces=faces, model=model,
                train_ds=train_ds, val_ds=val_ds, optimizer=optimizer, scheduler=scheduler,
-               runner=runner, provenance=provenance, saved=saved)
+               runner=runner, provenance=provenance, saved=saved,
+               fit_ds=distill.dataset if distill is not None else train_ds, ema=ema,
+               distill=distill)
+
+
+def _existing_file(value: str | None) -> Path | None:
+    """``value`` as a path when it names an existing file (``--teacher`` may also be a
+    trained model's name), else ``None``."""
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_file() else None
 
 
 def write_run_config(run: Run) -> None:
@@ -310,3 +395,10 @@ def write_run_config(run: Run) -> None:
              f"face crops ({faces['detector']}, margin {faces['margin']}, "
              f"{run.train_ds.n_without_face} train images without a face used whole)"
              if faces else "whole images")
+    distill = run.provenance.get("distill")
+    if distill is not None:
+        u = distill["unlabelled"]
+        log.info("Distilling from %s (T %g, alpha %g)%s", distill["teacher"]["name"],
+                 distill["temperature"], distill["alpha"],
+                 f" with {u['n_used']} unlabelled images of {u['folder']} ({u['n_unreadable']} "
+                 f"unreadable, {u['n_without_face']} without a face skipped)" if u else "")

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from babyemo.config import InputSpec
+from babyemo.config import InputSpec, NoFaceFallback
 from babyemo.data.loading.file_errors import FileErrorCode
 from babyemo.data.loading.image_cache import ImageCache, cache_key, content_digest
 from babyemo.data.loading.images import load_image, read_image_bytes
@@ -191,14 +191,15 @@ class FaceDetection:
     Attributes:
         detector: Face-detector registry name (e.g. ``"yunet"``).
         crop: The :class:`babyemo.faces.CropSpec` to crop with (as in training).
-        fallback: ``"error"``: a photo without a face is a row with ``error=no_face``;
-            ``"full"``: it is classified whole.
+        fallback: A :class:`~babyemo.config.NoFaceFallback` value: ``"whole_image"``
+            (default): a photo without a face is classified whole; ``"error"``: it is a
+            row with ``error=no_face`` (``"full"``: old name of ``"whole_image"``).
         keep_crops: Also return the crops as PIL images (for ``--save-crops``).
     """
 
     detector: str
     crop: Any
-    fallback: str = "error"
+    fallback: str = NoFaceFallback.whole_image.value
     keep_crops: bool = False
 
 
@@ -301,7 +302,7 @@ class FileDataset(Dataset):
         found = get_detector(mode.detector).detect(img)
         item.detect_seconds = time.perf_counter() - t0
         if not found:
-            if mode.fallback != "full":
+            if NoFaceFallback(mode.fallback) is NoFaceFallback.error:
                 item.error = FileErrorCode.NO_FACE.value
                 item.error_detail = f"no face found (face detector {mode.detector})"
                 return

@@ -24,7 +24,9 @@ def annotate_faces(rows: Sequence[ManifestRow], root: Path, detector: str) -> di
     """Run ``detector`` on every row's image and set ``row.n_faces`` and ``row.face``.
 
     The primary face is the detector's first (highest score, then largest). Boxes are in
-    pixels of the upright (EXIF-applied) full-resolution image.
+    pixels of the upright (EXIF-applied) full-resolution image. With ``yunet`` (whose
+    second pass is on by default, :mod:`babyemo.faces.second_pass`) a face found only on a
+    turned copy of the image is stored like any other: its landmarks turn the crop upright.
 
     Args:
         rows: Manifest rows (modified in place).
@@ -33,8 +35,10 @@ def annotate_faces(rows: Sequence[ManifestRow], root: Path, detector: str) -> di
 
     Returns:
         Plain-type summary stored in ``dataset.json`` under ``faces``: ``detector``,
-        ``n_images``, ``n_with_face``, ``n_multi_face``, ``seconds`` (detection only) and
-        ``ms_per_image``.
+        ``settings`` (the detector's options, e.g. yunet's thresholds and ``second_pass``:
+        what found the faces), ``n_images``, ``n_with_face``, ``n_second_pass`` (of those,
+        the faces found only by a second pass on turned copies), ``n_multi_face``,
+        ``seconds`` (detection only) and ``ms_per_image``.
 
     Raises:
         RegistryError: Unknown detector.
@@ -42,9 +46,11 @@ def annotate_faces(rows: Sequence[ManifestRow], root: Path, detector: str) -> di
         DownloadError: Its model file cannot be fetched or fails its checksum.
     """
     from babyemo.faces import get_detector
+    from babyemo.faces.registry import detector_settings
 
     det = get_detector(detector)
     seconds = 0.0
+    second = 0
     with progress_bar(f"detecting faces ({detector})", total=len(rows), unit="img") as bar:
         for row in rows:
             try:
@@ -59,13 +65,16 @@ def annotate_faces(rows: Sequence[ManifestRow], root: Path, detector: str) -> di
             seconds += time.perf_counter() - t0
             row.n_faces = len(faces)
             row.face = faces[0].to_dict() if faces else None
+            second += bool(faces) and faces[0].rotation is not None
             bar.advance()
     n = len(rows)
     with_face = sum(1 for r in rows if r.n_faces)
-    summary = {"detector": detector, "n_images": n, "n_with_face": with_face,
+    summary = {"detector": detector, "settings": detector_settings(det), "n_images": n,
+               "n_with_face": with_face, "n_second_pass": second,
                "n_multi_face": sum(1 for r in rows if (r.n_faces or 0) > 1),
                "seconds": round(seconds, 2),
                "ms_per_image": round(1000 * seconds / n, 1) if n else 0.0}
-    logger.info("Faces (%s): %d of %d images have a face, %d several; %.1f ms/image",
-                detector, with_face, n, summary["n_multi_face"], summary["ms_per_image"])
+    logger.info("Faces (%s): %d of %d images have a face (%d found by the second pass), %d "
+                "several; %.1f ms/image", detector, with_face, n, second,
+                summary["n_multi_face"], summary["ms_per_image"])
     return summary
