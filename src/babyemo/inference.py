@@ -14,8 +14,9 @@ DataLoader with worker processes or a read-ahead thread), all chosen from one
 
 Probabilities are ``softmax(logits / T)`` with the checkpoint's temperature ``T``
 (:attr:`babyemo.checkpoint.Checkpoint.temperature`), here and nowhere else
-(:meth:`InferenceModel.probs`, :func:`probabilities`). An ensemble (:mod:`babyemo.models.ensemble`) is a checkpoint of
-arch ``ensemble`` and runs through here like any other model.
+(:meth:`InferenceModel.probs`, :func:`probabilities`). An ensemble
+(:mod:`babyemo.models.ensemble`) is a checkpoint of arch ``ensemble`` and runs through
+here like any other model.
 """
 
 from __future__ import annotations
