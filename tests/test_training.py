@@ -216,6 +216,26 @@ def test_train_on_train_and_val_has_no_validation_and_keeps_the_last_epoch(prepa
     assert ckpt.calibration is None  # nothing held out to fit a temperature on
 
 
+def test_select_last_keeps_the_final_epoch_even_when_val_was_better(prepared, tiny_arch,
+                                                                    tmp_path):
+    import torch
+
+    # lr 0.5 makes the val score jump around, so the best epoch is rarely the last
+    result = train(_config(prepared, tiny_arch, tmp_path / "run", epochs=4, lr=0.5,
+                           select="last"))
+    assert result.best_epoch == 4
+    rows = list(csv.DictReader((result.run_dir / "metrics.csv").open()))
+    assert result.best_metrics["macro_f1"] == pytest.approx(float(rows[-1]["val_macro_f1"]))
+    best, last = (load_checkpoint(result.run_dir / n) for n in ("best.pt", "last.pt"))
+    assert all(torch.equal(best.state_dict[k], last.state_dict[k]) for k in best.state_dict)
+    assert best.train["config"]["select"] == "last"
+    assert best.calibration is not None  # still fitted on val
+    chosen = train(_config(prepared, tiny_arch, tmp_path / "run2", epochs=4, lr=0.5))
+    scores = [float(r["val_macro_f1"]) for r in
+              csv.DictReader((chosen.run_dir / "metrics.csv").open())]
+    assert scores[chosen.best_epoch - 1] == max(scores)  # the default: the best val epoch
+
+
 def test_train_splits_must_include_train_and_nothing_but_train_and_val(prepared, tiny_arch,
                                                                       tmp_path):
     from babyemo.errors import ConfigError

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from babyemo.checkpoint import load_checkpoint
 from babyemo.config import TrainConfig
 from babyemo.data.preparation.manifest import read_manifest
 from babyemo.errors import ConfigError
@@ -212,6 +213,11 @@ def test_an_interrupted_folds_run_resumes_where_it_stopped(tmp_path, tiny_arch, 
     assert len(history) == 3 and history[1] == epoch1  # continued from its last.pt
     assert list(json.loads((out / "folds.json").read_text())["completed"]) == ["1", "2"]
     assert {"cvx-fold-1", "cvx-fold-2"} <= set(store.list_trained())
+    for k in (1, 2):  # each fold keeps its last epoch, never one chosen on its own fold
+        assert load_checkpoint(out / f"fold-{k}" / "best.pt").metrics["epoch"] == 2
+    refused = CliRunner().invoke(app, ["train", "--folds", "2", "--select", "best",
+                                       "--out", str(tmp_path / "cv-best")])
+    assert refused.exit_code == 2 and "last epoch" in refused.output
     again = CliRunner().invoke(app, ["train", "--folds", "3", "--resume", "--out", str(out)])
     assert again.exit_code == 1 and "2-fold run" in again.output
 

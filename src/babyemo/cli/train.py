@@ -8,7 +8,14 @@ from pathlib import Path
 import typer
 
 from babyemo.cli._common import cli_errors, say
-from babyemo.config import CacheMode, OptimizerName, Precision, SchedulerName, TrainConfig
+from babyemo.config import (
+    CacheMode,
+    EpochSelection,
+    OptimizerName,
+    Precision,
+    SchedulerName,
+    TrainConfig,
+)
 
 _D = TrainConfig()
 
@@ -79,6 +86,9 @@ def train_command(
                               "in --out/fold-k, out-of-fold predictions (oof.csv) and metrics "
                               "with 95% CIs (cv.json); the test split is never used. Folds "
                               "are registered only with --name (NAME-fold-k)."),
+    select: EpochSelection = typer.Option(None, "--select", help="Which epoch best.pt keeps: "
+                                          "best (highest val macro-F1; the default) or last "
+                                          "(the final epoch; always with --folds)."),
     name: str = typer.Option(None, "--name", help="Register the model under this name."),
     workers: int = typer.Option(None, "--workers", min=0, help="DataLoader worker processes "
                                 "(default: 0 on a CPU with up to 4 cores)."),
@@ -109,6 +119,10 @@ def train_command(
         logging.getLogger(__name__).warning(
             "--early-stopping is now --patience; the old name will be removed in the next "
             "release.")
+    if folds is not None and select is EpochSelection.best:
+        raise typer.BadParameter("cross-validation keeps each fold's last epoch: an epoch "
+                                 "chosen on the fold it is scored on inflates the out-of-fold "
+                                 "score", param_hint="--select")
     check_arch_name(arch)  # before importing torch: a typo fails in well under a second
     check_outputs(folders={"--out": out})  # train() also checks it against the data
     config = TrainConfig(
@@ -123,7 +137,8 @@ def train_command(
         faces=faces, face_margin=face_margin, face_align=face_align, train_splits=train_on,
         mixup=mixup, cutmix=cutmix, ema=ema, teacher=teacher,
         distill_temperature=distill_temperature, distill_alpha=distill_alpha,
-        unlabelled=str(unlabelled) if unlabelled else None)
+        unlabelled=str(unlabelled) if unlabelled else None,
+        select=select or (EpochSelection.last if folds is not None else EpochSelection.best))
     if folds is not None:
         _train_folds(config, folds)
         return

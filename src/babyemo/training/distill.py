@@ -50,11 +50,11 @@ from babyemo.data.loading.dataset import (
     ManifestDataset,
     Transform,
     decode_size,
-    load_face_crop,
+    load_cached,
 )
 from babyemo.data.loading.folders import FoundFiles, collect_input_files
-from babyemo.data.loading.image_cache import ImageCache, cache_key, content_digest
-from babyemo.data.loading.images import load_image, read_image_bytes
+from babyemo.data.loading.image_cache import ImageCache
+from babyemo.data.loading.images import load_image
 from babyemo.data.preparation.manifest import Manifest
 from babyemo.errors import ConfigError, ImageError
 from babyemo.fs import atomic_open, sha256_file
@@ -228,23 +228,8 @@ class ImageFiles(Dataset):
             ImageError: The file cannot be decoded any more.
         """
         face = self.faces[i] if self.crop is not None else None
-        data = key = None
-        if self.cache is not None:
-            data = read_image_bytes(self.paths[i])
-            key = cache_key(content_digest(data), size=self.draft_size,
-                            mode="RGB" if self.spec.channels == 3 else "L",
-                            crop=self.crop if face is not None else None, face=face)
-            img = self.cache.get(key)
-            if img is not None:
-                return img
-        if face is not None:
-            img = load_face_crop(self.paths[i], face, self.crop, self.spec, self.draft_size,
-                                 data=data)
-        else:
-            img = load_image(self.paths[i], self.spec.channels, self.draft_size, data=data)
-        if key is not None:
-            self.cache.put(key, img)
-        return img
+        return load_cached(self.paths[i], face, self.crop if face is not None else None,
+                           self.spec, self.draft_size, self.cache)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.transform(self.load(i)), -1

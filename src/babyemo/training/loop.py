@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from babyemo.checkpoint import save_checkpoint
-from babyemo.config import SchedulerName, TrainConfig
+from babyemo.config import EpochSelection, SchedulerName, TrainConfig
 from babyemo.metrics import classification_metrics
 from babyemo.training.finish import calibrate_best, register_best
 from babyemo.training.history import summary_line, write_history
@@ -119,7 +119,8 @@ def _fit(run: Run, state: TrainState) -> bool:
     """Run the epochs after ``state.epoch`` up to ``config.epochs``, updating ``state``.
 
     After every epoch: ``best.pt`` when the epoch is the best so far (highest val macro-F1,
-    ties to the lower val loss; without validation, every epoch), ``last.pt`` with the
+    ties to the lower val loss; without validation or with ``select="last"``, every
+    epoch), ``last.pt`` with the
     resume state, ``metrics.csv`` and ``curves.png``, and the summary line logged. With
     ``--ema`` the EMA weights are validated, chosen and saved.
 
@@ -132,7 +133,9 @@ def _fit(run: Run, state: TrainState) -> bool:
         row, epoch_metrics = _epoch(run, epoch, val_loader)
         state.history.append(row)
 
-        score = row.get("val_macro_f1", epoch)  # without val: the last epoch is best
+        # without val, or with --select last: the last epoch is best
+        score = (epoch if config.select is EpochSelection.last
+                 else row.get("val_macro_f1", epoch))
         loss_key = row.get("val_loss", row["train_loss"])
         best = state.best
         improved = score > best["macro_f1"] or (score == best["macro_f1"]

@@ -135,7 +135,6 @@ class ManifestDataset(Dataset):
         Raises:
             ImageError: The file cannot be decoded (prepare normally excludes these).
         """
-        key = data = None
         if self.cache is not None:
             data = read_image_bytes(self.paths[i])
             digest = content_digest(data)
@@ -146,23 +145,55 @@ class ManifestDataset(Dataset):
                                "differs); its current pixels are used. Prepare the dataset "
                                "again if images were replaced.", self.rel_paths[i],
                                self.manifest_path)
-            mode = "RGB" if self.spec.channels == 3 else "L"
-            key = cache_key(digest, size=self.draft_size, mode=mode, crop=self.crop,
-                            face=self.faces[i] if self.crop is not None else None)
-            img = self.cache.get(key)
-            if img is not None:
-                return img
-        if self.crop is not None:
-            img = load_face_crop(self.paths[i], self.faces[i], self.crop, self.spec,
-                                 self.draft_size, data=data)
-        else:
-            img = load_image(self.paths[i], self.spec.channels, self.draft_size, data=data)
-        if key is not None:
-            self.cache.put(key, img)
-        return img
+            return load_cached(self.paths[i], self.faces[i], self.crop, self.spec,
+                               self.draft_size, self.cache, data=data, digest=digest)
+        return load_cached(self.paths[i], self.faces[i], self.crop, self.spec, self.draft_size)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.transform(self.load(i)), self.targets[i]
+
+
+def load_cached(path: Path, face: dict[str, Any] | None, crop: Any, spec: InputSpec,
+                draft_size: int, cache: ImageCache | None = None, *, data: bytes | None = None,
+                digest: str | None = None) -> Any:
+    """Decode ``path`` as a training or evaluation item: cropped to ``face`` with ``crop``
+    (:func:`load_face_crop`, whole image when ``face`` is ``None``), or whole with a JPEG
+    draft of ``draft_size`` pixels when ``crop`` is ``None``; from ``cache`` when it holds
+    the item (keyed by the bytes' digest and these settings), else decoded and kept there.
+
+    Args:
+        path: The file.
+        face: Its face dict (manifest or detector), or ``None``.
+        crop: A :class:`babyemo.faces.CropSpec`, or ``None`` for whole images.
+        spec: The input spec (channels).
+        draft_size: Decode size in pixels (see :func:`decode_size`).
+        cache: The image cache, or ``None``.
+        data: The file's bytes when already read; ``digest`` their
+            :func:`~babyemo.data.loading.image_cache.content_digest`.
+
+    Returns:
+        A PIL image.
+
+    Raises:
+        ImageError: The file cannot be decoded.
+    """
+    key = None
+    if cache is not None:
+        if data is None:
+            data = read_image_bytes(path)
+        key = cache_key(digest or content_digest(data), size=draft_size,
+                        mode="RGB" if spec.channels == 3 else "L", crop=crop,
+                        face=face if crop is not None else None)
+        img = cache.get(key)
+        if img is not None:
+            return img
+    if crop is not None:
+        img = load_face_crop(path, face, crop, spec, draft_size, data=data)
+    else:
+        img = load_image(path, spec.channels, draft_size, data=data)
+    if key is not None:
+        cache.put(key, img)
+    return img
 
 
 def load_face_crop(path: Path, face: dict[str, Any] | None, crop: Any,
