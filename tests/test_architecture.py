@@ -19,14 +19,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("babyemo", "babyemo.errors", "babyemo.config", "babyemo.runtime",
               "babyemo.paths", "babyemo.fs", "babyemo.progress", "babyemo.parallel",
               "babyemo.metrics", "babyemo.reports", "babyemo.calibration", "babyemo.devices",
-              "babyemo.download", "babyemo.leftovers")),
+              "babyemo.download", "babyemo.leftovers", "babyemo.distributed")),
     ("faces", ("babyemo.faces",)),
     ("data", ("babyemo.data",)),
     ("transforms", ("babyemo.transforms",)),
     ("models", ("babyemo.models", "babyemo.checkpoint", "babyemo.onnx_format")),
     ("training/inference", ("babyemo.training", "babyemo.inference", "babyemo.engines")),
     ("evaluation/prediction", ("babyemo.evaluation", "babyemo.prediction", "babyemo.rows",
-                               "babyemo.card", "babyemo.export")),
+                               "babyemo.card", "babyemo.export", "babyemo.prediction_shards")),
     ("cli", ("babyemo.cli", "babyemo.__main__")),
 ]
 

@@ -160,3 +160,25 @@ def test_bootstrap_ci_brackets_the_point_estimate_and_is_deterministic():
     assert perfect["macro_f1"] == [1.0, 1.0]
     with pytest.raises(ConfigError):
         bootstrap_ci(y, pred, names, n=10)
+
+
+def test_metrics_of_summed_confusion_counts_equal_those_of_all_predictions():
+    """How a distributed run scores its val split: each process's confusion counts are
+    summed, then scored, which must equal scoring all predictions at once (and differ from
+    averaging per-process scores)."""
+    from babyemo.metrics import confusion_counts, labels_from_confusion
+
+    rng = np.random.default_rng(0)
+    names = ["angry", "crying", "happy"]
+    t = rng.integers(0, 3, 101)
+    p = np.where(rng.random(101) < 0.7, t, rng.integers(0, 3, 101))
+    parts = [(t[:30], p[:30]), (t[30:], p[30:])]  # two processes, unequal shares
+    summed = sum(confusion_counts(a, b, 3) for a, b in parts)
+    assert summed.sum() == 101 and summed.dtype == np.int64
+    whole = classification_metrics(t, p, names)
+    from_counts = classification_metrics(*labels_from_confusion(summed), names)
+    assert from_counts == whole
+    mean_of_parts = np.mean([classification_metrics(a, b, names)["macro_f1"] for a, b in parts])
+    assert mean_of_parts != pytest.approx(whole["macro_f1"], abs=1e-6)
+    with pytest.raises(ConfigError):
+        labels_from_confusion(np.array([[1, -1], [0, 2]]))

@@ -95,6 +95,18 @@ class EpochSelection(str, Enum):
     last = "last"
 
 
+class LRScaling(str, Enum):
+    """How ``--lr`` changes with the number of training processes (``--lr-scaling``).
+
+    ``linear``: multiplied by the number of processes, as the global batch is (the linear
+    scaling rule of Goyal et al. 2017, "Accurate, Large Minibatch SGD: Training ImageNet
+    in 1 Hour"); ``none``: unchanged.
+    """
+
+    linear = "linear"
+    none = "none"
+
+
 class Split(str, Enum):
     """Names of dataset splits in a manifest."""
 
@@ -299,6 +311,12 @@ class TrainConfig:
     trained model's name or ``.pt`` file, ``distill_temperature`` ``T`` and
     ``distill_alpha`` ``A`` of ``(1 - A) CE + A T^2 KL``, ``unlabelled`` a folder of
     images trained on with the teacher's targets only (needs ``teacher``).
+
+    Several processes (``torchrun``, see :mod:`babyemo.distributed`): ``batch_size`` is
+    per process; ``lr_scaling`` how ``lr`` grows with the processes (:class:`LRScaling`);
+    ``sync_bn`` converts batch norms to ``torch.nn.SyncBatchNorm`` (statistics over the
+    global batch); ``dist_timeout`` the seconds a process waits for the others before the
+    run fails.
     """
 
     data: str | None = None
@@ -339,6 +357,9 @@ class TrainConfig:
     distill_alpha: float = 0.5
     unlabelled: str | None = None
     select: EpochSelection = EpochSelection.best
+    sync_bn: bool = False
+    lr_scaling: LRScaling = LRScaling.linear
+    dist_timeout: float = 600.0
 
     def __post_init__(self) -> None:
         self.optimizer = OptimizerName(self.optimizer)
@@ -350,6 +371,7 @@ class TrainConfig:
         self.precision = Precision(self.precision)
         self.cache = CacheMode(self.cache)
         self.select = EpochSelection(self.select)
+        self.lr_scaling = LRScaling(self.lr_scaling)
         if isinstance(self.augment, str):  # a preset name (and changes), as --augment
             self.augment = AugmentConfig.parse(self.augment)
         elif isinstance(self.augment, dict):
@@ -379,6 +401,7 @@ class TrainConfig:
              "a float > 0"),
             ("distill_alpha", self.distill_alpha, 0 <= self.distill_alpha <= 1,
              "a float in [0, 1]"),
+            ("dist_timeout", self.dist_timeout, self.dist_timeout > 0, "seconds > 0"),
         ]
         for name, value, ok, what in checks:
             if not ok:
@@ -396,6 +419,7 @@ class TrainConfig:
         d["precision"] = self.precision.value
         d["cache"] = self.cache.value
         d["select"] = self.select.value
+        d["lr_scaling"] = self.lr_scaling.value
         d["augment"] = self.augment.to_dict()
         d["train_splits"] = list(self.train_splits)
         return d

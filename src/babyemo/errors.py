@@ -96,6 +96,14 @@ class DeviceError(BabyEmoError):
     """The requested device or precision is not available on this machine."""
 
 
+class DistributedError(BabyEmoError):
+    """A distributed run (``torchrun``) cannot start or lost a process: a bad launch
+    environment, a rendezvous that fails, or a peer that died or stopped answering."""
+
+    default_hint = ("look for the first error of the other ranks above (torchrun prints "
+                    "each rank's exit); a rank that hangs is dropped after --dist-timeout")
+
+
 class ExportError(BabyEmoError):
     """A model export failed its checks, or an exported model (ONNX) is missing, is not
     babyemo's, or does not match its checkpoint."""

@@ -150,6 +150,39 @@ def classification_metrics(y_true: Any, y_pred: Any, class_names: Sequence[str],
     }
 
 
+def confusion_counts(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:
+    """The confusion matrix ``(K, K) int64`` of class indices (rows true, columns
+    predicted), the form in which processes of a distributed run add up their predictions
+    (sums of counts, never means of per-process means).
+
+    Args:
+        y_true: True class indices ``(N,)`` in ``[0, K)``.
+        y_pred: Predicted class indices ``(N,)`` in ``[0, K)``.
+        num_classes: ``K``.
+    """
+    t = np.asarray(y_true, dtype=np.int64).ravel()
+    p = np.asarray(y_pred, dtype=np.int64).ravel()
+    return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes)
+
+
+def labels_from_confusion(cm: Any) -> tuple[np.ndarray, np.ndarray]:
+    """True and predicted class indices ``(N,) int64`` with confusion matrix ``cm``
+    (``(K, K)`` counts, rows true): ``cm[i, j]`` pairs ``(i, j)``, in row-major order.
+
+    Every metric of :func:`classification_metrics` depends on the pairs only through their
+    counts, so ``classification_metrics(*labels_from_confusion(cm), names)`` scores summed
+    confusion counts exactly as scikit-learn scores the original predictions.
+    """
+    cm = np.asarray(cm, dtype=np.int64)
+    k = cm.shape[0]
+    if cm.ndim != 2 or cm.shape[1] != k or (cm < 0).any():
+        raise ConfigError(f"A confusion matrix must be K x K non-negative counts; got shape "
+                          f"{cm.shape}.")
+    codes = np.repeat(np.arange(k * k), cm.ravel())
+    return codes // k, codes % k
+
+
 def _macro_set(t: np.ndarray, p: np.ndarray, macro_labels: Sequence[int] | None) -> list[int]:
     """Classes present in ``t`` or ``p``, restricted to ``macro_labels`` when given."""
     present = set(np.unique(t).tolist()) | set(np.unique(p).tolist())

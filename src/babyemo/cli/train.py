@@ -11,6 +11,7 @@ from babyemo.cli._common import cli_errors, say
 from babyemo.config import (
     CacheMode,
     EpochSelection,
+    LRScaling,
     OptimizerName,
     Precision,
     SchedulerName,
@@ -106,10 +107,32 @@ def train_command(
                                       "size on each side."),
     face_align: bool = typer.Option(_D.face_align, "--face-align/--no-face-align",
                                     help="Rotate face crops so the eyes are level."),
+    nproc: int = typer.Option(None, "--nproc", min=1, metavar="N",
+                              help="Train in N processes on this machine (one per GPU): "
+                              "starts `torchrun --standalone --nproc-per-node N -m babyemo "
+                              "train ...`. For several machines, start torchrun yourself "
+                              "(docs/distributed.md)."),
+    sync_bn: bool = typer.Option(_D.sync_bn, "--sync-bn/--no-sync-bn",
+                                 help="Distributed on GPUs: batch-norm statistics over the "
+                                 "global batch (torch.nn.SyncBatchNorm)."),
+    lr_scaling: LRScaling = typer.Option(_D.lr_scaling, "--lr-scaling",
+                                         help="Distributed: --lr times the number of "
+                                         "processes (linear) or as given (none); "
+                                         "--batch-size is per process."),
+    dist_timeout: float = typer.Option(_D.dist_timeout, "--dist-timeout", min=1,
+                                       metavar="SECONDS", help="Distributed: how long a "
+                                       "process waits for the others before the run fails."),
 ) -> None:
-    """Train an architecture on a prepared dataset (best.pt, last.pt, metrics, curves)."""
+    """Train an architecture on a prepared dataset (best.pt, last.pt, metrics, curves).
+
+    Runs unchanged under torchrun (`torchrun --nproc-per-node N -m babyemo train ...`):
+    DistributedDataParallel, only rank 0 writes files and shows progress.
+    """
     from babyemo.data.loading.folders import check_outputs
     from babyemo.models.registry import check_arch_name
+
+    if nproc is not None and nproc > 1:
+        _launch(nproc)
 
     if early_stopping is not None:
         if patience is not None:
@@ -138,13 +161,16 @@ def train_command(
         mixup=mixup, cutmix=cutmix, ema=ema, teacher=teacher,
         distill_temperature=distill_temperature, distill_alpha=distill_alpha,
         unlabelled=str(unlabelled) if unlabelled else None,
-        select=select or (EpochSelection.last if folds is not None else EpochSelection.best))
+        select=select or (EpochSelection.last if folds is not None else EpochSelection.best),
+        sync_bn=sync_bn, lr_scaling=lr_scaling, dist_timeout=dist_timeout)
     if folds is not None:
         _train_folds(config, folds)
         return
     from babyemo.training import train
 
     result = train(config)
+    if not _is_main_process():
+        return  # rank 0 says it
     m = result.best_metrics
     nan = float("nan")
     say(f"best epoch {result.best_epoch}: val accuracy {m.get('accuracy', nan):.3f}"
@@ -153,6 +179,31 @@ def train_command(
     say(f"model '{result.name}': {result.best_checkpoint}")
     say(f"run folder: {result.run_dir}")
     say(f"manifest: {result.manifest} ({result.manifest_source})")
+
+
+def _is_main_process() -> bool:
+    """Rank 0 of a torchrun run, or a single process (read from torchrun's variables)."""
+    from babyemo.distributed import context_from_env
+
+    return context_from_env().is_main
+
+
+def _launch(nproc: int) -> None:
+    """``--nproc N``: run this same command under torchrun in N processes; exit with its
+    code."""
+    import sys
+
+    from babyemo.distributed import launch
+
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            args.append(a)
+    raise typer.Exit(launch(nproc, args))
 
 
 def _train_folds(config: TrainConfig, folds: int) -> None:

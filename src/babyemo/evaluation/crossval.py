@@ -38,6 +38,7 @@ import numpy as np
 
 from babyemo import reports
 from babyemo.config import TrainConfig
+from babyemo.distributed import context_from_env
 from babyemo.errors import ConfigError, DataError
 from babyemo.fs import atomic_open
 from babyemo.inference import probabilities
@@ -188,6 +189,10 @@ def train_folds(config: TrainConfig, folds: int, *, n_bootstrap: int = 1000) -> 
             :func:`babyemo.training.train`.
     """
     start = time.perf_counter()
+    if context_from_env().enabled:
+        raise ConfigError("Cross-validation (--folds) runs in one process, not under torchrun.",
+                          "drop torchrun / --nproc, or train each fold's manifest "
+                          "(--out/manifests/fold-k) as its own distributed run")
     if not isinstance(n_bootstrap, int) or n_bootstrap < 100:
         raise ConfigError(f"The number of bootstrap resamples must be an int >= 100. Got "
                           f"{n_bootstrap!r}.")

@@ -28,7 +28,8 @@ from babyemo.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-RESUME_FREE = ("device", "precision", "num_workers", "cache", "compile", "name", "patience")
+RESUME_FREE = ("device", "precision", "num_workers", "cache", "compile", "name", "patience",
+               "dist_timeout")
 """Options ``--resume`` takes as given: how the run continues, not what it learns."""
 _RESUME_SKIP = ("resume", "out", "overwrite")
 _PATHS = ("teacher", "unlabelled")

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+from babyemo import distributed
 from babyemo.config import TrainConfig
 from babyemo.data.loading.dataset import ManifestDataset
 from babyemo.devices import default_num_workers
@@ -20,7 +21,8 @@ from babyemo.transforms import normalize
 
 
 def make_loader(dataset: ManifestDataset | Dataset, config: TrainConfig, device: torch.device,
-                *, shuffle: bool, epoch_seed: int = 0) -> DataLoader:
+                *, shuffle: bool, epoch_seed: int = 0,
+                sampler: Sampler | None = None) -> DataLoader:
     """A DataLoader over ``dataset`` with ``config``'s batch size and workers.
 
     Args:
@@ -32,16 +34,22 @@ def make_loader(dataset: ManifestDataset | Dataset, config: TrainConfig, device:
         shuffle: Shuffle (training) with a generator seeded ``epoch_seed``, dropping the
             last incomplete batch when there is more than one batch.
         epoch_seed: Seed of the shuffling generator (``seed + epoch``, for resume).
+        sampler: Reads the images this sampler gives instead (a process's share of a
+            distributed run: ``torch.utils.data.DistributedSampler``, its shuffling seeded
+            by itself); with ``shuffle`` the last incomplete batch is dropped as above.
 
     Returns:
         The loader; batches are ``(N, C, H, W) float32`` images in [0, 1] (normalised on
         the device by :class:`Runner`) and ``(N,) int64`` targets.
     """
-    workers = config.num_workers if config.num_workers is not None else default_num_workers(device)
-    generator = torch.Generator().manual_seed(epoch_seed) if shuffle else None
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle,
+    workers = (config.num_workers if config.num_workers is not None else default_num_workers(
+        device, processes=distributed.current().local_world_size))
+    generator = torch.Generator().manual_seed(epoch_seed) if shuffle and sampler is None else None
+    n = len(sampler) if sampler is not None else len(dataset)  # type: ignore[arg-type]
+    return DataLoader(dataset, batch_size=config.batch_size,
+                      shuffle=shuffle and sampler is None, sampler=sampler,
                       num_workers=workers, generator=generator,
-                      drop_last=shuffle and len(dataset) > config.batch_size,
+                      drop_last=shuffle and n > config.batch_size,
                       pin_memory=device.type == "cuda", persistent_workers=False)
 
 
@@ -64,8 +72,14 @@ class Runner:
     ``ema``, the averaged weights are updated after every optimizer step and the
     evaluation passes run them.
 
+    In a distributed run (:mod:`babyemo.distributed`) ``model`` is the
+    ``DistributedDataParallel`` wrapper, which averages the gradients over the processes
+    in ``backward``; each process evaluates its own share of the images with ``module``,
+    and the training statistics are summed over the processes.
+
     Args:
-        model: The model (or its ``torch.compile`` wrapper), already on ``device``.
+        model: The model (or its ``torch.compile`` / ``DistributedDataParallel``
+            wrapper), already on ``device``.
         device: Where the passes run.
         plan: The precision plan (:func:`babyemo.devices.resolve_precision`): its
             ``autocast`` context and whether a ``GradScaler`` is needed (CUDA fp16).
@@ -76,23 +90,29 @@ class Runner:
             ``None``.
         mix: A :class:`babyemo.training.mixing.BatchMix`, or ``None`` (needs ``soft_loss``).
         ema: A ``torch.optim.swa_utils.AveragedModel`` of the model, or ``None``.
+        module: The model's own module when ``model`` is a wrapper (default ``model``):
+            what the EMA averages and, without EMA, what evaluation passes run.
 
     Attributes:
         eval_model: What evaluation passes run: the EMA weights (``ema.module``), else
-            ``model``.
+            ``module``.
+        scaler: The ``torch.amp.GradScaler`` of fp16 (plan's ``grad_scaler``), or
+            ``None``.
     """
 
     def __init__(self, model: nn.Module, device: torch.device, plan: Any,
                  criterion: nn.Module, spec: Any, *, soft_loss: Any = None, mix: Any = None,
-                 ema: Any = None) -> None:
+                 ema: Any = None, module: nn.Module | None = None) -> None:
         self.model, self.device, self.plan, self.criterion = model, device, plan, criterion
+        self.module = module if module is not None else model
         self.spec = spec
         self.channels_last = device.type in ("cpu", "cuda")
-        self.scaler = torch.amp.GradScaler("cuda") if plan.grad_scaler else None
+        # fp16 gradients underflow without loss scaling (Micikevicius et al. 2018)
+        self.scaler = torch.amp.GradScaler(device.type) if plan.grad_scaler else None
         if mix is not None and soft_loss is None:
             raise ValueError("mixing a batch needs a soft-target loss")
         self.soft_loss, self.mix, self.ema = soft_loss, mix, ema
-        self.eval_model = ema.module if ema is not None else model
+        self.eval_model = ema.module if ema is not None else self.module
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         nb = self.device.type == "cuda"
@@ -143,7 +163,7 @@ class Runner:
                     loss.backward()
                     optimizer.step()
                 if self.ema is not None:
-                    self.ema.update_parameters(self.model)
+                    self.ema.update_parameters(self.module)
                 total_loss += loss.item() * len(y)
                 if has_label is None:
                     correct += (logits.argmax(1) == y).sum().item()
@@ -153,8 +173,11 @@ class Runner:
                     n_acc += int(has_label.sum().item())
                 n += len(y)
                 bar.advance()
+        # all processes' images (a no-op in one process)
+        total_loss, correct, n, n_acc = distributed.all_reduce_sum(
+            torch.tensor([total_loss, correct, n, n_acc], dtype=torch.float64)).tolist()
         return {"train_loss": total_loss / max(n, 1), "train_acc": correct / max(n_acc, 1),
-                "n": n}
+                "n": int(n)}
 
     def _soft_batch(self, x: torch.Tensor, y: torch.Tensor, teacher: list[torch.Tensor]
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -178,7 +201,7 @@ class Runner:
     @torch.inference_mode()
     def evaluate(self, loader: DataLoader) -> tuple[float, np.ndarray, np.ndarray]:
         """Mean loss, true labels ``(N,) int64`` and predicted labels ``(N,) int64`` of
-        :attr:`eval_model` (the EMA weights with ``ema``)."""
+        :attr:`eval_model` (the EMA weights with ``ema``) on this process's images."""
         self.eval_model.eval()
         total_loss, trues, preds = 0.0, [], []
         for x, y in loader:
@@ -188,5 +211,8 @@ class Runner:
             total_loss += self.criterion(logits, y).item() * len(y)
             trues.append(y.cpu())
             preds.append(logits.argmax(1).cpu())
+        if not trues:  # a process whose share of a tiny split is empty
+            empty = np.zeros(0, dtype=np.int64)
+            return 0.0, empty, empty
         y_true = torch.cat(trues).numpy()
         return total_loss / max(len(y_true), 1), y_true, torch.cat(preds).numpy()

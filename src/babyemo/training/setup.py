@@ -11,7 +11,7 @@ import datetime as _dt
 import json
 import logging
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from babyemo import distributed
 from babyemo.checkpoint import read_checkpoint_dict
 from babyemo.config import CacheMode, InputSpec, OptimizerName, SchedulerName, TrainConfig
 from babyemo.data.loading.dataset import ManifestDataset
@@ -27,8 +28,8 @@ from babyemo.data.loading.image_cache import make_cache
 from babyemo.data.preparation.lookup import manifest_for_training
 from babyemo.data.preparation.manifest import Manifest, read_manifest, warn_training_classes
 from babyemo.devices import (
+    configure_backends,
     default_num_workers,
-    resolve_device,
     resolve_precision,
     set_cpu_threads,
 )
@@ -91,6 +92,9 @@ class Run:
         ema: The exponential moving average of the weights (``--ema``;
             ``torch.optim.swa_utils.AveragedModel``), or ``None``.
         distill: The teacher targets (``--teacher``), or ``None``.
+        dist: This process's place in a distributed run (``torchrun``; one process:
+            ``world_size`` 1). ``model`` is then wrapped in ``DistributedDataParallel``
+            for the training passes only (``runner.model``).
     """
 
     config: TrainConfig
@@ -116,6 +120,7 @@ class Run:
     fit_ds: Any = None
     ema: Any = None
     distill: Distillation | None = None
+    dist: distributed.DistContext = field(default_factory=distributed.DistContext)
 
     def __post_init__(self) -> None:
         if self.fit_ds is None:
@@ -188,9 +193,13 @@ def resolve_cache_mode(cache: CacheMode | str, workers: int) -> str:
     return cache.value
 
 
-def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """AdamW (or SGD with Nesterov momentum 0.9) at ``config.lr``; weight decay on weights
-    with two or more dimensions only (not on biases and normalisation parameters)."""
+def make_optimizer(config: TrainConfig, model: nn.Module, lr: float | None = None
+                   ) -> torch.optim.Optimizer:
+    """AdamW (or SGD with Nesterov momentum 0.9) at ``lr`` (default ``config.lr``; a
+    distributed run scales it, see :func:`babyemo.distributed.lr_scale`); weight decay on
+    weights with two or more dimensions only (not on biases and normalisation
+    parameters)."""
+    lr = config.lr if lr is None else lr
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -198,8 +207,8 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     groups = [{"params": decay, "weight_decay": config.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     if config.optimizer is OptimizerName.sgd:
-        return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
-    return torch.optim.AdamW(groups, lr=config.lr)
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=lr)
 
 
 def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
@@ -262,22 +271,29 @@ def prepare_run(config: TrainConfig) -> Run:
     Args:
         config: The configuration given.
 
+    Under ``torchrun`` every process checks everything, then waits for the others
+    (:func:`babyemo.distributed.barrier`) before rank 0 creates the folder; only rank 0
+    writes into it.
+
     Returns:
         The :class:`Run`, its folder created.
 
     Raises:
-        DataError, ConfigError, DeviceError, RegistryError, CheckpointError: See
-            :func:`babyemo.training.train`.
+        DataError, ConfigError, DeviceError, RegistryError, CheckpointError,
+            DistributedError: See :func:`babyemo.training.train`.
     """
-    device = resolve_device(config.device)
+    dist, device = distributed.start(config.device, timeout_s=config.dist_timeout)
     plan = resolve_precision(config.precision, device)
+    configure_backends(device)
     run_dir = run_folder(config)
     saved: dict[str, Any] | None = None
     if config.resume:
         saved = read_checkpoint_dict(run_dir / "last.pt")
         config = resumed_config(config, saved["train"], run_dir)
-        for stale_file in remove_stale_temps(run_dir):  # left by a killed (SIGKILL) run
+        for stale_file in remove_stale_temps(run_dir) if dist.is_main else ():
+            # left by a killed (SIGKILL) run
             log.info("Removed %s, a partial file of the interrupted run", stale_file.name)
+    lr = _distributed_lr(config, dist, device, saved)
     info = get_arch(config.arch)
     name = config.name or run_dir.resolve().name
     store.check_name_free(name, run_dir / "best.pt")
@@ -318,12 +334,17 @@ def prepare_run(config: TrainConfig) -> Run:
             init_info = init_from(model, init_ckpt, class_names, info)
     else:
         init_info = saved.get("train", {}).get("init")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    distributed.barrier("checking the run folder")  # every process checked it unchanged
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     model = model.to(device)
     if device.type in ("cpu", "cuda"):
         model = model.to(memory_format=torch.channels_last)
+    if dist.enabled and config.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
-    workers = config.num_workers if config.num_workers is not None else default_num_workers(device)
+    workers = (config.num_workers if config.num_workers is not None else default_num_workers(
+        device, processes=dist.local_world_size))
     faces = face_settings(config, manifest)
     crop = None
     if faces is not None:
@@ -331,7 +352,7 @@ def prepare_run(config: TrainConfig) -> Run:
 
         crop = CropSpec(margin=faces["margin"], align=faces["align"])
     cache_mode = resolve_cache_mode(config.cache, workers)
-    set_cpu_threads(device, workers)
+    set_cpu_threads(device, workers, processes=dist.local_world_size)
     train_ds = ManifestDataset(manifest, config.train_splits, class_names, spec,
                                train_transform(spec, config.augment),
                                cache=make_cache(cache_mode), crop=crop, augment=True)
@@ -354,11 +375,18 @@ def prepare_run(config: TrainConfig) -> Run:
     soft_loss = make_soft_loss(config, criterion, len(class_names))
     mix = BatchMix(config.mixup, config.cutmix) if config.mixup > 0 or config.cutmix > 0 else None
     ema = make_ema(config, model)
-    optimizer = make_optimizer(config, model)
+    optimizer = make_optimizer(config, model, lr)
     scheduler = make_scheduler(config, optimizer)
-    runner = Runner(compiled(model) if config.compile else model, device, plan, criterion,
-                    spec, soft_loss=soft_loss.to(device) if soft_loss is not None else None,
-                    mix=mix, ema=ema)
+    train_model: nn.Module = model
+    if dist.enabled:  # averages the gradients over the processes in backward
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    runner = Runner(compiled(train_model) if config.compile else train_model, device, plan,
+                    criterion, spec,
+                    soft_loss=soft_loss.to(device) if soft_loss is not None else None,
+                    mix=mix, ema=ema, module=model)
     provenance = {"config": config.to_dict(), "seed": config.seed,
                   "manifest": str(manifest.path.resolve()), "manifest_sha256": manifest.sha256(),
                   "dataset": manifest.name, "n_train": len(train_ds),
@@ -367,13 +395,48 @@ def prepare_run(config: TrainConfig) -> Run:
                   "n_train_without_face": train_ds.n_without_face, "init": init_info}
     if distill is not None:
         provenance["distill"] = distill.provenance(config)
+    if dist.enabled:
+        provenance["distributed"] = {"world_size": dist.world_size, "backend": dist.backend,
+                                     "global_batch": config.batch_size * dist.world_size,
+                                     "lr_scaling": config.lr_scaling.value, "lr": lr}
     return Run(config=config, arch=info, arch_kwargs=arch_kwargs, device=device, plan=plan,
                run_dir=run_dir, name=name, manifest=manifest, manifest_source=choice.source,
                class_names=class_names, spec=spec, faces=faces, model=model,
                train_ds=train_ds, val_ds=val_ds, optimizer=optimizer, scheduler=scheduler,
                runner=runner, provenance=provenance, saved=saved,
                fit_ds=distill.dataset if distill is not None else train_ds, ema=ema,
-               distill=distill)
+               distill=distill, dist=dist)
+
+
+def _distributed_lr(config: TrainConfig, dist: distributed.DistContext,
+                    device: torch.device, saved: dict[str, Any] | None) -> float:
+    """The learning rate of a run's processes; in a distributed run, logged as its first
+    line with the global batch (``--batch-size`` is per process).
+
+    Raises:
+        ConfigError: ``--teacher`` or ``--sync-bn`` on the CPU in a distributed run.
+    """
+    if not dist.enabled:
+        return config.lr
+    if config.teacher:
+        raise ConfigError("--teacher is not supported in a distributed run yet.",
+                          "distil with one process (drop torchrun / --nproc)")
+    if config.sync_bn and device.type != "cuda":
+        raise ConfigError("--sync-bn needs GPUs: torch.nn.SyncBatchNorm does not run on the "
+                          "CPU.", "drop --sync-bn, or train with --device cuda")
+    scale = distributed.lr_scale(config.lr_scaling, dist.world_size)
+    lr = config.lr * scale
+    log.info("Distributed: %d processes (%s, %s), global batch %d = %d x %d per process, "
+             "lr %g = %g x %g (--lr-scaling %s)%s", dist.world_size, dist.backend,
+             device.type, config.batch_size * dist.world_size, dist.world_size,
+             config.batch_size, lr, config.lr, scale, config.lr_scaling.value,
+             ", SyncBatchNorm" if config.sync_bn else "")
+    if saved is not None:
+        before = int((saved["train"].get("distributed") or {}).get("world_size", 1))
+        if before != dist.world_size:
+            log.info("Resuming with %d processes (the run had %d): the optimizer's state and "
+                     "learning-rate schedule continue as saved.", dist.world_size, before)
+    return lr
 
 
 def _existing_file(value: str | None) -> Path | None:
