@@ -10,6 +10,9 @@ CUDA, Gloo on the CPU), and joins the process group with a timeout, so a peer th
 or hangs ends the others with a :class:`~babyemo.errors.DistributedError` instead of a
 hang. Without those variables (or with ``WORLD_SIZE=1``) nothing is started and every
 helper here is a no-op for a single process, so the same code runs both ways.
+
+Importing this module does not import torch (the CLI reads :func:`context_from_env`
+before it loads anything heavy); the functions that need it import it.
 """
 
 from __future__ import annotations
@@ -20,13 +23,13 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from babyemo.config import LRScaling
-from babyemo.devices import resolve_device
 from babyemo.errors import DistributedError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +125,10 @@ def process_device(spec: str, ctx: DistContext) -> torch.device:
             processes on this machine.
         DeviceError: CUDA asked for but not available.
     """
+    import torch
+
+    from babyemo.devices import resolve_device
+
     spec = (spec or "auto").strip().lower()
     if spec not in ("auto", "cpu", "cuda"):
         raise DistributedError(f"--device {spec} cannot be used by {ctx.world_size} processes.",
@@ -160,11 +167,15 @@ def start(device: str = "auto", *, timeout_s: float = DEFAULT_TIMEOUT_S,
         DeviceError: The device is not available.
     """
     global _active, _owned
+    import torch
+    import torch.distributed as dist
+
+    from babyemo.devices import resolve_device
+
     ctx = context_from_env(environ)
     if not ctx.enabled:
         return _SINGLE, resolve_device(device)
     dev = process_device(device, ctx)
-    import torch.distributed as dist
 
     if dist.is_initialized():
         _active = DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(),
@@ -246,6 +257,8 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     Raises:
         DistributedError: A peer is gone or the timeout passed.
     """
+    import torch
+
     dtype = torch.float64 if values.is_floating_point() else torch.int64
     if not _active.enabled:
         return values.to(dtype)
@@ -267,6 +280,7 @@ def barrier(doing: str = "waiting for the other processes") -> None:
     """
     if not _active.enabled:
         return
+    import torch
     import torch.distributed as dist
 
     with errors_as_distributed(doing):
@@ -290,6 +304,23 @@ def broadcast_object(obj: Any, doing: str = "sharing a result of rank 0") -> Any
     with errors_as_distributed(doing):
         dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def all_gather_object(obj: Any, doing: str = "sharing results between the processes"
+                      ) -> list[Any]:
+    """Every process's ``obj`` (picklable), by rank; ``[obj]`` in one process.
+
+    Raises:
+        DistributedError: A peer is gone or the timeout passed.
+    """
+    if not _active.enabled:
+        return [obj]
+    import torch.distributed as dist
+
+    box: list[Any] = [None] * _active.world_size
+    with errors_as_distributed(doing):
+        dist.all_gather_object(box, obj)
+    return box
 
 
 def lr_scale(mode: LRScaling | str, world_size: int) -> float:

@@ -237,15 +237,19 @@ class Predictor:
         for result in self.predict_file_results(paths):
             yield from result.rows
 
-    def predict_file_results(self, paths: Sequence[Path]) -> Iterator[FileResult]:
+    def predict_file_results(self, paths: Sequence[Path], *,
+                             first_index: int = 0) -> Iterator[FileResult]:
         """Classify files in batches: one :class:`FileResult` per file, in input order.
 
+        ``first_index`` is the number of the first file in the names of saved crops
+        (``<index>_<stem>_face<k>.png``): a shard of a longer list passes the position of
+        its first file in that list, so its crops are named as one run names them.
         :attr:`detect_seconds` is also the sum over the results (kept for one release).
         """
         self.detect_seconds = 0.0
         dataset = FileDataset(paths, self.model.input_spec, self.model.transform,
                               self.face_detection)
-        index = 0
+        index = first_index
         for batch, probs in self._batches(dataset):
             row = 0
             for item in batch.items:
@@ -329,7 +333,8 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]] | FoundFiles,
                      predictor: Predictor, *,
                      csv_out: str | os.PathLike[str] | IO[str] | None = None,
                      json_out: str | os.PathLike[str] | IO[str] | None = None,
-                     recursive: bool = True, all_files: bool = False) -> PredictResult:
+                     recursive: bool = True, all_files: bool = False,
+                     first_index: int = 0) -> PredictResult:
     """Predict every image under ``inputs`` and write CSV and/or JSON.
 
     Args:
@@ -344,6 +349,8 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]] | FoundFiles,
         all_files: Inside folders, try every file, not only those whose names end like an
             image (:data:`~babyemo.data.loading.folders.IMAGE_SUFFIXES`). Files named in
             ``inputs`` are always tried.
+        first_index: Number of the first file in the names of saved crops (see
+            :meth:`Predictor.predict_file_results`; a shard's position in its list).
 
     Returns:
         The :class:`PredictResult`. Files are complete only when this returns: they are
@@ -391,7 +398,8 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]] | FoundFiles,
                                   with_top=predictor.min_confidence is not None,
                                   with_faces=predictor.face_detection is not None)
         bar = stack.enter_context(progress_bar("predicting", total=summary.n_files, unit="img"))
-        for result in _in_input_order(found, predictor.predict_file_results(files)):
+        for result in _in_input_order(found, predictor.predict_file_results(
+                files, first_index=first_index)):
             bar.advance()
             summary.detect_seconds += result.detect_seconds
             _count(result, summary, labels, errors, predictor.face_detection is not None)

@@ -42,7 +42,7 @@ def test_fp16_training_scales_the_loss_with_a_grad_scaler():
     stats = runner.train_epoch(loader, optimizer, "fp16")
     assert stats["n"] == 32 and torch.isfinite(torch.tensor(stats["train_loss"]))
     assert runner.scaler.get_scale() > 1  # the loss was scaled (65536 unless it overflowed)
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert "scale" in runner.scaler.state_dict()  # saved in last.pt for --resume
 
 

@@ -42,7 +42,8 @@ app.command("train", short_help="Train a model: checkpoints, resume, early stopp
             )(train_cmds.train_command)
 app.command("evaluate", short_help="Metrics, confusion matrix and calibration on a split."
             )(evaluate_cmds.evaluate_command)
-app.command("predict", short_help="Label the emotion in photos: files, folders -> CSV/JSON."
+app.command("predict", cls=predict_cmds.PredictGroup,  # + `predict merge`
+            short_help="Label the emotion in photos: files, folders -> CSV/JSON."
             )(predict_cmds.predict_command)
 app.command("calibrate", short_help="Fit temperature scaling on a held-out split."
             )(calibrate_cmds.calibrate_command)

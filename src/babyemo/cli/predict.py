@@ -1,21 +1,30 @@
-"""``babyemo predict``."""
+"""``babyemo predict`` and ``babyemo predict merge``.
+
+``predict`` is a command that also holds a subcommand (:class:`PredictGroup`): when its
+first argument is ``merge`` it runs :func:`merge_command`, else it predicts its arguments
+as it always did (a folder named ``merge`` is given as ``./merge``).
+"""
 
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from babyemo.cli._common import cli_errors, runtime_options, say, stderr, stdout
 from babyemo.config import Backend, NoFaceFallback
+from babyemo.distributed import DEFAULT_TIMEOUT_S
+from babyemo.prediction_shards import Shard
 from babyemo.runtime import PREDICT_BATCH_SIZE, Runtime
 
 if TYPE_CHECKING:
     from babyemo.data.loading.folders import FoundFiles
     from babyemo.prediction import Predictor, PredictResult
+    from babyemo.prediction_shards import DistributedPredictResult
 
 
 FALLBACK_METAVAR = "<whole_image|error>"
@@ -36,6 +45,23 @@ def parse_no_face_fallback(value: str | NoFaceFallback) -> NoFaceFallback:
         return NoFaceFallback(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not one of 'whole_image', 'error'.") from None
+
+
+def parse_shard(value: str | Shard) -> Shard:
+    """``--shard``'s value: ``I/N``, the 0-based index ``I`` of ``N`` parts.
+
+    Raises:
+        typer.BadParameter: Not ``I/N``, ``N`` < 1 or ``I`` outside ``0..N-1`` (a usage
+            error, exit 2).
+    """
+    if isinstance(value, Shard):
+        return value
+    from babyemo.errors import ConfigError
+
+    try:
+        return Shard.parse(value)
+    except ConfigError as e:
+        raise typer.BadParameter(f"{e.message} ({e.hint})" if e.hint else e.message) from None
 
 
 @cli_errors
@@ -71,21 +97,49 @@ def predict_command(
                                          help="Label rows whose top probability is below P "
                                          "(0-1) 'uncertain'; the most probable class goes "
                                          "to a top_class column."),
+    shard: Shard = typer.Option(None, "--shard", parser=parse_shard, metavar="I/N",
+                                help="Predict only part I (0-based) of N: the list of "
+                                "files found is cut into N contiguous parts whose sizes "
+                                "differ by at most 1. Writes --csv/--json (a file, not "
+                                "stdout) and beside it <file>.shard.json; run I = 0 ... N-1 "
+                                "with the same inputs and options, then `babyemo predict "
+                                "merge`. Not under torchrun, which shards by itself."),
+    dist_timeout: float = typer.Option(DEFAULT_TIMEOUT_S, "--dist-timeout", min=1,
+                                       metavar="SECONDS", help="Under torchrun: how long a "
+                                       "process waits for the others before the run fails."),
     runtime: Runtime = None,
 ) -> None:
     """Predict the emotion of every image in files/folders (CSV: path, label, confidence,
-    prob_<class>..., face, error, error_detail)."""
+    prob_<class>..., face, error, error_detail).
+
+    Folders are walked in a fixed order (entries sorted by name, a folder's files before
+    its sub-folders), so a run can be split: --shard I/N on N machines or runs, then
+    `babyemo predict merge OUT.csv PART.csv...` joins the parts into the file one run
+    would have written. Under torchrun (e.g. torchrun --nproc-per-node 4 -m babyemo
+    predict PHOTOS --csv OUT.csv) each process predicts its part on its own GPU and rank 0
+    writes OUT.csv. A folder named merge is given as ./merge.
+    """
     import sys
     import time
+
+    from babyemo.distributed import context_from_env
+    from babyemo.errors import ConfigError
+    from babyemo.prediction_shards import shard_outputs
 
     csv_stdout = csv_out == "-" or (csv_out is None and json_out is None)
     json_stdout = json_out == "-"
     to_stdout = csv_stdout or json_stdout
     if csv_stdout and json_stdout:
-        from babyemo.errors import ConfigError
-
         raise ConfigError("--csv and --json both write to stdout (-).",
                           "write one of them to a file")
+    world = context_from_env().world_size
+    if world > 1 and shard is not None:
+        raise ConfigError(f"--shard {shard} cannot be used under torchrun ({world} "
+                          "processes): each process predicts the part of its rank.",
+                          "leave out --shard, or run the shards without torchrun")
+    if shard is not None or world > 1:
+        shard_outputs(csv_out, json_out, "--shard" if shard is not None
+                      else "Prediction under torchrun")
     found = _check_arguments(inputs, recursive, all_files, None if csv_stdout else csv_out,
                              None if json_stdout else json_out, save_crops, checkpoint,
                              model, faces, runtime.onnx)
@@ -93,13 +147,28 @@ def predict_command(
 
     from babyemo.prediction import Predictor, predict_to_files  # imports torch: seconds
 
-    predictor = Predictor(checkpoint, model=model, runtime=runtime, faces=faces,
-                          no_face_fallback=no_face_fallback.value, save_crops=save_crops,
-                          min_confidence=min_confidence)
+    def new_predictor(rt: Runtime) -> Predictor:
+        return Predictor(checkpoint, model=model, runtime=rt, faces=faces,
+                         no_face_fallback=no_face_fallback.value, save_crops=save_crops,
+                         min_confidence=min_confidence)
+
+    if world > 1:
+        from babyemo.prediction_shards import predict_distributed
+
+        run = predict_distributed(found, new_predictor, runtime=runtime, csv_out=csv_out,
+                                  json_out=json_out, timeout_s=dist_timeout)
+        _report_distributed(run, runtime, strict)
+        return
+    predictor = new_predictor(runtime)
     load_seconds = time.perf_counter() - start
-    summary = predict_to_files(found, predictor,
-                               csv_out=sys.stdout if csv_stdout else csv_out,
-                               json_out=sys.stdout if json_stdout else json_out)
+    if shard is not None:
+        from babyemo.prediction_shards import predict_shard, sidecar_path
+
+        summary = predict_shard(found, predictor, shard, csv_out=csv_out, json_out=json_out)
+    else:
+        summary = predict_to_files(found, predictor,
+                                   csv_out=sys.stdout if csv_stdout else csv_out,
+                                   json_out=sys.stdout if json_stdout else json_out)
     report = stderr if to_stdout else stdout
     for line in summary_lines(summary, predictor, load_seconds):
         _say_wrapped(line, report)
@@ -109,10 +178,108 @@ def predict_command(
         say(f"csv: {csv_out}", report)
     if json_out and not json_stdout:
         say(f"json: {json_out}", report)
-    if strict and summary.n_errors:
-        stderr.print(f"[bold red]Error:[/bold red] {_n(summary.n_errors, 'file')} could not "
+    if shard is not None:
+        first, stop = shard.bounds(len(found.entries))
+        where = f"entries {first + 1:,}-{stop:,}" if stop > first else "no entry"
+        sidecars = ", ".join(str(sidecar_path(p)) for p in (csv_out, json_out) if p)
+        _say_wrapped(f"shard {shard}: {where} of {len(found.entries):,} (sidecar: "
+                     f"{sidecars}); join the {shard.count} parts with `babyemo predict "
+                     "merge`", report)
+    _fail_if_strict(strict, summary.n_errors)
+
+
+def _fail_if_strict(strict: bool, n_errors: int) -> None:
+    """With ``--strict``, exit 1 when files could not be read."""
+    if strict and n_errors:
+        stderr.print(f"[bold red]Error:[/bold red] {_n(n_errors, 'file')} could not "
                      "be read (--strict).")
         raise typer.Exit(1)
+
+
+def _report_distributed(run: DistributedPredictResult, runtime: Runtime, strict: bool) -> None:
+    """Rank 0 prints the summary of a torchrun run (the whole run's counts) and the files
+    it merged; the other processes print nothing."""
+    if not run.is_main:
+        return
+    for line in summary_lines(run.result, run.predictor):
+        _say_wrapped(line, stdout)
+    if runtime.backend is not Backend.torch:
+        say(f"backend: {run.predictor.model.engine.describe()}", stdout)
+    _say_wrapped(f"processes: {run.world_size} (torchrun), one part of the list each; "
+                 "rank 0 merged the parts", stdout)
+    for merged in run.merged:
+        say(f"{merged.format}: {merged.out}", stdout)
+    _fail_if_strict(strict, run.result.n_errors)
+
+
+@cli_errors
+def merge_command(
+    out: Path = typer.Argument(..., help="The merged file to write: CSV, or JSON when the "
+                               "parts are JSON."),
+    parts: list[Path] = typer.Argument(..., help="The outputs of "
+                                       "`babyemo predict --shard I/N`, I = 0 ... N-1, in any "
+                                       "order, each beside its <part>.shard.json."),
+) -> None:
+    """Join the parts of `babyemo predict --shard I/N` runs into the file one run would
+    have written, row for row.
+
+    Refused, before anything is written: a part without its .shard.json, parts of
+    different runs (inputs, N, model or format), a shard missing or given twice, a file
+    in two parts, a part lacking rows of some of its files.
+    """
+    from babyemo.prediction_shards import merge_shards
+
+    result = merge_shards(out, parts)
+    say(f"merged {_n(result.shards, 'shard')} ({_n(result.n_entries, 'file')}, "
+        f"{_n(result.n_rows, 'row')}) into {result.out}", stdout)
+
+
+_merge_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                         rich_markup_mode=None)
+_merge_app.command("merge", short_help="Join the CSVs of --shard I/N runs into one, checked."
+                   )(merge_command)
+
+
+class PredictGroup(TyperGroup):
+    """``babyemo predict``: the predict command, which also holds the subcommand
+    ``merge``.
+
+    When the first argument names a subcommand, it runs with the rest of the arguments;
+    otherwise the arguments are parsed and run as the predict command's own, as a plain
+    command parses them (options and paths in any order; a folder named ``merge`` is
+    given as ``./merge``). Its help shows the predict options, then the subcommands.
+    """
+
+    allow_extra_args = False
+    allow_interspersed_args = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_command(typer.main.get_command(_merge_app), "merge")
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        if args and args[0] in self.commands:
+            ctx.invoked_subcommand = args[0]
+            ctx.args = list(args[1:])
+            return ctx.args
+        return super(TyperGroup, self).parse_args(ctx, args)  # as a plain command
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        name = ctx.invoked_subcommand
+        if name is None:
+            return super(TyperGroup, self).invoke(ctx)  # the predict command
+        command = self.commands[name]
+        args, ctx.args = ctx.args, []
+        with ctx:
+            # named from the root's context: click would put the predict command's own
+            # arguments (INPUTS...) into the subcommand's usage line
+            sub = command.make_context(f"{ctx.info_name} {name}", args,
+                                       parent=ctx.parent or ctx)
+            with sub:
+                return sub.command.invoke(sub)
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        return super(TyperGroup, self).collect_usage_pieces(ctx)  # no COMMAND: optional
 
 
 def _check_arguments(inputs: list[Path], recursive: bool, all_files: bool,
