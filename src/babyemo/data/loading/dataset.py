@@ -310,44 +310,60 @@ class FileDataset(Dataset):
         try:
             if self.faces is None:
                 img = load_image(path, self.spec.channels, decode_size(self.spec))
-                item.size = img.size
-                item.entries.append(FaceEntry(self.transform(img)))
-                return item
-            img = load_image(path, 3)
+            else:
+                img = load_image(path, 3)
         except ImageError as e:
             item.error = e.code or FileErrorCode.UNREADABLE.value
             item.error_detail = e.message.replace(f"{path}: ", "", 1).removesuffix(".")
             return item
-        item.size = img.size
-        self._add_faces(img, item)
+        return add_regions(item, img, self.spec, self.transform, self.faces)
+
+
+def add_regions(item: FileItem, img: Any, spec: InputSpec, transform: Transform,
+                faces: FaceDetection | None) -> FileItem:
+    """Put the regions of a decoded image to classify into ``item``: the whole image
+    without ``faces``; else one entry per face found, or, when none is found, the whole
+    image or a ``no_face`` error (``faces.fallback``). Shared by photo files
+    (:class:`FileDataset`) and video frames.
+
+    Args:
+        item: The item to fill (its ``size``, ``entries``, ``error``, ``detect_seconds``).
+        img: The decoded, upright PIL image (RGB with ``faces``).
+        spec: The model input.
+        transform: PIL image -> ``(C, S, S) uint8`` model input.
+        faces: How faces are found, or ``None``.
+
+    Returns:
+        ``item``.
+    """
+    import time
+
+    from babyemo.faces import Face, crop_face, get_detector
+
+    item.size = img.size
+    if faces is None:
+        item.entries.append(FaceEntry(transform(img)))
         return item
-
-    def _add_faces(self, img: Any, item: FileItem) -> None:
-        import time
-
-        from babyemo.faces import Face, crop_face, get_detector
-
-        mode = self.faces
-        assert mode is not None
-        t0 = time.perf_counter()
-        found = get_detector(mode.detector).detect(img)
-        item.detect_seconds = time.perf_counter() - t0
-        if not found:
-            if NoFaceFallback(mode.fallback) is NoFaceFallback.error:
-                item.error = FileErrorCode.NO_FACE.value
-                item.error_detail = f"no face found (face detector {mode.detector})"
-                return
-            whole = Face(box=(0.0, 0.0, float(img.width), float(img.height)), score=float("nan"),
-                         landmarks=())
-            found, indices = [whole], [None]
-        else:
-            indices = list(range(len(found)))
-        for face, k in zip(found, indices, strict=True):
-            crop = (crop_face(img, face, mode.crop, out_size=decode_size(self.spec))
-                    if k is not None else img)
-            model_img = crop if self.spec.channels == 3 else crop.convert("L")
-            item.entries.append(FaceEntry(self.transform(model_img), face, k,
-                                          crop if mode.keep_crops and k is not None else None))
+    t0 = time.perf_counter()
+    found = get_detector(faces.detector).detect(img)
+    item.detect_seconds = time.perf_counter() - t0
+    if not found:
+        if NoFaceFallback(faces.fallback) is NoFaceFallback.error:
+            item.error = FileErrorCode.NO_FACE.value
+            item.error_detail = f"no face found (face detector {faces.detector})"
+            return item
+        whole = Face(box=(0.0, 0.0, float(img.width), float(img.height)), score=float("nan"),
+                     landmarks=())
+        found, indices = [whole], [None]
+    else:
+        indices = list(range(len(found)))
+    for face, k in zip(found, indices, strict=True):
+        crop = (crop_face(img, face, faces.crop, out_size=decode_size(spec))
+                if k is not None else img)
+        model_img = crop if spec.channels == 3 else crop.convert("L")
+        item.entries.append(FaceEntry(transform(model_img), face, k,
+                                      crop if faces.keep_crops and k is not None else None))
+    return item
 
 
 def collate_files(items: list[FileItem]) -> FileBatch:
