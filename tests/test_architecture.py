@@ -26,7 +26,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("babyemo.models", "babyemo.checkpoint", "babyemo.onnx_format")),
     ("training/inference", ("babyemo.training", "babyemo.inference", "babyemo.engines")),
     ("evaluation/prediction", ("babyemo.evaluation", "babyemo.prediction", "babyemo.rows",
-                               "babyemo.card", "babyemo.export", "babyemo.prediction_shards")),
+                               "babyemo.card", "babyemo.export", "babyemo.prediction_shards",
+                               "babyemo.video")),
     ("cli", ("babyemo.cli", "babyemo.__main__")),
 ]
 

@@ -63,6 +63,23 @@ class ImageError(DataError):
         super().__init__(message, hint)
 
 
+class VideoError(DataError):
+    """A video file, stream or camera cannot be opened, or gives no frame at all (a video
+    that ends early is not an error: its reader stops and records why).
+
+    Args:
+        message: ``"<source>: <reason>."``.
+        hint: What the user can do about it (optional).
+        code: The reason as a stable code, a value of
+            :class:`babyemo.data.loading.file_errors.FileErrorCode` (e.g. ``"corrupt"``), or
+            ``None`` when not known.
+    """
+
+    def __init__(self, message: str, hint: str | None = None, code: str | None = None) -> None:
+        self.code = code
+        super().__init__(message, hint)
+
+
 class DownloadError(BabyEmoError):
     """A download failed, or its checksum or archive was rejected."""
 

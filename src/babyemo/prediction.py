@@ -380,14 +380,7 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]] | FoundFiles,
                   inputs=[*found.files, getattr(getattr(predictor, "checkpoint", None), "path",
                                                 None)],
                   scanned=found.folders)
-    files = found.files
-    summary = PredictResult(n_files=len(files) + len(found.skipped),
-                             n_hidden_skipped=found.hidden,
-                             n_non_image_skipped=len(found.non_images),
-                             load_seconds=predictor.load_seconds,
-                             parallel_readers=predictor.parallel_readers)
-    labels: Counter[str] = Counter()
-    errors: Counter[str] = Counter()
+    summary = new_summary(found, predictor)
     with ExitStack() as stack:
         csv_stream = (None if csv_out is None else csv_out if hasattr(csv_out, "write")
                       else stack.enter_context(atomic_open(csv_out, "w", newline="")))
@@ -397,19 +390,45 @@ def predict_to_files(inputs: Iterable[str | os.PathLike[str]] | FoundFiles,
                                   json_stream=json_stream,
                                   with_top=predictor.min_confidence is not None,
                                   with_faces=predictor.face_detection is not None)
-        bar = stack.enter_context(progress_bar("predicting", total=summary.n_files, unit="img"))
+        for pred in photo_rows(found, predictor, summary, first_index=first_index):
+            writer.write(pred)
+        writer.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def new_summary(found: FoundFiles, predictor: Predictor) -> PredictResult:
+    """An empty :class:`PredictResult` for the files ``found``, before prediction."""
+    return PredictResult(n_files=len(found.files) + len(found.skipped),
+                         n_hidden_skipped=found.hidden,
+                         n_non_image_skipped=len(found.non_images),
+                         load_seconds=predictor.load_seconds,
+                         parallel_readers=predictor.parallel_readers)
+
+
+def photo_rows(found: FoundFiles, predictor: Predictor, summary: PredictResult, *,
+               first_index: int = 0) -> Iterator[Prediction]:
+    """The rows of the files found, in input order (error rows of the entries that are not
+    files where they were found), with a progress bar; counts them into ``summary``
+    (labels, errors, faces, detection time) as they are consumed.
+
+    Args:
+        found: What :func:`~babyemo.data.loading.folders.find_input_files` found.
+        predictor: The model.
+        summary: Counts to update (see :func:`new_summary`).
+        first_index: Number of the first file in the names of saved crops.
+    """
+    labels: Counter[str] = Counter(summary.label_counts)
+    errors: Counter[str] = Counter(summary.error_counts)
+    with progress_bar("predicting", total=len(found.entries), unit="img") as bar:
         for result in _in_input_order(found, predictor.predict_file_results(
-                files, first_index=first_index)):
+                found.files, first_index=first_index)):
             bar.advance()
             summary.detect_seconds += result.detect_seconds
             _count(result, summary, labels, errors, predictor.face_detection is not None)
-            for pred in result.rows:
-                writer.write(pred)
-        writer.close()
-    summary.label_counts = dict(sorted(labels.items()))
-    summary.error_counts = dict(sorted(errors.items()))
-    summary.seconds = time.perf_counter() - start
-    return summary
+            yield from result.rows
+            summary.label_counts = dict(sorted(labels.items()))
+            summary.error_counts = dict(sorted(errors.items()))
 
 
 def _in_input_order(found: FoundFiles, results: Iterator[FileResult]) -> Iterator[FileResult]:

@@ -88,6 +88,8 @@ class PredictionWriter:
         with_faces: Add the face columns.
         extra_columns: More columns after ``error_detail``, e.g. ``fold`` in a folds run's
             ``oof.csv``; each row's values come with :meth:`write`.
+        lead_columns: More columns right after ``path``, e.g. ``frame, time_s, track_id``
+            of video rows; values as for ``extra_columns``.
 
     Call :meth:`close` once the rows are written (it ends the JSON list).
     """
@@ -95,9 +97,10 @@ class PredictionWriter:
     def __init__(self, class_names: Sequence[str], *, csv_stream: IO[str] | None = None,
                  json_stream: IO[str] | None = None, with_true: bool = False,
                  with_top: bool = False, with_faces: bool = False,
-                 extra_columns: Sequence[str] = ()) -> None:
+                 extra_columns: Sequence[str] = (), lead_columns: Sequence[str] = ()) -> None:
         self.class_names = list(class_names)
         self.extra_columns = list(extra_columns)
+        self.lead_columns = list(lead_columns)
         self.with_true, self.with_top, self.with_faces = with_true, with_top, with_faces
         self._csv = csv.writer(csv_stream) if csv_stream is not None else None
         self._json = json_stream
@@ -110,7 +113,8 @@ class PredictionWriter:
     @property
     def header(self) -> list[str]:
         """The CSV columns."""
-        return ["path", *(["true"] if self.with_true else []), "label", "confidence",
+        return ["path", *self.lead_columns, *(["true"] if self.with_true else []), "label",
+                "confidence",
                 *(["top_class"] if self.with_top else []),
                 *[f"prob_{c}" for c in self.class_names],
                 *(FACE_COLUMNS if self.with_faces else []), "face", "error", "error_detail",
@@ -119,14 +123,18 @@ class PredictionWriter:
     def write(self, pred: Prediction, true: str | None = None,
               extra: Mapping[str, Any] | None = None) -> None:
         """Write one row (``true``: the labelled class, with ``with_true``; ``extra``: the
-        values of the ``extra_columns``, a missing one empty)."""
+        values of the ``lead_columns`` and ``extra_columns``, a missing one empty)."""
+        lead = [(extra or {}).get(c) for c in self.lead_columns]
         more = [(extra or {}).get(c) for c in self.extra_columns]
         if self._csv is not None:
-            self._csv.writerow(self._cells(pred, true)
-                               + ["" if v is None else str(v) for v in more])
+            cells = self._cells(pred, true)
+            self._csv.writerow(cells[:1] + ["" if v is None else str(v) for v in lead]
+                               + cells[1:] + ["" if v is None else str(v) for v in more])
         if self._json is not None:
-            record = {**self._record(pred, true), **dict(zip(self.extra_columns, more,
-                                                             strict=True))}
+            record = self._record(pred, true)
+            record = {"path": record.pop("path"),
+                      **dict(zip(self.lead_columns, lead, strict=True)), **record,
+                      **dict(zip(self.extra_columns, more, strict=True))}
             self._json.write(("," if self._n else "") + "\n  "
                              + json.dumps(record, ensure_ascii=False))
         self._n += 1

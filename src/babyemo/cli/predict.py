@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from babyemo.data.loading.folders import FoundFiles
     from babyemo.prediction import Predictor, PredictResult
     from babyemo.prediction_shards import DistributedPredictResult
+    from babyemo.video.inputs import MediaInputs
+    from babyemo.video.predict import MediaResult, VideoOptions, VideoRun
 
 
 FALLBACK_METAVAR = "<whole_image|error>"
@@ -67,7 +69,8 @@ def parse_shard(value: str | Shard) -> Shard:
 @cli_errors
 @runtime_options(batch_size=PREDICT_BATCH_SIZE)
 def predict_command(
-    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders."),
+    inputs: list[str] = typer.Argument(None, help="Image and video files, folders, stream "
+                                       "URLs (rtsp://, http(s)://)."),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="A .pt file."),
     model: str = typer.Option(None, "--model", help="A trained model name (default: the "
                               "registry's default model)."),
@@ -107,10 +110,34 @@ def predict_command(
     dist_timeout: float = typer.Option(DEFAULT_TIMEOUT_S, "--dist-timeout", min=1,
                                        metavar="SECONDS", help="Under torchrun: how long a "
                                        "process waits for the others before the run fails."),
+    fps: str = typer.Option("5", "--fps", metavar="F|all", help="Videos: frames analysed "
+                            "per second of video time, or all."),
+    camera: int = typer.Option(None, "--camera", min=0, metavar="N", help="Also read camera "
+                               "N (0: the first) until Ctrl-C or --duration."),
+    duration: float = typer.Option(None, "--duration", min=0.001, metavar="SECONDS",
+                                   help="Videos: stop after this much video (live sources: "
+                                   "wall time)."),
+    smooth: float = typer.Option(1.0, "--smooth", min=0, metavar="SECONDS",
+                                 help="Videos: moving average of each face track's "
+                                 "probabilities over this window (0: none)."),
+    min_episode: float = typer.Option(1.0, "--min-episode", min=0, metavar="SECONDS",
+                                      help="Videos: shortest episode (a run of one label)."),
+    episodes_out: Path = typer.Option(None, "--episodes", metavar="FILE",
+                                      help="Videos: the episodes CSV (default: episodes.csv "
+                                      "beside --csv)."),
+    plot: Path = typer.Option(None, "--plot", metavar="FILE.png", help="Videos: a timeline "
+                              "of each face track's probabilities with its episodes."),
     runtime: Runtime = None,
 ) -> None:
     """Predict the emotion of every image in files/folders (CSV: path, label, confidence,
-    prob_<class>..., face, error, error_detail).
+    prob_<class>..., face, error, error_detail), and over time in videos.
+
+    Videos (mp4, mov, avi, mkv, webm... named or found in folders), stream URLs and
+    --camera N are sampled at --fps frames per second of video time; each face is
+    followed as a track. The CSV then has one row per face per sampled frame (path,
+    frame, time_s, track_id, label, confidence, prob_<class>..., box..., face, error,
+    error_detail, raw_label; labels smoothed over --smooth seconds), and the episodes
+    (runs of one label lasting at least --min-episode seconds) go to --episodes.
 
     Folders are walked in a fixed order (entries sorted by name, a folder's files before
     its sub-folders), so a run can be split: --shard I/N on N machines or runs, then
@@ -140,9 +167,23 @@ def predict_command(
     if shard is not None or world > 1:
         shard_outputs(csv_out, json_out, "--shard" if shard is not None
                       else "Prediction under torchrun")
-    found = _check_arguments(inputs, recursive, all_files, None if csv_stdout else csv_out,
-                             None if json_stdout else json_out, save_crops, checkpoint,
-                             model, faces, runtime.onnx)
+    from babyemo.video.inputs import find_media
+
+    media = find_media(inputs or [], camera=camera, recursive=recursive, all_files=all_files)
+    found = media.found
+    video_outputs = {}
+    if media.has_video:
+        if shard is not None or world > 1:
+            raise ConfigError("Videos are predicted in one process (no --shard, no torchrun).",
+                              "predict the photos and the videos in separate runs")
+        if episodes_out is None and csv_out and not csv_stdout:
+            episodes_out = Path(csv_out).with_name("episodes.csv")
+        video_outputs = {"--episodes": episodes_out, "--plot": plot}
+    _check_arguments(found, None if csv_stdout else csv_out, None if json_stdout else json_out,
+                     save_crops, checkpoint, model, faces, runtime.onnx,
+                     more_outputs=video_outputs,
+                     more_inputs=[s for s in media.sources if isinstance(s, str)])
+    options = _video_options(fps, duration, smooth, min_episode) if media.has_video else None
     start = time.perf_counter()
 
     from babyemo.prediction import Predictor, predict_to_files  # imports torch: seconds
@@ -161,6 +202,15 @@ def predict_command(
         return
     predictor = new_predictor(runtime)
     load_seconds = time.perf_counter() - start
+    if media.has_video:
+        done = _predict_media(media, predictor, options,
+                              csv_out=sys.stdout if csv_stdout else csv_out,
+                              json_out=sys.stdout if json_stdout else json_out,
+                              episodes_out=episodes_out, plot=plot, load_seconds=load_seconds,
+                              report=stderr if to_stdout else stdout)
+        _fail_if_strict(strict, done.photos.n_errors + sum(
+            1 for v in done.videos if v.error is not None))
+        return
     if shard is not None:
         from babyemo.prediction_shards import predict_shard, sidecar_path
 
@@ -186,6 +236,86 @@ def predict_command(
                      f"{sidecars}); join the {shard.count} parts with `babyemo predict "
                      "merge`", report)
     _fail_if_strict(strict, summary.n_errors)
+
+
+def _video_options(fps: str, duration: float | None, smooth: float,
+                   min_episode: float) -> VideoOptions:
+    """The :class:`~babyemo.video.predict.VideoOptions` of the command line.
+
+    Raises:
+        typer.BadParameter: ``--fps`` is neither a number > 0 nor ``all``.
+    """
+    from babyemo.errors import ConfigError
+    from babyemo.video.predict import VideoOptions
+
+    value = fps.strip().lower()
+    try:
+        rate = None if value == "all" else float(value)
+        return VideoOptions(fps=rate, duration_s=duration, smooth_s=smooth,
+                            min_episode_s=min_episode)
+    except (ValueError, ConfigError):
+        raise typer.BadParameter(f"{fps!r} is not a number > 0 or 'all'.",
+                                 param_hint="--fps") from None
+
+
+def _predict_media(media: MediaInputs, predictor: Predictor, options: VideoOptions, *,
+                   csv_out: Any, json_out: Any, episodes_out: Path | None,
+                   plot: Path | None, load_seconds: float, report: Console) -> MediaResult:
+    """Photos and videos into one CSV/JSON, a progress bar in video time (the current
+    label of each track on it), then the summary."""
+    from babyemo.progress import progress_bar
+    from babyemo.video.predict import predict_media_to_files
+
+    state: dict[str, Any] = {}
+
+    def on_frame(run: VideoRun, time_s: float) -> None:
+        bar = state.get("bar")
+        if bar is None or state.get("run") is not run:
+            if bar is not None:
+                state["context"].__exit__(None, None, None)
+            total = run.info.duration_s if run.info is not None else None
+            state["context"] = progress_bar(f"{Path(run.source).name} (video s)", total, "s")
+            state["bar"], state["run"], state["t"] = state["context"].__enter__(), run, 0.0
+            bar = state["bar"]
+        bar.advance(max(0.0, time_s - state["t"]))
+        state["t"] = time_s
+        if run.info is not None and run.info.live:  # the current label of each face
+            bar.update(description=f"{run.source} {time_s:.0f} s: " + ", ".join(
+                f"track {t} {label} {p:.2f}" for t, (label, p) in sorted(run.current.items()))
+                or "no face")
+
+    try:
+        done = predict_media_to_files(media.found, media.sources, predictor, options,
+                                      csv_out=csv_out, json_out=json_out,
+                                      episodes_out=episodes_out, plot_out=plot,
+                                      on_frame=on_frame)
+    finally:
+        if "context" in state:
+            state["context"].__exit__(None, None, None)
+    if media.found.entries:
+        for line in summary_lines(done.photos, predictor, load_seconds):
+            _say_wrapped(line, report)
+    for v in done.videos:
+        rate = "every frame" if options.fps is None else f"{options.fps:g} frames/s"
+        tracks = len({e.track_id for e in v.episodes})
+        what = (f"video {v.source}: {_n(v.frames, 'frame')} analysed ({rate}), "
+                f"{v.video_s:.1f} s of video in {v.seconds:.1f} s "
+                f"({v.realtime_factor:.1f}x real time), {_n(v.faces, 'face row')}, "
+                f"{_n(v.no_face_frames, 'frame')} without a face, "
+                f"{_n(len(v.episodes), 'episode')} in {_n(tracks, 'track')}")
+        if v.error:
+            what += f"; error: {v.error}"
+        if v.stopped:
+            what += "; stopped by Ctrl-C"
+        _say_wrapped(what, report)
+    for label, out in (("csv", csv_out), ("json", json_out)):
+        if out is not None and not hasattr(out, "write"):
+            say(f"{label}: {out}", report)
+    if done.episodes_out is not None:
+        say(f"episodes: {done.episodes_out} ({_n(done.n_episodes, 'episode')})", report)
+    for p in done.plots:
+        say(f"timeline: {p}", report)
+    return done
 
 
 def _fail_if_strict(strict: bool, n_errors: int) -> None:
@@ -282,13 +412,14 @@ class PredictGroup(TyperGroup):
         return super(TyperGroup, self).collect_usage_pieces(ctx)  # no COMMAND: optional
 
 
-def _check_arguments(inputs: list[Path], recursive: bool, all_files: bool,
-                     csv_out: str | None, json_out: str | None, save_crops: Path | None,
-                     checkpoint: Path | None, model: str | None, faces: str,
-                     onnx: Path | None = None) -> FoundFiles:
+def _check_arguments(found: FoundFiles, csv_out: str | None, json_out: str | None,
+                     save_crops: Path | None, checkpoint: Path | None, model: str | None,
+                     faces: str, onnx: Path | None = None, *,
+                     more_outputs: dict[str, Path | None] | None = None,
+                     more_inputs: list[str] | None = None) -> None:
     """What can be checked without loading torch, the model or the face detector: the
-    inputs exist and hold files, the outputs can be written and replace none of the
-    inputs, the model and detector names are known. Returns the files found.
+    outputs can be written and replace none of the inputs (the files ``found``, the
+    videos), the model and detector names are known.
 
     Raises:
         DataError: See :func:`~babyemo.data.loading.folders.collect_input_files`.
@@ -296,22 +427,22 @@ def _check_arguments(inputs: list[Path], recursive: bool, all_files: bool,
         RegistryError: Unknown model or face detector name, or no model at all.
         CheckpointError: The checkpoint file does not exist.
     """
-    from babyemo.data.loading.folders import check_outputs, collect_input_files
+    from babyemo.data.loading.folders import check_outputs
     from babyemo.errors import CheckpointError, unknown_name
     from babyemo.faces.registry import list_detectors
     from babyemo.models.store import resolve_checkpoint
 
-    found = collect_input_files(inputs, recursive=recursive, all_files=all_files)
     path = resolve_checkpoint(checkpoint, model)
-    check_outputs({"--csv": csv_out, "--json": json_out}, {"--save-crops": save_crops},
-                  inputs=[*found.files, path, onnx], scanned=found.folders)
+    check_outputs({"--csv": csv_out, "--json": json_out, **(more_outputs or {})},
+                  {"--save-crops": save_crops},
+                  inputs=[*found.files, *(more_inputs or []), path, onnx],
+                  scanned=found.folders)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint not found: {path}",
                               "pass a .pt file written by `babyemo train`")
     detectors = [d.name for d in list_detectors()]
     if faces not in ("auto", "none", *detectors):
         raise unknown_name("face detector", faces, ["auto", *detectors])
-    return found
 
 
 def _n(count: int, word: str, plural: str | None = None) -> str:

@@ -106,9 +106,21 @@ class YuNetDetector(TimedDetector):
         self.top_k, self.max_side = int(top_k), int(max_side)
         cv2 = import_cv2()
         self.model_path = model_path(model_file)
-        self._lock = threading.Lock()
-        self._net = _create(cv2, str(self.model_path), self.score_threshold,
-                            self.nms_threshold, self.top_k)
+        # one OpenCV network per thread: FaceDetectorYN keeps its input size and buffers,
+        # so a shared one would serialise the parallel readers behind a lock
+        self._local = threading.local()
+        self._local.net = _create(cv2, str(self.model_path), self.score_threshold,
+                                  self.nms_threshold, self.top_k)  # fails here, not later
+
+    @property
+    def _net(self) -> Any:
+        """This thread's ``cv2.FaceDetectorYN`` (created on first use in the thread)."""
+        net = getattr(self._local, "net", None)
+        if net is None:
+            net = self._local.net = _create(import_cv2(), str(self.model_path),
+                                            self.score_threshold, self.nms_threshold,
+                                            self.top_k)
+        return net
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -142,9 +154,9 @@ class YuNetDetector(TimedDetector):
         if size != (width, height):
             rgb = rgb.resize(size, PILImage.Resampling.BILINEAR, reducing_gap=3.0)
         bgr = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[:, :, ::-1])
-        with self._lock:
-            self._net.setInputSize(size)
-            _, rows = self._net.detect(bgr)
+        net = self._net
+        net.setInputSize(size)
+        _, rows = net.detect(bgr)
         sx, sy = width / size[0], height / size[1]
         faces = [] if rows is None else [_to_face(row, sx, sy) for row in rows]
         faces = sort_faces([f for f in faces if f is not None])

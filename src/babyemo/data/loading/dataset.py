@@ -226,12 +226,16 @@ class FaceDetection:
             (default): a photo without a face is classified whole; ``"error"``: it is a
             row with ``error=no_face`` (``"full"``: old name of ``"whole_image"``).
         keep_crops: Also return the crops as PIL images (for ``--save-crops``).
+        options: Keyword options of the detector
+            (:func:`babyemo.faces.get_detector`), e.g. ``{"second_pass": False}`` for
+            video frames.
     """
 
     detector: str
     crop: Any
     fallback: str = NoFaceFallback.whole_image.value
     keep_crops: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -345,7 +349,7 @@ def add_regions(item: FileItem, img: Any, spec: InputSpec, transform: Transform,
         item.entries.append(FaceEntry(transform(img)))
         return item
     t0 = time.perf_counter()
-    found = get_detector(faces.detector).detect(img)
+    found = get_detector(faces.detector, **faces.options).detect(img)
     item.detect_seconds = time.perf_counter() - t0
     if not found:
         if NoFaceFallback(faces.fallback) is NoFaceFallback.error:

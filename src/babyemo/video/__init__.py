@@ -1,0 +1,2 @@
+"""Infant video: frames read from a recording or a live camera, face tracks, episodes and a
+timeline (issue 17)."""
