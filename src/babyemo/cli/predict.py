@@ -243,19 +243,29 @@ def _video_options(fps: str, duration: float | None, smooth: float,
     """The :class:`~babyemo.video.predict.VideoOptions` of the command line.
 
     Raises:
-        typer.BadParameter: ``--fps`` is neither a number > 0 nor ``all``.
+        typer.BadParameter: ``--fps`` is neither a number > 0 nor ``all``, or
+            ``--duration``, ``--smooth`` or ``--min-episode`` is not finite (``inf``,
+            ``nan``); each error names its option.
     """
+    import math
+
     from babyemo.errors import ConfigError
     from babyemo.video.predict import VideoOptions
 
     value = fps.strip().lower()
     try:
         rate = None if value == "all" else float(value)
-        return VideoOptions(fps=rate, duration_s=duration, smooth_s=smooth,
-                            min_episode_s=min_episode)
+        VideoOptions(fps=rate)
     except (ValueError, ConfigError):
         raise typer.BadParameter(f"{fps!r} is not a number > 0 or 'all'.",
                                  param_hint="--fps") from None
+    for option, seconds in (("--duration", duration), ("--smooth", smooth),
+                            ("--min-episode", min_episode)):
+        if seconds is not None and not math.isfinite(seconds):
+            raise typer.BadParameter(f"{seconds!r} is not a finite number of seconds.",
+                                     param_hint=option)
+    return VideoOptions(fps=rate, duration_s=duration, smooth_s=smooth,
+                        min_episode_s=min_episode)
 
 
 def _predict_media(media: MediaInputs, predictor: Predictor, options: VideoOptions, *,

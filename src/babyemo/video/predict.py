@@ -10,6 +10,9 @@ calling thread links the faces into tracks (:class:`~babyemo.video.tracks.IoUTra
 smooths each track's calibrated probabilities (:class:`~babyemo.video.episodes.
 TrackSmoother`) and closes episodes (:class:`~babyemo.video.episodes.EpisodeBuilder`).
 Rows are yielded as they are made, so memory stays flat in the video's length.
+
+Importing this module does not import torch (:class:`VideoOptions` is checked by the
+CLI before the model loads); :func:`predict_video` imports it.
 """
 
 from __future__ import annotations
@@ -25,20 +28,19 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from babyemo.config import NoFaceFallback
-from babyemo.data.loading.dataset import FaceDetection, FileItem, add_regions
 from babyemo.data.loading.file_errors import FileErrorCode
-from babyemo.devices import map_in_readers
 from babyemo.errors import ConfigError, VideoError
 from babyemo.parallel import prefetch
 from babyemo.rows import FACE_DETECTED, FACE_WHOLE_IMAGE, UNCERTAIN, Prediction
 from babyemo.video.episodes import EpisodeBuilder, TrackSmoother
-from babyemo.video.reader import Frame, VideoInfo, open_video
+from babyemo.video.reader import Frame, VideoInfo, _redact, is_stream, open_video
 from babyemo.video.timeline import TimelineRecorder
 from babyemo.video.tracks import IoUTracker
 
 if TYPE_CHECKING:
     import torch
 
+    from babyemo.data.loading.dataset import FileItem
     from babyemo.data.loading.folders import FoundFiles
     from babyemo.prediction import Predictor
     from babyemo.video.episodes import Episode
@@ -69,9 +71,10 @@ class VideoOptions:
         iou_threshold: Least box overlap (IoU) that links a face to a track.
         detect_max_side: Longest side, in pixels, frames are scaled down to for face
             detection (detectors with a ``max_side`` option, e.g. ``yunet``; ``None``: the
-            detector's default, 640 for yunet). 480 finds the faces of the test videos
-            as 640 does (120 vs 118 of 135 frames at 720p before the second pass) in
-            16 instead of 39 ms per frame on one core (``docs/video.md``).
+            detector's default, 640 for yunet). Measured on a 720p test video of infant
+            photos (135 frames, 2 cores): YuNet's first pass found a face in 118 frames at
+            384 px and at 640 px (120 at 480, 93 at 320), in 12 ms instead of 26 ms per
+            frame; the second pass finds the rest either way.
     """
 
     fps: float | None = 5.0
@@ -85,11 +88,13 @@ class VideoOptions:
     def __post_init__(self) -> None:
         for name, value, ok in (
                 ("fps", self.fps, self.fps is None or (math.isfinite(self.fps) and self.fps > 0)),
-                ("duration_s", self.duration_s, self.duration_s is None or self.duration_s > 0),
+                ("duration_s", self.duration_s, self.duration_s is None
+                 or (math.isfinite(self.duration_s) and self.duration_s > 0)),
                 ("smooth_s", self.smooth_s, math.isfinite(self.smooth_s) and self.smooth_s >= 0),
                 ("min_episode_s", self.min_episode_s,
                  math.isfinite(self.min_episode_s) and self.min_episode_s >= 0),
-                ("max_gap_s", self.max_gap_s, self.max_gap_s > 0),
+                ("max_gap_s", self.max_gap_s,
+                 math.isfinite(self.max_gap_s) and self.max_gap_s > 0),
                 ("iou_threshold", self.iou_threshold, 0 < self.iou_threshold <= 1)):
             if not ok:
                 raise ConfigError(f"The video option '{name}' got {value!r}.",
@@ -121,9 +126,10 @@ class FrameRow:
 
     def columns(self) -> dict[str, Any]:
         """Values of :data:`VIDEO_LEAD_COLUMNS` and :data:`VIDEO_EXTRA_COLUMNS` (for
-        :meth:`babyemo.rows.PredictionWriter.write`)."""
+        :meth:`babyemo.rows.PredictionWriter.write`): numbers stay numbers (JSON), the
+        time rounded to the millisecond."""
         return {"frame": self.frame,
-                "time_s": None if self.time_s is None else f"{self.time_s:.3f}",
+                "time_s": None if self.time_s is None else round(self.time_s, 3),
                 "track_id": self.track_id, "raw_label": self.raw_label or None}
 
 
@@ -177,7 +183,13 @@ class VideoRun:
 
 
 def _source_name(source: str | os.PathLike[str] | int) -> str:
-    return f"camera:{source}" if isinstance(source, int) else os.fspath(source)
+    """How a source is named in rows, episodes, plots and messages: ``camera:N``, the
+    file path as given, or the URL with the password of its user part shown as ``***``
+    (as :attr:`~babyemo.video.reader.VideoInfo.source`)."""
+    if isinstance(source, int):
+        return f"camera:{source}"
+    name = os.fspath(source)
+    return _redact(name) if is_stream(name) else name
 
 
 def predict_video(source: str | os.PathLike[str] | int, predictor: Predictor,
@@ -217,6 +229,9 @@ def predict_video(source: str | os.PathLike[str] | int, predictor: Predictor,
         ConfigError: Bad options.
         MissingDependencyError: OpenCV is not installed.
     """
+    from babyemo.data.loading.dataset import FaceDetection, FileItem, add_regions
+    from babyemo.devices import map_in_readers
+
     opts = options or VideoOptions()
     run = run if run is not None else VideoRun(_source_name(source))
     start = time.perf_counter()
@@ -424,7 +439,6 @@ def predict_media_to_files(found: FoundFiles, sources: Sequence[str | os.PathLik
     from babyemo.prediction import new_summary, photo_rows
     from babyemo.rows import PredictionWriter
     from babyemo.video.episodes import EpisodeWriter
-    from babyemo.video.reader import is_stream
     from babyemo.video.timeline import plot_timeline
 
     start = time.perf_counter()
