@@ -20,6 +20,11 @@ def set_quiet(quiet: bool) -> None:
     _quiet = quiet
 
 
+def quiet() -> bool:
+    """True after ``set_quiet(True)`` (``babyemo --quiet``): no progress and no live lines."""
+    return _quiet
+
+
 def enabled() -> bool:
     """True when progress bars are drawn (stderr is a TTY and not quiet)."""
     return not _quiet and sys.stderr.isatty()

@@ -287,6 +287,19 @@ def test_camera_runs_for_duration_in_wall_time(model, camera, tmp_path):
     assert "video camera:0: " in text and "; error" not in text and "Ctrl-C" not in text
 
 
+def test_a_live_source_says_each_tracks_label_on_stderr_once_a_second(model, camera, tmp_path):
+    """Without a terminal there is no progress bar: a live source prints the current label
+    of each track at most once per second of wall time (not per frame), unless --quiet."""
+    out = tmp_path / "o.csv"
+    result = _predict("--camera", "0", "--duration", "1.5", "--checkpoint", model, "--csv", out)
+    live = [line for line in result.stderr.splitlines() if line.startswith("camera:0 ")]
+    assert 1 <= len(live) <= 2 and len(_rows(out)) >= 5
+    assert all("track 1 " in line for line in live)
+    quiet = runner.invoke(app, ["-q", "predict", "--camera", "0", "--duration", "0.5",
+                                "--checkpoint", str(model), "--csv", str(tmp_path / "q.csv")])
+    assert quiet.exit_code == 0 and "camera:0 " not in quiet.stderr
+
+
 def test_ctrl_c_ends_a_camera_and_keeps_its_rows(model, camera, tmp_path, monkeypatch):
     """Ctrl-C (KeyboardInterrupt in the main thread, here from the tracker) ends a live
     source normally: the rows so far, the episodes and exit 0."""

@@ -273,7 +273,8 @@ def _predict_media(media: MediaInputs, predictor: Predictor, options: VideoOptio
                    plot: Path | None, load_seconds: float, report: Console) -> MediaResult:
     """Photos and videos into one CSV/JSON, a progress bar in video time (the current
     label of each track on it), then the summary."""
-    from babyemo.progress import progress_bar
+    from babyemo.progress import enabled as progress_enabled
+    from babyemo.progress import progress_bar, quiet
     from babyemo.video.predict import predict_media_to_files
 
     state: dict[str, Any] = {}
@@ -284,15 +285,22 @@ def _predict_media(media: MediaInputs, predictor: Predictor, options: VideoOptio
             if bar is not None:
                 state["context"].__exit__(None, None, None)
             total = run.info.duration_s if run.info is not None else None
-            state["context"] = progress_bar(f"{Path(run.source).name} (video s)", total, "s")
+            state["context"] = progress_bar(Path(run.source).name, total, "s of video")
             state["bar"], state["run"], state["t"] = state["context"].__enter__(), run, 0.0
+            state["said"] = -1.0
             bar = state["bar"]
         bar.advance(max(0.0, time_s - state["t"]))
         state["t"] = time_s
-        if run.info is not None and run.info.live:  # the current label of each face
-            bar.update(description=f"{run.source} {time_s:.0f} s: " + ", ".join(
-                f"track {t} {label} {p:.2f}" for t, (label, p) in sorted(run.current.items()))
-                or "no face")
+        rate = f"{run.frames / run.seconds:.0f} frames/s" if run.seconds > 0 else ""
+        if run.info is None or not run.info.live:
+            bar.update(description=f"{Path(run.source).name} {rate}")
+            return
+        faces = ", ".join(f"track {t} {label} {p:.2f}"
+                          for t, (label, p) in sorted(run.current.items())) or "no face"
+        bar.update(description=f"{run.source} {time_s:.0f} s: {faces}")
+        if not progress_enabled() and not quiet() and time_s - state["said"] >= 1.0:
+            state["said"] = time_s  # no bar (not a terminal): a line a second
+            stderr.print(f"{run.source} {time_s:.0f} s: {faces}")
 
     try:
         done = predict_media_to_files(media.found, media.sources, predictor, options,

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from babyemo.data.loading.folders import FoundFiles, collect_input_files, find_input_files
+from babyemo.data.loading import folders
+from babyemo.data.loading.folders import FoundFiles
 from babyemo.video.reader import is_stream, is_video
 
 
@@ -47,13 +48,8 @@ def find_media(inputs: Sequence[str | os.PathLike[str]], *, camera: int | None =
             :func:`~babyemo.data.loading.folders.collect_input_files`).
     """
     paths = [Path(i) for i in inputs if not is_stream(str(i))]
-    found = FoundFiles()
-    if paths:
-        try:
-            found = find_input_files(paths, recursive=recursive, all_files=all_files)
-        except FileNotFoundError:
-            collect_input_files(paths, recursive=recursive, all_files=all_files)  # raises
-            raise
+    found = (folders.collect_input_files(paths, recursive=recursive, all_files=all_files,
+                                         allow_empty=True) if paths else FoundFiles())
     videos = [p for p in found.entries if isinstance(p, Path) and is_video(p)]
     videos += [p for p in found.non_images if is_video(p)]
     if videos:
@@ -65,7 +61,7 @@ def find_media(inputs: Sequence[str | os.PathLike[str]], *, camera: int | None =
     if camera is not None:
         sources.append(camera)
     if not sources:
-        return MediaInputs(collect_input_files(paths, recursive=recursive, all_files=all_files))
+        folders.check_found(found, paths)
     return MediaInputs(found, sources)
 
 

@@ -268,7 +268,7 @@ def find_input_files(inputs: Iterable[str | os.PathLike[str]], recursive: bool =
 
 
 def collect_input_files(inputs: Iterable[str | os.PathLike[str]], *, recursive: bool = True,
-                        all_files: bool = False) -> FoundFiles:
+                        all_files: bool = False, allow_empty: bool = False) -> FoundFiles:
     """:func:`find_input_files` for a command: its inputs must exist and hold something.
 
     Cheap (no image is opened), so a command can check its inputs before loading a model.
@@ -277,9 +277,13 @@ def collect_input_files(inputs: Iterable[str | os.PathLike[str]], *, recursive: 
         inputs: Files and folders.
         recursive: Search sub-folders.
         all_files: Inside folders, keep files whatever their names end with.
+        allow_empty: Return what was found even when it holds nothing to read (a caller
+            that takes some of the other files, e.g. videos, and calls
+            :func:`check_found` itself).
 
     Returns:
-        The :class:`FoundFiles`; it holds at least one file or error entry.
+        The :class:`FoundFiles`; it holds at least one file or error entry (unless
+        ``allow_empty``).
 
     Raises:
         DataError: An input does not exist, or the inputs hold no file to read (an empty
@@ -291,6 +295,18 @@ def collect_input_files(inputs: Iterable[str | os.PathLike[str]], *, recursive: 
     except FileNotFoundError as e:
         raise DataError(f"No such file or folder: {printable_name(str(e.filename))}",
                         "check the path") from None
+    if not allow_empty:
+        check_found(found, inputs)
+    return found
+
+
+def check_found(found: FoundFiles, inputs: Iterable[str | os.PathLike[str]]) -> None:
+    """Refuse inputs that hold no file to read.
+
+    Raises:
+        DataError: ``found`` has no file and no error entry (an empty folder, or one
+            holding only hidden and non-image files); the message says what was skipped.
+    """
     if not found.files and not found.skipped:
         where = ", ".join(printable_name(str(p)) for p in inputs) or "(no input)"
         skipped = []
@@ -304,7 +320,6 @@ def collect_input_files(inputs: Iterable[str | os.PathLike[str]], *, recursive: 
                         "give image files or folders that hold some"
                         + ("; --all-files tries files of any name" if found.non_images
                            else ""))
-    return found
 
 
 def _unwritable(folder: Path) -> str | None:
