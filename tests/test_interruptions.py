@@ -64,8 +64,9 @@ _CHILD = textwrap.dedent('''
                     yield batch
                     if i == 0:
                         park()
-        def loader(dataset, config, device, *, shuffle, epoch_seed=0):
-            dl = real_loader(dataset, config, device, shuffle=shuffle, epoch_seed=epoch_seed)
+        def loader(dataset, config, device, *, shuffle, epoch_seed=0, **kwargs):
+            dl = real_loader(dataset, config, device, shuffle=shuffle, epoch_seed=epoch_seed,
+                             **kwargs)
             return Parking(dl) if shuffle and epoch_seed == config.seed + 2 else dl
         tr.make_loader = loader
     elif hook == "stall-writing-last-pt-of-epoch-2":  # half of last.pt's bytes written
@@ -84,8 +85,8 @@ _CHILD = textwrap.dedent('''
     elif hook == "park-mid-predict":  # two files' rows written into the temporary CSV
         from babyemo.prediction import Predictor
         real_predict = Predictor.predict_file_results
-        def predict_file_results(self, files):
-            for i, result in enumerate(real_predict(self, files)):
+        def predict_file_results(self, files, **kwargs):
+            for i, result in enumerate(real_predict(self, files, **kwargs)):
                 if i == 2:
                     park(go=sentinel + ".go")
                 yield result
@@ -350,8 +351,8 @@ def test_prediction_csv_is_absent_when_the_run_fails_midway(tmp_path, tiny_arch,
     predictor = Predictor(ckpt, runtime=Runtime(device="cpu", precision="fp32", workers=0))
     real = predictor.predict_file_results
 
-    def failing(files):
-        for i, result in enumerate(real(files)):
+    def failing(files, **kwargs):
+        for i, result in enumerate(real(files, **kwargs)):
             if i == 4:
                 raise KeyboardInterrupt
             yield result

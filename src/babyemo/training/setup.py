@@ -416,6 +416,12 @@ def _distributed_lr(config: TrainConfig, dist: distributed.DistContext,
     Raises:
         ConfigError: ``--teacher`` or ``--sync-bn`` on the CPU in a distributed run.
     """
+    if saved is not None:
+        before = int((saved["train"].get("distributed") or {}).get("world_size", 1))
+        if before != dist.world_size:
+            log.info("Resuming with %d process%s (the run had %d): the optimizer's state and "
+                     "learning-rate schedule continue as saved.", dist.world_size,
+                     "es" if dist.world_size != 1 else "", before)
     if not dist.enabled:
         return config.lr
     if config.teacher:
@@ -431,11 +437,6 @@ def _distributed_lr(config: TrainConfig, dist: distributed.DistContext,
              device.type, config.batch_size * dist.world_size, dist.world_size,
              config.batch_size, lr, config.lr, scale, config.lr_scaling.value,
              ", SyncBatchNorm" if config.sync_bn else "")
-    if saved is not None:
-        before = int((saved["train"].get("distributed") or {}).get("world_size", 1))
-        if before != dist.world_size:
-            log.info("Resuming with %d processes (the run had %d): the optimizer's state and "
-                     "learning-rate schedule continue as saved.", dist.world_size, before)
     return lr
 
 
