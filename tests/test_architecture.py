@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("evaluation/prediction", ("babyemo.evaluation", "babyemo.prediction", "babyemo.rows",
                                "babyemo.card", "babyemo.export", "babyemo.prediction_shards",
                                "babyemo.video")),
+    ("serve", ("babyemo.serve",)),
     ("cli", ("babyemo.cli", "babyemo.__main__")),
 ]
 

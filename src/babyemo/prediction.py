@@ -38,7 +38,10 @@ from babyemo.data.loading.dataset import (
     FaceEntry,
     FileBatch,
     FileDataset,
+    FileItem,
+    add_regions,
     collate_files,
+    decode_size,
 )
 from babyemo.data.loading.file_errors import FileErrorCode
 from babyemo.data.loading.folders import (
@@ -48,7 +51,8 @@ from babyemo.data.loading.folders import (
     check_outputs,
     collect_input_files,
 )
-from babyemo.errors import ConfigError
+from babyemo.data.loading.images import load_image
+from babyemo.errors import ConfigError, ImageError
 from babyemo.fs import atomic_open, atomic_write_bytes
 from babyemo.inference import InferenceModel
 from babyemo.models import store
@@ -251,18 +255,61 @@ class Predictor:
                               self.face_detection)
         index = first_index
         for batch, probs in self._batches(dataset):
-            row = 0
-            for item in batch.items:
-                result = FileResult(item.path, [], item.detect_seconds)
-                self.detect_seconds += item.detect_seconds
-                if item.error is not None:
-                    result.rows.append(Prediction(str(item.path), "", float("nan"), (),
-                                                  item.error, error_detail=item.error_detail))
-                for entry in item.entries:
-                    result.rows.append(self._row(item.path, entry, probs[row], index))
-                    row += 1
+            for result in self.item_results(batch.items, probs, first_index=index):
+                self.detect_seconds += result.detect_seconds
                 index += 1
                 yield result
+
+    def read_image(self, name: str, data: bytes) -> FileItem:
+        """Decode an image from its bytes (e.g. an upload: no file is read or written) and
+        find its regions to classify, exactly as :meth:`predict_file_results` does for a
+        file (same decoding, face detection and preprocessing).
+
+        Args:
+            name: The name of its rows' ``path`` (never opened).
+            data: The image file's bytes.
+
+        Returns:
+            The :class:`~babyemo.data.loading.dataset.FileItem`: its entries' ``(C, S, S)
+            uint8`` model inputs, its ``size`` (upright pixels), or its ``error`` and
+            ``error_detail`` (a bad image is an error, never an exception).
+        """
+        spec = self.model.input_spec
+        path = Path(name)
+        item = FileItem(path)
+        try:
+            img = (load_image(path, spec.channels, decode_size(spec), data=data)
+                   if self.face_detection is None else load_image(path, 3, data=data))
+        except ImageError as e:
+            item.error = e.code or FileErrorCode.UNREADABLE.value
+            item.error_detail = e.message.replace(f"{path}: ", "", 1).removesuffix(".")
+            return item
+        return add_regions(item, img, spec, self.model.transform, self.face_detection)
+
+    def item_results(self, items: Sequence[FileItem], probs: torch.Tensor | None, *,
+                     first_index: int = 0) -> list[FileResult]:
+        """The :class:`FileResult` of each item (from :class:`FileDataset` or
+        :meth:`read_image`), in order, given the probabilities of their entries.
+
+        Args:
+            items: The items; their entries in order are the rows of ``probs``.
+            probs: ``(M, K) float32`` probabilities of every entry of every item (see
+                :meth:`predict_tensor` of :func:`~babyemo.data.loading.dataset.collate_files`'s
+                images), or ``None`` when no item has an entry.
+            first_index: Number of the first item in the names of saved crops.
+        """
+        results, row = [], 0
+        for index, item in enumerate(items, first_index):
+            result = FileResult(item.path, [], item.detect_seconds)
+            if item.error is not None:
+                result.rows.append(Prediction(str(item.path), "", float("nan"), (),
+                                              item.error, error_detail=item.error_detail))
+            for entry in item.entries:
+                assert probs is not None
+                result.rows.append(self._row(item.path, entry, probs[row], index))
+                row += 1
+            results.append(result)
+        return results
 
     def _row(self, path: Path, entry: FaceEntry, p: torch.Tensor, index: int) -> Prediction:
         """The row of one classified region (``p``: its ``(K,)`` probabilities)."""

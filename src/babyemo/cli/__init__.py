@@ -21,6 +21,7 @@ from babyemo.cli import evaluate as evaluate_cmds
 from babyemo.cli import export as export_cmds
 from babyemo.cli import models as models_cmds
 from babyemo.cli import predict as predict_cmds
+from babyemo.cli import serve as serve_cmds
 from babyemo.cli import train as train_cmds
 from babyemo.cli._common import run_cli
 
@@ -51,6 +52,8 @@ app.command("export", short_help="Export a checkpoint to ONNX (needs babyemo[onn
             )(export_cmds.export_command)
 app.command("compare", short_help="Compare two models' predictions: paired bootstrap CI."
             )(compare_cmds.compare_command)
+app.command("serve", short_help="Web page + HTTP API on this machine (babyemo[serve])."
+            )(serve_cmds.serve_command)
 
 
 def _version(value: bool) -> None:

@@ -183,10 +183,12 @@ def _text_kind(head: bytes) -> str | None:
     return "text" if decoded and printable >= 0.95 * len(decoded) else None
 
 
-def _unidentified_reason(path: Path) -> tuple[FileErrorCode, str, str | None]:
-    """Code, reason and hint for a file Pillow does not recognise."""
+def _unidentified_reason(path: Path, data: bytes | None = None
+                         ) -> tuple[FileErrorCode, str, str | None]:
+    """Code, reason and hint for a file Pillow does not recognise (from ``data`` when
+    given: the file is not read)."""
     try:
-        head = _head(path, _HEAD_BYTES)
+        head = _head(path, _HEAD_BYTES) if data is None else data[:_HEAD_BYTES]
     except OSError as e:
         return os_error_code(e), os_error_reason(e), None
     if not head:
@@ -215,8 +217,8 @@ def _unidentified_reason(path: Path) -> tuple[FileErrorCode, str, str | None]:
         return (unsupported, "AVIF image, which this Pillow cannot read (Pillow >= 11.3 "
                 "reads AVIF)", "pip install -U pillow, or convert the photos to JPEG")
     if fmt is not None:
-        if _cut_short(path, head):
-            return FileErrorCode.TRUNCATED, _truncated(path, fmt), None
+        if _cut_short(path, head, data):
+            return FileErrorCode.TRUNCATED, _truncated(path, fmt, data), None
         return (FileErrorCode.CORRUPT, f"damaged {fmt} file: its header cannot be read",
                 None)
     return FileErrorCode.NOT_AN_IMAGE, "not an image (unknown format, or a damaged header)", None
@@ -231,24 +233,25 @@ def _pillow_reads(feature: str) -> bool:
         return False
 
 
-def _cut_short(path: Path, head: bytes) -> bool:
+def _cut_short(path: Path, head: bytes, data: bytes | None = None) -> bool:
     """True when the file is shorter than its own structure says (the RIFF size of a WebP,
-    the box sizes of an ISO-BMFF file: AVIF, HEIC), or too short to hold any header."""
+    the box sizes of an ISO-BMFF file: AVIF, HEIC), or too short to hold any header
+    (``data``: the file's bytes, when given the file is not read)."""
     try:
-        size = path.stat().st_size
+        size = path.stat().st_size if data is None else len(data)
         if head[:4] == b"RIFF" and len(head) >= 8:
             return int.from_bytes(head[4:8], "little") + 8 > size
         if len(head) >= 8 and head[4:8] == b"ftyp":
-            return _boxes_end(path, size) > size
+            return _boxes_end(path, size, data) > size
     except OSError:
         return False
     return size < 64
 
 
-def _boxes_end(path: Path, size: int) -> int:
+def _boxes_end(path: Path, size: int, data: bytes | None = None) -> int:
     """Where the top-level boxes of an ISO-BMFF file say it ends (at most ``size + 1``)."""
     offset = 0
-    with open(path, "rb") as f:
+    with open(path, "rb") if data is None else io.BytesIO(data) as f:
         while offset < size:
             f.seek(offset)
             header = f.read(16)
@@ -267,10 +270,10 @@ def _boxes_end(path: Path, size: int) -> int:
     return offset
 
 
-def _truncated(path: Path, fmt: str | None) -> str:
+def _truncated(path: Path, fmt: str | None, data: bytes | None = None) -> str:
     """The reason of a file that ends before its image data does."""
     try:
-        size = f"only {path.stat().st_size:,} bytes; "
+        size = f"only {path.stat().st_size if data is None else len(data):,} bytes; "
     except OSError:
         size = ""
     what = f"{fmt} file" if fmt else "file"
@@ -304,7 +307,7 @@ def _open(path: Path, data: bytes | None = None) -> Image.Image:
     except ImageError:
         raise
     except UnidentifiedImageError as e:
-        code, reason, hint = _unidentified_reason(path)
+        code, reason, hint = _unidentified_reason(path, data)
         raise _error(path, code, reason, hint) from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         found = re.search(r"\((\d+) pixels\)", str(e))
@@ -315,9 +318,9 @@ def _open(path: Path, data: bytes | None = None) -> Image.Image:
     except OSError as e:
         if e.filename is not None or e.errno is not None:
             raise _os_error(path, e) from e
-        raise _decode_error(path, e, None) from e
+        raise _decode_error(path, e, None, data) from e
     except Exception as e:  # any decoder failure is the file's fault, never the run's
-        raise _decode_error(path, e, None) from e
+        raise _decode_error(path, e, None, data) from e
 
 
 _PILLOW_GENERIC = ("broken data stream when reading image file", "could not create decoder "
@@ -325,18 +328,19 @@ _PILLOW_GENERIC = ("broken data stream when reading image file", "could not crea
 """Pillow messages that say nothing more than "the decoder failed" (left out of reasons)."""
 
 
-def _decode_error(path: Path, error: BaseException, fmt: str | None) -> ImageError:
+def _decode_error(path: Path, error: BaseException, fmt: str | None,
+                  data: bytes | None = None) -> ImageError:
     """The :class:`ImageError` of a decoder failure: ``truncated`` when the file ends before
     its image data does (Pillow's "image file is truncated (N bytes not processed)", or a
     WebP shorter than its header says), else ``corrupt``, in words rather than Pillow's."""
     text = str(error).strip().rstrip(".") or type(error).__name__
     try:
-        head = _head(path, _HEAD_BYTES)
+        head = _head(path, _HEAD_BYTES) if data is None else data[:_HEAD_BYTES]
     except OSError:
         head = b""
     fmt = fmt or _known_format(head)
-    if "truncated" in text.lower() or (head and _cut_short(path, head)):
-        return _error(path, FileErrorCode.TRUNCATED, _truncated(path, fmt))
+    if "truncated" in text.lower() or (head and _cut_short(path, head, data)):
+        return _error(path, FileErrorCode.TRUNCATED, _truncated(path, fmt, data))
     what = f"{fmt} image data" if fmt else "image data"
     detail = "" if text.lower().startswith(_PILLOW_GENERIC) else f" ({text})"
     return _error(path, FileErrorCode.CORRUPT, f"damaged {what}: the decoder failed{detail}")
@@ -450,9 +454,9 @@ def load_image(
     except OSError as e:
         if e.errno is not None:  # the file became unreadable while decoding
             raise _os_error(path, e) from e
-        raise _decode_error(path, e, fmt) from e
+        raise _decode_error(path, e, fmt, data) from e
     except MemoryError as e:
         raise _error(path, FileErrorCode.TOO_LARGE, "too large to decode: out of memory",
                      "free memory, or downscale the image") from e
     except Exception as e:  # any decoder failure is the file's fault, never the run's
-        raise _decode_error(path, e, fmt) from e
+        raise _decode_error(path, e, fmt, data) from e
