@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from babyemo.cli import app
 from babyemo.video.episodes import EPISODE_COLUMNS
 from tests.conftest import SHARED_MODELS, make_checkpoint, make_image, run_cli_in_subprocess
-from tests.video.clips import write_numbered
+from tests.video.clips import fake_camera, write_numbered
 from tests.video.fakes import patch_colour_model, write_colour_video
 
 runner = CliRunner()
@@ -251,29 +251,7 @@ def test_a_stream_url_is_read_and_its_password_is_written_nowhere(model, clip, s
 @pytest.fixture
 def camera(tmp_path, monkeypatch):
     """A fake camera 0: a 3 s numbered clip delivered at 30 frames/s, with no length."""
-    import time
-
-    import cv2
-
-    clip = write_numbered(tmp_path / "cam.mp4", 90, 30.0)
-    real = cv2.VideoCapture
-
-    class FakeCamera:
-        def __init__(self, index, *args):
-            assert index == 0
-            self.cap = real(str(clip), cv2.CAP_FFMPEG)
-
-        def grab(self):
-            time.sleep(1 / 30)
-            return self.cap.grab()
-
-        def get(self, prop):
-            return -1.0 if prop == cv2.CAP_PROP_FRAME_COUNT else self.cap.get(prop)
-
-        def __getattr__(self, name):
-            return getattr(self.cap, name)
-
-    monkeypatch.setattr(cv2, "VideoCapture", FakeCamera)
+    fake_camera(monkeypatch, write_numbered(tmp_path / "cam.mp4", 90, 30.0))
 
 
 def test_camera_runs_for_duration_in_wall_time(model, camera, tmp_path):

@@ -162,3 +162,28 @@ def media_timescale(path: Path) -> int:
     buf = path.read_bytes()
     _, offset, header, _ = _find(buf, "mdhd")
     return struct.unpack(">I", buf[offset + header + 12:offset + header + 16])[0]
+
+
+def fake_camera(monkeypatch, clip: Path, fps: float = 30.0) -> None:
+    """Make camera 0 a live source: ``cv2.VideoCapture(0)`` plays ``clip``, one frame per
+    ``1 / fps`` seconds of wall time, with no known length (as a camera reports)."""
+    import time
+
+    real = cv2.VideoCapture
+
+    class FakeCamera:
+        def __init__(self, index, *args):
+            assert index == 0
+            self.cap = real(str(clip), cv2.CAP_FFMPEG)
+
+        def grab(self):
+            time.sleep(1 / fps)
+            return self.cap.grab()
+
+        def get(self, prop):
+            return -1.0 if prop == cv2.CAP_PROP_FRAME_COUNT else self.cap.get(prop)
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCamera)

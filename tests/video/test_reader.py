@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from babyemo.video.reader import (
     open_video,
 )
 from tests.video.clips import (
+    fake_camera,
     media_timescale,
     quadrant_frame,
     read_number,
@@ -304,27 +304,7 @@ def test_odd_file_names(tmp_path, clip30, monkeypatch):
 
 def test_live_camera_is_timed_by_the_wall_clock(tmp_path, monkeypatch):
     """A fake camera 0: a 15-frame clip delivered at 30 frames/s with no length."""
-    import cv2
-
-    clip = write_numbered(tmp_path / "cam.mp4", 15, 30.0)
-    real = cv2.VideoCapture
-
-    class FakeCamera:
-        def __init__(self, index, *args):
-            assert index == 0
-            self.cap = real(str(clip), cv2.CAP_FFMPEG)
-
-        def grab(self):
-            time.sleep(1 / 30)
-            return self.cap.grab()
-
-        def get(self, prop):
-            return -1.0 if prop == cv2.CAP_PROP_FRAME_COUNT else self.cap.get(prop)
-
-        def __getattr__(self, name):
-            return getattr(self.cap, name)
-
-    monkeypatch.setattr(cv2, "VideoCapture", FakeCamera)
+    fake_camera(monkeypatch, write_numbered(tmp_path / "cam.mp4", 15, 30.0))
     with open_video(0) as video:
         assert video.info.source == "camera:0" and video.info.live
         assert video.info.frame_count is None and video.info.duration_s is None
