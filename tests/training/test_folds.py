@@ -236,3 +236,87 @@ def test_folds_on_a_real_infant_subset(infant_dir, tiny_arch, tmp_path):
                                                                       manifest.rows)
     assert 0 <= result.ci["macro_f1"][0] <= result.metrics["macro_f1"] <= result.ci[
         "macro_f1"][1] <= 1
+
+
+def _exclusions(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label"])
+        writer.writerows(rows)
+    return path
+
+
+def test_exclude_train_leaves_images_out_of_training_but_scores_them(tmp_path, tiny_arch):
+    """Issue 19: the same folds with and without exclusions; excluded images are held out
+    and predicted by their own fold, never trained on by another."""
+    from babyemo.evaluation.crossval import train_folds
+    from babyemo.training.folds import assign_folds
+
+    manifest_path = _dataset(tmp_path)
+    manifest = read_manifest(manifest_path)
+    non_test = [r for r in manifest.rows if r.split != "test"]
+    excluded = [non_test[0].path, non_test[-1].path]
+    review = _exclusions(tmp_path / "review.csv", [(excluded[0], "exclude"),
+                                                   (non_test[1].path, non_test[1].label),
+                                                   (excluded[1], "exclude")])
+    out = tmp_path / "cv"
+    result = train_folds(_config(manifest_path, tiny_arch, out), 2, exclude_train=review)
+
+    plan = json.loads((out / "folds.json").read_text())
+    fold_per_row, _ = assign_folds(manifest, 2, 0)  # the folds a run without exclusions gets
+    assert plan["fold_of"] == {r.path: k for r, k in zip(manifest.rows, fold_per_row,
+                                                         strict=True) if k is not None}
+    assert plan["exclude_train"] == excluded  # manifest order; the relabel row is not one
+    assert plan["exclude_source"]["path"] == str(review.resolve())
+    for k in (1, 2):
+        rows = {r.path: r.split for r in read_manifest(out / "manifests" / f"fold-{k}").rows}
+        for p in excluded:
+            if plan["fold_of"][p] == k:
+                assert rows[p] == "val"  # held out by its own fold
+            else:
+                assert p not in rows  # never trained on
+        trained = json.loads((out / f"fold-{k}" / "config.json").read_text())
+        n_val = sum(1 for r in non_test if plan["fold_of"][r.path] == k)
+        n_out = sum(1 for p in excluded if plan["fold_of"][p] != k)
+        assert (trained["n_train"], trained["n_val"]) == (len(non_test) - n_val - n_out, n_val)
+    with open(out / "oof.csv", newline="") as f:
+        assert [r["path"] for r in csv.DictReader(f)] == [r.path for r in non_test]
+    cv = json.loads((out / "cv.json").read_text())
+    assert cv["exclude_train"] == 2 == result.exclude_train and cv["n"] == len(non_test)
+
+    other = _exclusions(tmp_path / "other.csv", [(non_test[2].path, "exclude")])
+    with pytest.raises(ConfigError, match="not the exclusion file"):
+        train_folds(_config(manifest_path, tiny_arch, out, resume=True), 2, exclude_train=other)
+
+
+def test_bad_exclusion_files_are_refused_before_training(tmp_path):
+    from babyemo.errors import DataError
+    from babyemo.training.folds import read_exclusions
+
+    manifest = read_manifest(_dataset(tmp_path))
+    test_row = next(r for r in manifest.rows if r.split == "test")
+    train_row = next(r for r in manifest.rows if r.split == "train")
+    plain = tmp_path / "plain.csv"  # a path column only: every listed row
+    plain.write_text(f"path\n{train_row.path}\n")
+    assert read_exclusions(plain, manifest)[0] == [train_row.path]
+    cases = {"test image": [(test_row.path, "exclude")],
+             "not in": [("nowhere/x.png", "exclude")],
+             "excludes nothing": [(train_row.path, "happy")]}
+    for match, rows in cases.items():
+        with pytest.raises(DataError, match=match):
+            read_exclusions(_exclusions(tmp_path / "bad.csv", rows), manifest)
+    (tmp_path / "nopath.csv").write_text("file,label\na.png,exclude\n")
+    with pytest.raises(DataError, match="no path column"):
+        read_exclusions(tmp_path / "nopath.csv", manifest)
+    with pytest.raises(DataError, match="Cannot read"):
+        read_exclusions(tmp_path / "missing.csv", manifest)
+
+
+def test_exclude_train_needs_folds_on_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from babyemo.cli import app
+
+    review = _exclusions(tmp_path / "review.csv", [("a.png", "exclude")])
+    result = CliRunner().invoke(app, ["train", "--exclude-train", str(review)])
+    assert result.exit_code == 2 and "data relabel" in result.output

@@ -414,3 +414,118 @@ def metadata_command(
             table.add_row(escape(label or "(top folder)"), str(c["n"]), str(c["stock"]),
                           f"{c['stock'] / c['n']:.0%}")
         stdout.print(table)
+
+
+@app.command("audit", short_help="Find images whose label is probably wrong (cleanlab).")
+@cli_errors
+def audit_command(
+    manifest: Annotated[Path | None, typer.Argument(
+        help="manifest.csv or its folder (default: the one the --folds-run was made on, "
+             "else the last prepared).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Output folder: label_issues.csv, audit.json, a contact sheet per "
+                      "class (and folds/, the fold models, when trained here).")] = None,
+    folds_run: Annotated[Path | None, typer.Option(
+        "--folds-run", help="Folder of a finished `babyemo train --folds K --out DIR` run "
+                            "on this manifest: its out-of-fold probabilities are audited "
+                            "(no training).")] = None,
+    folds: Annotated[int, typer.Option(
+        "--folds", metavar="K", min=2, help="Without --folds-run: K fold models are "
+                                            "trained first, into OUT/folds.")] = 5,
+    arch: Annotated[str | None, typer.Option(
+        "--arch", help="Their architecture (default: the default recipe's).")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", min=1, help="Their epochs (default: 10, a quick version of the default "
+                                "recipe).")] = None,
+    image_size: Annotated[int | None, typer.Option(
+        "--image-size", help="Their input side in pixels (default: the arch's).")] = None,
+    init: Annotated[str | None, typer.Option(
+        "--init", help="Their initialisation (as `train --init`; use none on the dataset "
+                       "the packaged init was trained on, FER-2013).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda...")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the folds.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the fold models in OUT/folds.")] = False,
+    top: Annotated[int, typer.Option(
+        "--top", min=1, help="Suspects shown per class in the contact sheets.")] = 24,
+) -> None:
+    """Rank the non-test images by how likely their label is wrong (confident learning).
+
+    Out-of-fold probabilities of every non-test image (from --folds-run, or from K quick
+    fold models trained here), then cleanlab's find_label_issues (Northcutt et al. 2021),
+    ranked by self-confidence. Writes label_issues.csv (path, split, given_label,
+    suggested_label, quality, rank, issue, conflict_group: duplicate groups with
+    conflicting labels, as `data inspect` finds them), audit.json and a contact sheet per
+    class of the top suspects. Nothing is changed: review the CSV (add a label column:
+    a class, exclude, or empty) and apply it with `babyemo data relabel`. Test images are
+    never audited. Needs `pip install 'babyemo[audit]'`.
+    """
+    if out is None:
+        raise typer.BadParameter("give the output folder", param_hint="--out")
+    given = (("arch", arch), ("epochs", epochs), ("image_size", image_size), ("init", init),
+             ("device", device), ("seed", seed))
+    recipe = {k: v for k, v in given if v is not None}
+    if folds_run is not None and (recipe or resume):
+        raise typer.BadParameter("the fold models of --folds-run are already trained: drop "
+                                 f"--{next(iter(recipe), 'resume').replace('_', '-')}",
+                                 param_hint="--folds-run")
+    _check_out_folder(out)
+    from babyemo.config import TrainConfig
+    from babyemo.evaluation.audit import QUICK_EPOCHS, audit_labels
+
+    config = None
+    if folds_run is None:
+        config = TrainConfig(**{"epochs": QUICK_EPOCHS, **recipe}, resume=resume)
+    result = audit_labels(manifest, folds_run, out=out, top=top, folds=folds, config=config)
+    say(f"Audited {result.n} non-test images of {result.manifest} with the out-of-fold "
+        f"probabilities of {result.oof_run}")
+    table = Table(title="Label issues per given class (cleanlab, confident learning)")
+    for col in ("class", "images", "flagged", "share"):
+        table.add_column(col, justify="right" if col != "class" else "left")
+    for c, n_flagged in result.issues_per_class.items():
+        n = sum(1 for r in result.rows if r.given_label == c)
+        table.add_row(escape(c), str(n), str(n_flagged), f"{n_flagged / n:.1%}" if n else "")
+    table.add_row("all", str(result.n), str(result.n_issues),
+                  f"{result.n_issues / result.n:.1%}" if result.n else "", style="bold")
+    stdout.print(table)
+    shown = result.suspects()[:10]
+    if shown:
+        stdout.print("Most suspect:")
+        for r in shown:
+            group = f" [{r.conflict_group}]" if r.conflict_group else ""
+            say(f"  #{r.rank} {_one_line(r.path)}: {r.given_label} -> {r.suggested_label} "
+                f"(quality {r.quality:.3f}){group}")
+    say(f"Duplicate groups with conflicting labels: {len(result.conflict_groups)}")
+    say(f"Test images: {result.n_test}, not audited (out-of-fold predictions cover none)")
+    say(f"Issues: {result.files['issues']}")
+    say(f"Contact sheets: {result.out}")
+
+
+@app.command("relabel", short_help="Apply a reviewed label CSV to a new manifest.")
+@cli_errors
+def relabel_command(
+    manifest: Annotated[Path, typer.Argument(help="manifest.csv or its folder (unchanged).")],
+    review: Annotated[Path, typer.Option(
+        "--from", help="Review CSV: path,label (a class name, exclude, or empty: no "
+                       "decision); e.g. label_issues.csv with a label column.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder of the new manifest.")],
+    allow_test: Annotated[bool, typer.Option(
+        "--allow-test", help="Accept changes to test images (the test split should not be "
+                             "edited to raise a score).")] = False,
+) -> None:
+    """Write a new manifest with the reviewed labels (excluded images dropped).
+
+    The original manifest is never modified; the new dataset.json records the parent, the
+    review file (path, SHA-256) and the counts of each change.
+    """
+    _check_out_folder(out)
+    from babyemo.data.preparation.relabel import relabel_manifest
+
+    result = relabel_manifest(manifest, review, out=out, allow_test=allow_test)
+    say(f"Manifest: {result.manifest_path}")
+    say(f"{result.n_relabelled} relabelled, {result.n_excluded} excluded, "
+        f"{result.n_confirmed} confirmed, {result.n_undecided} undecided (from {result.review})")
+    for change, n in result.changes.items():
+        say(f"  {change}: {n}")
+    stdout.print(_counts_table(result.manifest.counts(), result.manifest.class_names))
+    _print_warnings(result.warnings)

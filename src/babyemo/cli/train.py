@@ -87,6 +87,12 @@ def train_command(
                               "in --out/fold-k, out-of-fold predictions (oof.csv) and metrics "
                               "with 95% CIs (cv.json); the test split is never used. Folds "
                               "are registered only with --name (NAME-fold-k)."),
+    exclude_train: Path = typer.Option(None, "--exclude-train", metavar="CSV", help="With "
+                                       "--folds: leave these images out of every fold's "
+                                       "training (still held out and scored by their own "
+                                       "fold), e.g. suspects of `babyemo data audit`; a CSV "
+                                       "with a path column (a label column: its rows "
+                                       "labelled exclude)."),
     select: EpochSelection = typer.Option(None, "--select", help="Which epoch best.pt keeps: "
                                           "best (highest val macro-F1; the default) or last "
                                           "(the final epoch; always with --folds)."),
@@ -142,6 +148,11 @@ def train_command(
         logging.getLogger(__name__).warning(
             "--early-stopping is now --patience; the old name will be removed in the next "
             "release.")
+    if exclude_train is not None and folds is None:
+        raise typer.BadParameter("leaving images out of training is measured with --folds "
+                                 "(same folds, every image still scored); to train without "
+                                 "them, write a new manifest with `babyemo data relabel`",
+                                 param_hint="--exclude-train")
     if folds is not None and select is EpochSelection.best:
         raise typer.BadParameter("cross-validation keeps each fold's last epoch: an epoch "
                                  "chosen on the fold it is scored on inflates the out-of-fold "
@@ -164,7 +175,7 @@ def train_command(
         select=select or (EpochSelection.last if folds is not None else EpochSelection.best),
         sync_bn=sync_bn, lr_scaling=lr_scaling, dist_timeout=dist_timeout)
     if folds is not None:
-        _train_folds(config, folds)
+        _train_folds(config, folds, exclude_train)
         return
     from babyemo.training import train
 
@@ -206,11 +217,11 @@ def _launch(nproc: int) -> None:
     raise typer.Exit(launch(nproc, args))
 
 
-def _train_folds(config: TrainConfig, folds: int) -> None:
+def _train_folds(config: TrainConfig, folds: int, exclude_train: Path | None) -> None:
     """``--folds K``: cross-validate, then one line per fold and the out-of-fold summary."""
     from babyemo.evaluation.crossval import train_folds
 
-    result = train_folds(config, folds)
+    result = train_folds(config, folds, exclude_train=exclude_train)
     for f in result.per_fold:
         m = f.metrics
         done = ", trained earlier" if f.skipped else f", {f.seconds / 60:.1f} min"
@@ -228,3 +239,6 @@ def _train_folds(config: TrainConfig, folds: int) -> None:
     say(f"run folder: {result.run_dir} (oof.csv, oof_logits.npz, cv.json; "
         f"{result.seconds / 60:.1f} min)")
     say(f"manifest: {result.manifest} ({result.manifest_source})")
+    if result.exclude_train:
+        say(f"left out of training: {result.exclude_train} images "
+            f"({result.exclude_source.get('path')})")

@@ -114,6 +114,8 @@ class FoldsResult:
         config: The configuration every fold trained with.
         files: ``{"folds", "oof", "oof_logits", "cv"}`` -> path.
         seconds: Wall time of this call.
+        exclude_train: Images left out of every fold's training part (still scored).
+        exclude_source: ``{"path", "sha256"}`` of the file listing them, or ``{}``.
     """
 
     run_dir: Path
@@ -131,6 +133,8 @@ class FoldsResult:
     config: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
+    exclude_train: int = 0
+    exclude_source: dict[str, str] = field(default_factory=dict)
 
     def fold_spread(self, metric: str = "macro_f1") -> dict[str, float]:
         """Mean, standard deviation (sample), min and max of a metric over the folds."""
@@ -150,10 +154,12 @@ class FoldsResult:
                 "manifest": str(self.manifest), "manifest_sha256": self.manifest_sha256,
                 "manifest_source": self.manifest_source, "run_dir": str(self.run_dir),
                 "config": self.config, "files": {k: str(v) for k, v in self.files.items()},
+                "exclude_train": self.exclude_train, "exclude_source": self.exclude_source,
                 "seconds": self.seconds}
 
 
-def train_folds(config: TrainConfig, folds: int, *, n_bootstrap: int = 1000) -> FoldsResult:
+def train_folds(config: TrainConfig, folds: int, *, n_bootstrap: int = 1000,
+                exclude_train: str | Path | None = None) -> FoldsResult:
     """Cross-validate the recipe ``config`` with ``folds`` folds (``babyemo train --folds``).
 
     The non-test rows of the manifest are split into ``folds`` stratified folds that keep
@@ -174,6 +180,9 @@ def train_folds(config: TrainConfig, folds: int, *, n_bootstrap: int = 1000) -> 
         folds: ``K``, between 2 and the number of duplicate groups of the smallest class.
         n_bootstrap: Bootstrap resamples of the out-of-fold intervals (>= 100; seeded with
             ``config.seed``).
+        exclude_train: A CSV of images left out of every fold's training part but still
+            held out and scored by their own fold
+            (:func:`babyemo.training.folds.read_exclusions`); ``None``: none.
 
     Returns:
         The :class:`FoldsResult`.
@@ -196,7 +205,7 @@ def train_folds(config: TrainConfig, folds: int, *, n_bootstrap: int = 1000) -> 
     if not isinstance(n_bootstrap, int) or n_bootstrap < 100:
         raise ConfigError(f"The number of bootstrap resamples must be an int >= 100. Got "
                           f"{n_bootstrap!r}.")
-    run = run_folds(config, folds, run_files=CV_FILES)
+    run = run_folds(config, folds, run_files=CV_FILES, exclude_train=exclude_train)
     plan = run.plan
     class_names = run.folds[0].class_names
     by_path: dict[str, tuple[int, int]] = {}  # path -> (fold index, row in the fold)
@@ -245,7 +254,9 @@ def train_folds(config: TrainConfig, folds: int, *, n_bootstrap: int = 1000) -> 
                          manifest_source=run.manifest_source, class_names=class_names,
                          n=len(order), metrics=metrics, ci=ci, n_bootstrap=n_bootstrap,
                          per_fold=per_fold, config=run.config.to_dict(), files=files,
-                         seconds=time.perf_counter() - start)
+                         seconds=time.perf_counter() - start,
+                         exclude_train=len(plan.exclude_train),
+                         exclude_source=dict(plan.exclude_source))
     reports.write_json(result.to_dict(), files["cv"])
     log.info("Out-of-fold (n=%d, %d folds): accuracy %.3f, balanced accuracy %.3f, "
              "macro-F1 %.3f", result.n, result.folds, metrics["accuracy"],

@@ -28,10 +28,18 @@ and, written by :func:`babyemo.evaluation.crossval.train_folds` (which runs
 
 Resuming (``config.resume`` with ``config.out`` the run folder) skips completed folds,
 continues an unfinished fold from its ``last.pt`` and starts the others.
+
+``exclude_train`` (``train --folds K --exclude-train FILE``) leaves listed images out of
+every fold's *training* part while keeping the folds themselves: each is still held out by
+its own fold and predicted there. Two runs with the same seed, one with and one without
+exclusions, therefore score the same images by the same folds, and their out-of-fold
+predictions compare pairwise (``babyemo compare``): this is how cleaning the labels found by
+``babyemo data audit`` is measured without editing a validation or test label.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as _dt
 import json
@@ -58,9 +66,10 @@ from babyemo.data.preparation.manifest import (
     write_manifest,
 )
 from babyemo.data.preparation.metadata import read_metadata, subject_groups
+from babyemo.data.preparation.relabel import EXCLUDE
 from babyemo.data.preparation.split import duplicate_ids
-from babyemo.errors import ConfigError, ManifestError
-from babyemo.fs import atomic_write_bytes, atomic_write_text
+from babyemo.errors import ConfigError, DataError, ManifestError
+from babyemo.fs import atomic_write_bytes, atomic_write_text, sha256_file
 from babyemo.inference import InferenceModel, checkpoint_dataset
 from babyemo.models import store
 from babyemo.runtime import Runtime
@@ -194,6 +203,9 @@ class FoldPlan:
             (``best_epoch``, ``best_val_macro_f1``, ``stopped_early``, ``seconds``,
             ``name``).
         created: When the folds were made (UTC, ISO 8601).
+        exclude_train: Row paths left out of every fold's training part (still held out
+            and predicted by their own fold); see :func:`read_exclusions`.
+        exclude_source: ``{"path", "sha256"}`` of the file they came from, or ``{}``.
     """
 
     run_dir: Path
@@ -206,6 +218,8 @@ class FoldPlan:
     near_duplicate_distance: int = 0
     completed: dict[int, dict[str, Any]] = field(default_factory=dict)
     created: str = ""
+    exclude_train: list[str] = field(default_factory=list)
+    exclude_source: dict[str, str] = field(default_factory=dict)
 
     def fold_dir(self, k: int) -> Path:
         """Fold ``k``'s training run folder."""
@@ -223,6 +237,7 @@ class FoldPlan:
                 "near_duplicate_distance": self.near_duplicate_distance,
                 "config": self.config,
                 "completed": {str(k): v for k, v in sorted(self.completed.items())},
+                "exclude_train": self.exclude_train, "exclude_source": self.exclude_source,
                 "fold_of": self.fold_of}
 
     def save(self) -> None:
@@ -253,22 +268,73 @@ class FoldPlan:
                        fold_of={str(p): int(k) for p, k in d["fold_of"].items()},
                        near_duplicate_distance=int(d.get("near_duplicate_distance", 0)),
                        completed={int(k): dict(v) for k, v in d.get("completed", {}).items()},
-                       created=str(d.get("created", "")))
+                       created=str(d.get("created", "")),
+                       exclude_train=[str(p) for p in d.get("exclude_train", [])],
+                       exclude_source={str(k): str(v)
+                                       for k, v in d.get("exclude_source", {}).items()})
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise ManifestError(f"{path} is not a readable folds plan ({e}).",
                                 "start the folds run again with --overwrite") from e
 
 
-def fold_manifest_rows(manifest: Manifest, fold_of: dict[str, int], k: int
-                       ) -> list[ManifestRow]:
-    """The rows of fold ``k``'s manifest: its rows ``val``, other non-test rows ``train``,
-    test rows ``test`` (each a copy; the manifest is unchanged)."""
+def fold_manifest_rows(manifest: Manifest, fold_of: dict[str, int], k: int,
+                       exclude_train: Sequence[str] = ()) -> list[ManifestRow]:
+    """The rows of fold ``k``'s manifest: its rows ``val``, other non-test rows ``train``
+    (except those in ``exclude_train``, left out), test rows ``test`` (each a copy; the
+    manifest is unchanged)."""
+    excluded = set(exclude_train)
     out = []
     for row in manifest.rows:
         split = "test" if row.split == "test" else (OOF_SPLIT if fold_of[row.path] == k
                                                      else "train")
-        out.append(dataclasses.replace(row, split=split))
+        if split != "train" or row.path not in excluded:
+            out.append(dataclasses.replace(row, split=split))
     return out
+
+
+def read_exclusions(path: str | Path, manifest: Manifest) -> tuple[list[str], dict[str, str]]:
+    """The images a review file leaves out of training (``train --folds --exclude-train``).
+
+    The file is a CSV with a ``path`` column (the manifest's paths, as in
+    ``label_issues.csv``): with a ``label`` column too (a ``babyemo data relabel`` review
+    file), the rows labelled ``exclude`` are taken; without one, every listed row.
+
+    Args:
+        path: The CSV.
+        manifest: The parent manifest.
+
+    Returns:
+        ``(paths in manifest order, {"path", "sha256"} of the file)``.
+
+    Raises:
+        DataError: A missing or unreadable file, no ``path`` column, a path not in the
+            manifest or of a test image (never trained on anyway), or nothing to exclude.
+    """
+    file = Path(path).expanduser()
+    hint = ("give a CSV with a path column (the manifest's paths), e.g. the top rows of "
+            "label_issues.csv, or a review file with label=exclude")
+    try:
+        with open(file, encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            columns = reader.fieldnames or []
+            if "path" not in columns:
+                raise DataError(f"{file} has no path column.", hint)
+            wanted = {row["path"] for row in reader
+                      if "label" not in columns or (row.get("label") or "").strip() == EXCLUDE}
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"Cannot read the exclusions {file} ({e}).", hint) from e
+    split_of = {r.path: r.split for r in manifest.rows}
+    unknown = sorted(p for p in wanted if p not in split_of)
+    test = sorted(p for p in wanted if split_of.get(p) == "test")
+    if unknown or test:
+        raise DataError(f"{file} lists {len(unknown)} image(s) not in {manifest.path} (e.g. "
+                        f"{unknown[:2]}) and {len(test)} test image(s) (e.g. {test[:2]}).",
+                        "list non-test images of this manifest only (test images are never "
+                        "trained on)")
+    if not wanted:
+        raise DataError(f"{file} excludes nothing.", hint)
+    paths = [r.path for r in manifest.rows if r.path in wanted]
+    return paths, {"path": str(file.resolve()), "sha256": sha256_file(file)}
 
 
 def write_fold_manifests(plan: FoldPlan, manifest: Manifest) -> list[Path]:
@@ -301,7 +367,10 @@ def write_fold_manifests(plan: FoldPlan, manifest: Manifest) -> list[Path]:
         if meta_bytes is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(out_dir / METADATA_FILE, meta_bytes)
-        paths.append(write_manifest(fold_manifest_rows(manifest, plan.fold_of, k), out_dir,
+        if plan.exclude_train:
+            fold_info["folds"]["exclude_train"] = len(plan.exclude_train)
+        paths.append(write_manifest(fold_manifest_rows(manifest, plan.fold_of, k,
+                                                       plan.exclude_train), out_dir,
                                     fold_info))
     return paths
 
@@ -326,8 +395,8 @@ def _check_config(config: TrainConfig) -> None:
                           "once the recipe is chosen")
 
 
-def new_plan(config: TrainConfig, folds: int, run_files: Sequence[str] = ()
-             ) -> tuple[FoldPlan, TrainConfig, str]:
+def new_plan(config: TrainConfig, folds: int, run_files: Sequence[str] = (),
+             exclude_train: str | Path | None = None) -> tuple[FoldPlan, TrainConfig, str]:
     """Check everything, then make the folds: ``folds.json`` and the fold manifests.
 
     Args:
@@ -336,6 +405,8 @@ def new_plan(config: TrainConfig, folds: int, run_files: Sequence[str] = ()
             prepared).
         folds: ``K``.
         run_files: The files written beside ``folds.json`` later (checked now).
+        exclude_train: A CSV of images to leave out of every fold's training part
+            (:func:`read_exclusions`), or ``None``.
 
     Returns:
         ``(plan, configuration with data and out resolved, why that manifest)``.
@@ -345,6 +416,7 @@ def new_plan(config: TrainConfig, folds: int, run_files: Sequence[str] = ()
             a run folder that is a file or lies in the dataset's image root.
         ManifestError: No or a bad manifest.
         RegistryError: A fold's name (``NAME-fold-k``) names another model.
+        DataError: A bad ``exclude_train`` file (see :func:`read_exclusions`).
     """
     _check_config(config)
     run_dir = Path(config.out) if config.out else _default_run_dir(config, folds)
@@ -359,6 +431,8 @@ def new_plan(config: TrainConfig, folds: int, run_files: Sequence[str] = ()
     check_outputs(folders={"run folder": run_dir}, scanned=[manifest.root],
                   inputs=[manifest.path])
     fold_per_row, distance = assign_folds(manifest, folds, config.seed)
+    excluded, source = (read_exclusions(exclude_train, manifest) if exclude_train is not None
+                        else ([], {}))
     config = dataclasses.replace(config, data=str(manifest.path.resolve()), out=str(run_dir),
                                  select=EpochSelection.last)
     for k in range(1, folds + 1):
@@ -370,7 +444,10 @@ def new_plan(config: TrainConfig, folds: int, run_files: Sequence[str] = ()
                     config=config.to_dict(), near_duplicate_distance=distance,
                     fold_of={r.path: k for r, k in zip(manifest.rows, fold_per_row, strict=True)
                              if k is not None},
-                    created=now_iso())
+                    created=now_iso(), exclude_train=excluded, exclude_source=source)
+    if excluded:
+        log.info("Left out of every fold's training: %d images (%s)", len(excluded),
+                 source["path"])
     write_fold_manifests(plan, manifest)
     plan.save()
     return plan, config, choice.source
@@ -503,7 +580,8 @@ def fold_logits(plan: FoldPlan, config: TrainConfig, k: int) -> FoldRun:
                    n_train=int((ckpt.train or {}).get("n_train", 0)))
 
 
-def run_folds(config: TrainConfig, folds: int, run_files: Sequence[str] = ()) -> FoldsRun:
+def run_folds(config: TrainConfig, folds: int, run_files: Sequence[str] = (),
+              exclude_train: str | Path | None = None) -> FoldsRun:
     """Make (or, with ``config.resume``, read) the folds, train each, and get each fold's
     out-of-fold logits.
 
@@ -516,6 +594,8 @@ def run_folds(config: TrainConfig, folds: int, run_files: Sequence[str] = ()) ->
             run folder; ``train_splits`` must be ``("train",)``).
         folds: ``K`` >= 2.
         run_files: Files the caller writes into the run folder afterwards (checked first).
+        exclude_train: Images left out of every fold's training part (a CSV, see
+            :func:`read_exclusions`); on resume, the run's own (another file is refused).
 
     Returns:
         The :class:`FoldsRun`.
@@ -529,8 +609,14 @@ def run_folds(config: TrainConfig, folds: int, run_files: Sequence[str] = ()) ->
     if config.resume:
         plan, config = resumed_plan(config, folds)
         source = f"recorded in {FOLDS_FILE}"
+        given = Path(exclude_train).expanduser() if exclude_train is not None else None
+        if given is not None and (not given.is_file() or sha256_file(given)
+                                  != plan.exclude_source.get("sha256")):
+            raise ConfigError(f"--exclude-train {exclude_train} is not the exclusion file the "
+                              f"folds run {plan.run_dir} was made with.",
+                              "drop --exclude-train when resuming (the run keeps its own)")
     else:
-        plan, config, source = new_plan(config, folds, run_files)
+        plan, config, source = new_plan(config, folds, run_files, exclude_train)
     skipped = set()
     k = 0
     try:
@@ -560,4 +646,5 @@ def run_folds(config: TrainConfig, folds: int, run_files: Sequence[str] = ()) ->
 
 __all__ = ["FOLDS_FILE", "MANIFESTS_DIR", "OOF_SPLIT", "FoldPlan", "FoldRun", "FoldsRun",
            "assign_folds", "check_folds", "fold_groups", "fold_logits", "fold_manifest_rows",
-           "fold_name", "new_plan", "resumed_plan", "run_folds", "write_fold_manifests"]
+           "fold_name", "new_plan", "read_exclusions", "resumed_plan", "run_folds",
+           "write_fold_manifests"]
