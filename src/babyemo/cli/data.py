@@ -448,6 +448,10 @@ def audit_command(
         "--resume", help="Continue the fold models in OUT/folds.")] = False,
     top: Annotated[int, typer.Option(
         "--top", min=1, help="Suspects shown per class in the contact sheets.")] = 24,
+    test_report: Annotated[bool, typer.Option(
+        "--test-report", help="Also score the test images, for the report only "
+                              "(test_label_issues.csv: the fold models' mean "
+                              "probabilities); they are never to be edited.")] = False,
 ) -> None:
     """Rank the non-test images by how likely their label is wrong (confident learning).
 
@@ -476,7 +480,8 @@ def audit_command(
     config = None
     if folds_run is None:
         config = TrainConfig(**{"epochs": QUICK_EPOCHS, **recipe}, resume=resume)
-    result = audit_labels(manifest, folds_run, out=out, top=top, folds=folds, config=config)
+    result = audit_labels(manifest, folds_run, out=out, top=top, folds=folds, config=config,
+                          test_report=test_report)
     say(f"Audited {result.n} non-test images of {result.manifest} with the out-of-fold "
         f"probabilities of {result.oof_run}")
     table = Table(title="Label issues per given class (cleanlab, confident learning)")
@@ -496,7 +501,11 @@ def audit_command(
             say(f"  #{r.rank} {_one_line(r.path)}: {r.given_label} -> {r.suggested_label} "
                 f"(quality {r.quality:.3f}){group}")
     say(f"Duplicate groups with conflicting labels: {len(result.conflict_groups)}")
-    say(f"Test images: {result.n_test}, not audited (out-of-fold predictions cover none)")
+    if result.test_flagged is None:
+        say(f"Test images: {result.n_test}, not audited (out-of-fold predictions cover none)")
+    else:
+        say(f"Test images: {result.n_test}, {result.test_flagged} flagged (reported only: the "
+            f"test split is never edited; {result.files['test_issues']})")
     say(f"Issues: {result.files['issues']}")
     say(f"Contact sheets: {result.out}")
 

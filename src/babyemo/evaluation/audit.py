@@ -30,10 +30,13 @@ It writes into ``out`` (each file atomically):
 - ``audit.json``: the counts, the conflict groups (test rows included) and the inputs;
 - ``folds/``: the fold models' run, when the audit trained them.
 
-Test rows are never audited nor edited: the out-of-fold run predicts none of them
-(:data:`AuditResult.test_flagged` is ``None``), so the audit reports how many there are.
-Nothing is changed: decisions are applied by :func:`babyemo.data.preparation.relabel.
-relabel_manifest` (``babyemo data relabel``) to a new manifest.
+Test rows are never part of the audit and never edited: the out-of-fold run predicts none
+of them. With ``test_report`` they are scored for the report only (the mean probabilities
+of the fold models, none of which trained on them; cleanlab among the test rows alone) into
+``test_label_issues.csv``, and :attr:`AuditResult.test_flagged` counts the flagged ones;
+otherwise it is ``None``. Nothing is changed: decisions are applied by
+:func:`babyemo.data.preparation.relabel.relabel_manifest` (``babyemo data relabel``) to a
+new manifest.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ from babyemo.fs import atomic_open
 log = logging.getLogger(__name__)
 
 ISSUES_FILE = "label_issues.csv"
+TEST_ISSUES_FILE = "test_label_issues.csv"
+"""The test rows' ranking (``test_report``): reported, never to be applied."""
 AUDIT_FILE = "audit.json"
 ISSUE_COLUMNS = ("path", "split", "given_label", "suggested_label", "quality", "rank",
                  "issue", "conflict_group")
@@ -114,14 +119,15 @@ class AuditResult:
         n_issues: Rows cleanlab flags.
         issues_per_class: ``{given label: flagged rows}``.
         n_test: Test rows (not audited: the out-of-fold run predicts none).
-        test_flagged: Flagged test rows; always ``None``, since out-of-fold predictions do
-            not cover the test split (it is never trained on, nor edited).
+        test_flagged: Flagged test rows with ``test_report`` (reported, never edited),
+            else ``None``.
         conflict_groups: Byte-identical or near-duplicate groups with conflicting labels,
             each ``{"id", "kind", "paths", "labels", "splits"}`` (test rows included).
         top: Suspects per class in each contact sheet.
         cleanlab_version: The cleanlab version used.
-        files: ``{"issues", "audit", "sheet:<class>"...}`` -> path.
+        files: ``{"issues", "audit", "test_issues", "sheet:<class>"...}`` -> path.
         seconds: Wall time.
+        test_rows: The test rows ranked like :attr:`rows` (``test_report``), else ``None``.
     """
 
     out: Path
@@ -139,6 +145,7 @@ class AuditResult:
     cleanlab_version: str
     files: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
+    test_rows: list[AuditRow] | None = None
 
     @property
     def n(self) -> int:
@@ -159,7 +166,9 @@ class AuditResult:
                 "n": self.n, "n_issues": self.n_issues,
                 "issues_per_class": self.issues_per_class, "n_test": self.n_test,
                 "test_flagged": self.test_flagged,
-                "test_note": "not audited: out-of-fold predictions cover no test image",
+                "test_note": "not audited (out-of-fold predictions cover no test image)"
+                if self.test_rows is None else "reported only, never edited: mean "
+                "probabilities of the fold models, cleanlab among the test rows",
                 "conflict_groups": self.conflict_groups, "top": self.top,
                 "files": {k: str(v) for k, v in self.files.items()}, "seconds": self.seconds}
 
@@ -290,6 +299,55 @@ def _sheet_image(manifest: Manifest, row: Any) -> Any:
         return Image.new("RGB", (SHEET_SIDE, SHEET_SIDE), (128, 128, 128))
 
 
+def _ranked_rows(cleanlab: Any, rows: list[Any], probs: np.ndarray, class_names: list[str],
+                 group_of: dict[str, list[str]]) -> list[AuditRow]:
+    """Confident learning on ``rows`` (manifest rows) with their ``probs`` ``(N, K)``:
+    one :class:`AuditRow` each, lowest self-confidence first."""
+    labels = np.array([class_names.index(r.label) for r in rows], dtype=np.int64)
+    with warnings.catch_warnings(record=True) as caught:  # e.g. a class with few images
+        warnings.simplefilter("always")
+        flagged = cleanlab.filter.find_label_issues(labels, probs,
+                                                    return_indices_ranked_by="self_confidence",
+                                                    n_jobs=1)
+    for w in caught:
+        log.warning("cleanlab: %s", w.message)
+    quality = cleanlab.rank.get_label_quality_scores(labels, probs, method="self_confidence")
+    is_issue = np.zeros(len(rows), dtype=bool)
+    is_issue[np.asarray(flagged, dtype=np.int64)] = True
+    order = np.lexsort((np.arange(len(rows)), quality))  # lowest quality first, stable
+    return [AuditRow(path=rows[i].path, split=rows[i].split, given_label=rows[i].label,
+                     suggested_label=class_names[int(probs[i].argmax())],
+                     quality=float(quality[i]), rank=rank, issue=bool(is_issue[i]),
+                     conflict_group=";".join(group_of.get(rows[i].path, [])))
+            for rank, i in enumerate(order, start=1)]
+
+
+def _write_issues(path: Path, rows: list[AuditRow]) -> None:
+    with atomic_open(path, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(ISSUE_COLUMNS)
+        for row in rows:
+            writer.writerow([row.path, row.split, row.given_label, row.suggested_label,
+                             f"{row.quality:.6f}", row.rank, row.issue, row.conflict_group])
+
+
+def _test_probs(run_dir: Path, config: TrainConfig | None) -> np.ndarray:
+    """The test rows' probabilities: the mean of the fold models' ``softmax(z / T_k)``
+    (no fold trained on a test image), ``(N_test, K) float32`` in manifest order."""
+    from babyemo.inference import probabilities
+    from babyemo.training.folds import FoldPlan, fold_logits
+
+    plan = FoldPlan.load(run_dir)
+    config = config if config is not None else TrainConfig()
+    total = None
+    for k in range(1, plan.folds + 1):
+        fold = fold_logits(plan, config, k, split="test")
+        p = probabilities(fold.logits, fold.temperature)
+        total = p if total is None else total + p
+    assert total is not None
+    return (total / plan.folds).astype(np.float32)
+
+
 def quick_folds(manifest: str | os.PathLike[str] | None, out: str | os.PathLike[str],
                 folds: int = 5, config: TrainConfig | None = None) -> Path:
     """Train the fold models of an audit: ``train_folds`` into ``out/folds``.
@@ -322,7 +380,8 @@ def quick_folds(manifest: str | os.PathLike[str] | None, out: str | os.PathLike[
 def audit_labels(manifest: str | os.PathLike[str] | None,
                  oof_run_dir: str | os.PathLike[str] | None = None, *,
                  out: str | os.PathLike[str], top: int = DEFAULT_TOP, folds: int = 5,
-                 config: TrainConfig | None = None) -> AuditResult:
+                 config: TrainConfig | None = None, test_report: bool = False
+                 ) -> AuditResult:
     """Find the images whose label is probably wrong (``babyemo data audit``).
 
     See the module doc for the method and the files.
@@ -337,7 +396,12 @@ def audit_labels(manifest: str | os.PathLike[str] | None,
             are replaced).
         top: Suspects per class in each contact sheet (>= 1).
         folds: ``K`` of the fold models trained when ``oof_run_dir`` is ``None``.
-        config: Their recipe (see :func:`quick_folds`).
+        config: Their recipe (see :func:`quick_folds`); its device, precision and batch
+            size also run the fold models on the test split.
+        test_report: Also score the test rows, for the report only: each by the mean
+            probabilities of the fold models (none trained on it), flagged by cleanlab
+            among the test rows alone, written to ``test_label_issues.csv``. The test
+            split is never edited to raise a score (``data relabel`` refuses it).
 
     Returns:
         The :class:`AuditResult`.
@@ -392,39 +456,25 @@ def audit_labels(manifest: str | os.PathLike[str] | None,
     if unknown:
         raise DataError(f"The folds run {run_dir} has no class {', '.join(unknown)}.",
                         "run `babyemo train --folds K` again on this manifest")
-    pred = probs[[index[r.path] for r in audited]]
-    labels = np.array([class_names.index(r.label) for r in audited], dtype=np.int64)
-    with warnings.catch_warnings(record=True) as caught:  # e.g. a class with few images
-        warnings.simplefilter("always")
-        flagged = cleanlab.filter.find_label_issues(labels, pred,
-                                                    return_indices_ranked_by="self_confidence",
-                                                    n_jobs=1)
-    for w in caught:
-        log.warning("cleanlab: %s", w.message)
-    quality = cleanlab.rank.get_label_quality_scores(labels, pred, method="self_confidence")
-    is_issue = np.zeros(len(audited), dtype=bool)
-    is_issue[np.asarray(flagged, dtype=np.int64)] = True
     groups = conflict_groups(data)
     group_of: dict[str, list[str]] = {}
     for g in groups:
         for p in g["paths"]:
             group_of.setdefault(p, []).append(g["id"])
-    order = np.lexsort((np.arange(len(audited)), quality))  # lowest quality first, stable
-    rows = []
-    for rank, i in enumerate(order, start=1):
-        r = audited[i]
-        rows.append(AuditRow(path=r.path, split=r.split, given_label=r.label,
-                             suggested_label=class_names[int(pred[i].argmax())],
-                             quality=float(quality[i]), rank=rank, issue=bool(is_issue[i]),
-                             conflict_group=";".join(group_of.get(r.path, []))))
+    rows = _ranked_rows(cleanlab, audited, probs[[index[r.path] for r in audited]],
+                        class_names, group_of)
+    test_rows = None
+    if test_report:
+        tested = [r for r in data.rows if r.split == "test"]
+        if tested:
+            test_rows = _ranked_rows(cleanlab, tested, _test_probs(run_dir, config),
+                                     class_names, group_of)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"issues": out_dir / ISSUES_FILE, "audit": out_dir / AUDIT_FILE}
-    with atomic_open(files["issues"], "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(ISSUE_COLUMNS)
-        for row in rows:
-            writer.writerow([row.path, row.split, row.given_label, row.suggested_label,
-                             f"{row.quality:.6f}", row.rank, row.issue, row.conflict_group])
+    _write_issues(files["issues"], rows)
+    if test_rows is not None:
+        files["test_issues"] = out_dir / TEST_ISSUES_FILE
+        _write_issues(files["test_issues"], test_rows)
     by_path = {r.path: r for r in data.rows}
     for i, label in enumerate(data.class_names):
         suspects = [r for r in rows if r.issue and r.given_label == label][:top]
@@ -436,10 +486,11 @@ def audit_labels(manifest: str | os.PathLike[str] | None,
                                 title=f"labelled {label}: top {len(items)} suspects")
     result = AuditResult(
         out=out_dir, manifest=data.path, manifest_sha256=sha, oof_run=run_dir,
-        class_names=class_names, rows=rows, n_issues=int(is_issue.sum()),
+        class_names=class_names, rows=rows, n_issues=sum(r.issue for r in rows),
         issues_per_class={c: sum(1 for r in rows if r.issue and r.given_label == c)
                           for c in data.class_names},
-        n_test=len(data.rows) - len(audited), test_flagged=None, conflict_groups=groups,
+        n_test=len(data.rows) - len(audited), conflict_groups=groups, test_rows=test_rows,
+        test_flagged=None if test_rows is None else sum(r.issue for r in test_rows),
         top=top, cleanlab_version=str(getattr(cleanlab, "__version__", "")), files=files)
     result.seconds = time.perf_counter() - start
     reports.write_json(result.to_dict(), files["audit"])
@@ -449,5 +500,5 @@ def audit_labels(manifest: str | os.PathLike[str] | None,
 
 
 __all__ = ["AUDIT_FILE", "DEFAULT_TOP", "FOLDS_DIR", "ISSUES_FILE", "ISSUE_COLUMNS",
-           "QUICK_EPOCHS", "AuditResult", "AuditRow", "audit_labels", "conflict_groups",
-           "quick_folds", "read_oof"]
+           "QUICK_EPOCHS", "TEST_ISSUES_FILE", "AuditResult", "AuditRow", "audit_labels",
+           "conflict_groups", "quick_folds", "read_oof"]

@@ -556,21 +556,24 @@ def _train_fold(plan: FoldPlan, config: TrainConfig, k: int) -> TrainResult:
     return train(fold_config, register=bool(config.name))
 
 
-def fold_logits(plan: FoldPlan, config: TrainConfig, k: int) -> FoldRun:
-    """Fold ``k``'s ``best.pt`` on its held-out rows, through the inference seam.
+def fold_logits(plan: FoldPlan, config: TrainConfig, k: int, split: str = OOF_SPLIT
+                ) -> FoldRun:
+    """Fold ``k``'s ``best.pt`` on its held-out rows (or on ``split`` of its manifest, e.g.
+    ``test``, which no fold trained on), through the inference seam.
 
-    The fold manifest's ``val`` split as the checkpoint sees it at evaluation
+    The fold manifest's ``split`` as the checkpoint sees it at evaluation
     (:func:`babyemo.inference.checkpoint_dataset`: its classes, input and face crops),
     run by an :class:`~babyemo.inference.InferenceModel` on the configuration's device,
     precision, batch size and workers.
     """
     ckpt_path = plan.fold_dir(k) / "best.pt"
     ckpt = load_checkpoint(ckpt_path)
-    dataset = checkpoint_dataset(read_manifest(plan.manifest_path(k)), OOF_SPLIT, ckpt)
+    dataset = checkpoint_dataset(read_manifest(plan.manifest_path(k)), split, ckpt)
     model = InferenceModel(ckpt, Runtime(device=config.device, precision=config.precision,
                                          batch_size=config.batch_size,
                                          workers=config.num_workers))
-    logits = model.dataset_logits(dataset, what=f"fold {k}/{plan.folds} out-of-fold")
+    what = "out-of-fold" if split == OOF_SPLIT else split
+    logits = model.dataset_logits(dataset, what=f"fold {k}/{plan.folds} {what}")
     return FoldRun(fold=k, run_dir=plan.fold_dir(k), checkpoint=ckpt_path,
                    summary=plan.completed.get(k, {}), skipped=False,
                    paths=list(dataset.rel_paths),
