@@ -93,10 +93,10 @@ def write_folds_run(manifest_path: Path, run: Path, *, drop: int = 0,
         targets = np.append(targets, 0)
     run.mkdir(parents=True, exist_ok=True)
     (run / "folds.json").write_text(json.dumps({
-        "format": "babyemo-folds", "folds": 2, "seed": 0,
+        "format": "babyemo-folds", "format_version": 1, "folds": 2, "seed": 0, "config": {},
         "manifest": str(manifest.path.resolve()), "manifest_sha256": manifest.sha256(),
         "fold_of": {p: int(k) for p, k in zip(paths, fold, strict=True)},
-        "completed": ["1", "2"]}))
+        "completed": {"1": {}, "2": {}}}))
     np.savez(run / "oof_logits.npz", paths=np.array(paths), logits=logits, targets=targets,
              fold=fold, class_names=np.array(classes),
              temperatures=np.array(TEMPERATURES, dtype=np.float64))

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -51,7 +50,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -69,6 +68,9 @@ from babyemo.errors import (
     MissingDependencyError,
 )
 from babyemo.fs import atomic_open
+
+if TYPE_CHECKING:
+    from babyemo.training.folds import FoldPlan
 
 log = logging.getLogger(__name__)
 
@@ -183,19 +185,20 @@ def _import_cleanlab() -> Any:
     return cleanlab
 
 
-def _folds_plan(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "folds.json"
-    if not run_dir.is_dir() or not path.is_file():
-        raise ConfigError(f"{run_dir} is not a cross-validation run (no folds.json).",
-                          _FOLDS_HINT)
+def _folds_plan(run_dir: Path) -> FoldPlan:
+    """The run's ``folds.json`` (:meth:`~babyemo.training.folds.FoldPlan.load`).
+
+    Raises:
+        ConfigError: ``run_dir`` is not a folds run.
+        ManifestError: Its ``folds.json`` is not a readable plan.
+    """
+    from babyemo.training.folds import FoldPlan
+
     try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
-        if plan.get("format") != "babyemo-folds":
-            raise ValueError(f"format {plan.get('format')!r}")
-        return plan
-    except (OSError, ValueError, AttributeError) as e:
-        raise ManifestError(f"{path} is not a readable folds plan ({e}).",
-                            "run `babyemo train --folds K` again with --overwrite") from e
+        return FoldPlan.load(run_dir)
+    except ConfigError:
+        raise ConfigError(f"{run_dir} is not a cross-validation run (no folds.json).",
+                          _FOLDS_HINT) from None
 
 
 def read_oof(run_dir: Path) -> tuple[list[str], np.ndarray, list[str]]:
@@ -331,13 +334,12 @@ def _write_issues(path: Path, rows: list[AuditRow]) -> None:
                              f"{row.quality:.6f}", row.rank, row.issue, row.conflict_group])
 
 
-def _test_probs(run_dir: Path, config: TrainConfig | None) -> np.ndarray:
+def _test_probs(plan: FoldPlan, config: TrainConfig | None) -> np.ndarray:
     """The test rows' probabilities: the mean of the fold models' ``softmax(z / T_k)``
     (no fold trained on a test image), ``(N_test, K) float32`` in manifest order."""
     from babyemo.inference import probabilities
-    from babyemo.training.folds import FoldPlan, fold_logits
+    from babyemo.training.folds import fold_logits
 
-    plan = FoldPlan.load(run_dir)
     config = config if config is not None else TrainConfig()
     total = None
     for k in range(1, plan.folds + 1):
@@ -423,18 +425,13 @@ def audit_labels(manifest: str | os.PathLike[str] | None,
         oof_run_dir = quick_folds(manifest, out, folds, config)
     run_dir = Path(oof_run_dir).expanduser()
     plan = _folds_plan(run_dir)
-    if manifest is None:
-        manifest = plan.get("manifest")
-        if not manifest:
-            raise ManifestError(f"{run_dir / 'folds.json'} names no manifest.",
-                                "pass the MANIFEST the folds run was made on")
-    data = read_manifest(manifest)
+    data = read_manifest(plan.manifest if manifest is None else manifest)
     sha = data.sha256()
-    if sha != plan.get("manifest_sha256"):
+    if sha != plan.manifest_sha256:
         raise ManifestError(
             f"{data.path} is not the manifest the folds run {run_dir} was made on (SHA-256 "
-            f"{sha[:12]}…, the run recorded {str(plan.get('manifest_sha256'))[:12]}… of "
-            f"{plan.get('manifest')}).",
+            f"{sha[:12]}…, the run recorded {plan.manifest_sha256[:12]}… of "
+            f"{plan.manifest}).",
             "audit the run's own manifest, or run `babyemo train --folds K` on this one")
     out_dir = Path(out).expanduser()
     names = [ISSUES_FILE, AUDIT_FILE] + [_sheet_name(i, c)
@@ -467,7 +464,7 @@ def audit_labels(manifest: str | os.PathLike[str] | None,
     if test_report:
         tested = [r for r in data.rows if r.split == "test"]
         if tested:
-            test_rows = _ranked_rows(cleanlab, tested, _test_probs(run_dir, config),
+            test_rows = _ranked_rows(cleanlab, tested, _test_probs(plan, config),
                                      class_names, group_of)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"issues": out_dir / ISSUES_FILE, "audit": out_dir / AUDIT_FILE}

@@ -111,9 +111,8 @@ def fold_groups(manifest: Manifest) -> tuple[list[int], int]:
         raise ManifestError(f"{manifest.path} has a dhash that is not hexadecimal.",
                             "prepare the dataset again") from None
     extra: list[list[int]] = []
-    meta_name = manifest.info.get("metadata")
-    meta_file = manifest.path.parent / meta_name if meta_name else None
-    if meta_file is not None and meta_file.is_file():
+    meta_file = manifest.metadata_path()
+    if meta_file is not None:
         _, meta_rows = read_metadata(meta_file)
         extra = subject_groups([r.path for r in manifest.rows], meta_rows)
     distance = manifest.info.get("near_duplicate_distance")
@@ -350,9 +349,8 @@ def write_fold_manifests(plan: FoldPlan, manifest: Manifest) -> list[Path]:
     """
     info = dict(manifest.info) or new_info(manifest.name, manifest.root, str(manifest.path),
                                            manifest.class_names)
-    meta_name = manifest.info.get("metadata")
-    meta_file = manifest.path.parent / meta_name if meta_name else None
-    meta_bytes = meta_file.read_bytes() if meta_file is not None and meta_file.is_file() else None
+    meta_file = manifest.metadata_path()
+    meta_bytes = meta_file.read_bytes() if meta_file is not None else None
     paths = []
     for k in range(1, plan.folds + 1):
         out_dir = plan.manifest_path(k).parent

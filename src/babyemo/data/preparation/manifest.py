@@ -152,6 +152,13 @@ class Manifest:
             out[r.split][r.label] += 1
         return out
 
+    def metadata_path(self) -> Path | None:
+        """The ``metadata.csv`` that ``dataset.json`` names (beside the manifest), when
+        that file exists; else ``None``."""
+        name = self.info.get("metadata")
+        path = self.path.parent / name if name else None
+        return path if path is not None and path.is_file() else None
+
     def resolve(self, row_or_relpath: ManifestRow | str) -> Path:
         """Absolute path of a row's image.
 

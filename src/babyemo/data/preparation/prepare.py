@@ -271,9 +271,8 @@ def split_manifest(
                             "prepare the dataset again") from None
     paths_ = [r.path for r in manifest.rows]
     extra: list[list[int]] = []
-    meta_name = manifest.info.get("metadata")
-    meta_file = manifest.path.parent / meta_name if meta_name else None
-    if meta_file is not None and meta_file.is_file():
+    meta_file = manifest.metadata_path()
+    if meta_file is not None:
         _, meta_rows = read_metadata(meta_file)
         extra = subject_groups(paths_, meta_rows)
     ids, distance = duplicate_ids([r.sha256 for r in manifest.rows], hashes, extra,
@@ -290,7 +289,7 @@ def split_manifest(
     info["warnings"] = [w for w in info.get("warnings", []) if "given splits" not in w]
     out_dir = Path(out).expanduser() if out is not None else manifest.path.parent
     same_folder = out_dir.resolve() == manifest.path.parent.resolve()
-    if meta_file is not None and meta_file.is_file() and not same_folder:
+    if meta_file is not None and not same_folder:
         atomic_write_bytes(out_dir / METADATA_FILE, meta_file.read_bytes())
     written = write_manifest(manifest.rows, out_dir, info)
     remember_prepared(written)

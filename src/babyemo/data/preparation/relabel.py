@@ -196,9 +196,8 @@ def relabel_manifest(manifest: str | os.PathLike[str], review: str | os.PathLike
              "test_changed": len(test_changes), "allow_test": bool(allow_test),
              "previous": parent.info.get("relabel")}
     info["relabel"] = entry
-    meta_name = parent.info.get("metadata")
-    meta_file = parent.path.parent / meta_name if meta_name else None
-    if meta_file is not None and meta_file.is_file():
+    meta_file = parent.metadata_path()
+    if meta_file is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out_dir / METADATA_FILE, meta_file.read_bytes())
         info["metadata"] = METADATA_FILE
