@@ -254,14 +254,10 @@ def conflict_groups(manifest: Manifest) -> list[dict[str, Any]]:
         ``{"id": "exact-N" | "near-N", "kind", "paths", "labels", "splits"}`` per group.
 
     Raises:
-        ManifestError: A ``dhash`` that is not hexadecimal.
+        ManifestError: A row without a valid ``dhash`` (:meth:`Manifest.dhashes`).
     """
     rows = manifest.rows
-    try:
-        hashes = [int(r.dhash or "0", 16) for r in rows]
-    except ValueError:
-        raise ManifestError(f"{manifest.path} has a dhash that is not hexadecimal.",
-                            "prepare the dataset again") from None
+    hashes = manifest.dhashes()
     distance = manifest.info.get("near_duplicate_distance")
     near, _ = near_duplicates(hashes, distance if isinstance(distance, int) else None)
     kinds = [("exact", exact_duplicate_groups([r.sha256 for r in rows])),

@@ -103,13 +103,9 @@ def fold_groups(manifest: Manifest) -> tuple[list[int], int]:
         ``(group id per row, near-duplicate distance used)``.
 
     Raises:
-        ManifestError: A ``dhash`` value that is not hexadecimal.
+        ManifestError: A row without a valid ``dhash`` (:meth:`Manifest.dhashes`).
     """
-    try:
-        hashes = [int(r.dhash, 16) for r in manifest.rows]
-    except ValueError:
-        raise ManifestError(f"{manifest.path} has a dhash that is not hexadecimal.",
-                            "prepare the dataset again") from None
+    hashes = manifest.dhashes()
     extra: list[list[int]] = []
     meta_file = manifest.metadata_path()
     if meta_file is not None:

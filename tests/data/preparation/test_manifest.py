@@ -183,3 +183,31 @@ def test_dataset_json_root_must_be_a_path(tmp_path):
         info_path.write_text(json.dumps({**info, "root": bad}))
         with pytest.raises(ManifestError, match="must be a folder path"):
             read_manifest(path)
+
+
+@pytest.mark.parametrize("bad", ["", "xyz", "1" * 17, "-1", "0x1f", "1_0"])
+def test_dhashes_has_one_rule_for_every_duplicate_check(tmp_path, bad):
+    from dataclasses import replace
+
+    from babyemo.data.inspection.report import inspect_dataset
+    from babyemo.data.inspection.stock import train_duplicates
+    from babyemo.evaluation.audit import conflict_groups
+    from babyemo.training.folds import fold_groups
+
+    path, _ = _write(tmp_path)
+    good = read_manifest(path)
+    assert good.dhashes() == [0x00FF00FF00FF00FF, 0x0123456789ABCDEF, 0xFEDCBA9876543210, 0]
+    rows = _rows()
+    rows[1] = replace(rows[1], dhash=bad)
+    (tmp_path / "bad").mkdir()
+    path, _ = _write(tmp_path / "bad", rows)
+    manifest = read_manifest(path)
+    with pytest.raises(ManifestError, match="angry/x.png") as info:
+        manifest.dhashes()
+    assert "data prepare" in info.value.hint
+    # an empty hash is refused, not read as 0 (which would tie such rows together)
+    for check in (fold_groups, conflict_groups, train_duplicates):
+        with pytest.raises(ManifestError, match="angry/x.png"):
+            check(manifest)
+    with pytest.raises(ManifestError, match="angry/x.png"):
+        inspect_dataset(path)

@@ -294,12 +294,8 @@ def _load(path: Path) -> tuple[list[_Item], dict[str, Any]]:
     is_manifest = path.is_file() or (path.is_dir() and (path / MANIFEST_FILE).is_file())
     if is_manifest:
         manifest = read_manifest(path)
-        try:
-            items = [_Item(r.path, r.label, r.split, r.sha256, int(r.dhash or "0", 16),
-                           r.width, r.height, r.format) for r in manifest.rows]
-        except ValueError:
-            raise DataError(f"{manifest.path} has a dhash that is not hexadecimal.",
-                            "prepare the dataset again") from None
+        items = [_Item(r.path, r.label, r.split, r.sha256, h, r.width, r.height, r.format)
+                 for r, h in zip(manifest.rows, manifest.dhashes(), strict=True)]
         info = manifest.info
         meta = info.get("metadata")
         return items, {
@@ -344,7 +340,8 @@ def inspect_dataset(path: str | os.PathLike[str],
         The :class:`DatasetReport`.
 
     Raises:
-        ManifestError: Unreadable manifest.
+        ManifestError: Unreadable manifest, or a row without a valid ``dhash``
+            (:meth:`~babyemo.data.preparation.manifest.Manifest.dhashes`).
         DataError: Nothing at ``path``, or a folder without usable images or classes.
     """
     path = Path(path).expanduser()

@@ -196,17 +196,10 @@ def train_duplicates(manifest: Manifest) -> dict[str, str]:
     train_duplicate=no`` leaves them out. Train images get ``""``.
 
     Raises:
-        ManifestError: A dHash that is not hexadecimal.
+        ManifestError: A row without a valid ``dhash`` (:meth:`Manifest.dhashes`).
     """
     from babyemo.data.preparation.split import duplicate_ids
-    from babyemo.errors import ManifestError
-
-    try:
-        dhashes = [int(r.dhash or "0", 16) for r in manifest.rows]
-    except ValueError:
-        raise ManifestError(f"{manifest.path} has a dHash that is not hexadecimal.",
-                            "prepare the dataset again") from None
-    ids, _ = duplicate_ids([r.sha256 for r in manifest.rows], dhashes,
+    ids, _ = duplicate_ids([r.sha256 for r in manifest.rows], manifest.dhashes(),
                            max_distance=manifest.info.get("near_duplicate_distance"))
     train_groups = {g for g, r in zip(ids, manifest.rows, strict=True) if r.split == "train"}
     return {r.path: "" if r.split == "train" else ("yes" if g in train_groups else "no")

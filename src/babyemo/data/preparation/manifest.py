@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 COLUMNS = ("path", "label", "split", "sha256", "width", "height", "format", "dhash")
 """Columns of ``manifest.csv``, in order."""
+_DHASH = re.compile(r"[0-9a-fA-F]{1,16}")  # 64-bit dHash as data prepare writes it
 
 FACE_COLUMNS = ("n_faces", "face_x", "face_y", "face_w", "face_h", "face_score",
                 "face_landmarks")
@@ -158,6 +159,34 @@ class Manifest:
         name = self.info.get("metadata")
         path = self.path.parent / name if name else None
         return path if path is not None and path.is_file() else None
+
+    def dhashes(self) -> list[int]:
+        """The rows' ``dhash`` values as 64-bit integers, in row order.
+
+        The one parser of the column for every duplicate check (``prepare``, ``split``,
+        ``train --folds``, ``inspect``, the stock check and the label audit), so they all
+        agree on what a valid hash is: 1 to 16 hexadecimal digits, as ``data prepare``
+        writes them (:func:`babyemo.data.inspection.hashing.format_hash`).
+
+        Returns:
+            One integer in ``[0, 2**64)`` per row.
+
+        Raises:
+            ManifestError: A row whose ``dhash`` is empty, not hexadecimal or longer than
+                64 bits (named by path and value); an empty hash is not read as 0, which
+                would make every such row a near-duplicate of the others.
+        """
+        hashes = []
+        for row in self.rows:
+            value = row.dhash
+            if _DHASH.fullmatch(value) is None:  # not int(value, 16): it takes "-1", "0x1f"
+                raise ManifestError(
+                    f"{self.path}: row {row.path!r} has dhash {value!r}, not 1 to 16 "
+                    "hexadecimal digits.",
+                    "prepare the dataset again (`babyemo data prepare`) so every image "
+                    "is hashed")
+            hashes.append(int(value, 16))
+        return hashes
 
     def resolve(self, row_or_relpath: ManifestRow | str) -> Path:
         """Absolute path of a row's image.

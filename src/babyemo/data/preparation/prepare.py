@@ -262,13 +262,7 @@ def split_manifest(
         check_outputs(folders={"output folder": Path(out).expanduser()},
                       folder_files={"output folder": (MANIFEST_FILE, INFO_FILE)},
                       scanned=[manifest.root])
-    try:
-        hashes = [int(r.dhash, 16) for r in manifest.rows]
-    except ValueError:
-        from babyemo.errors import ManifestError
-
-        raise ManifestError(f"{manifest.path} has a dhash that is not hexadecimal.",
-                            "prepare the dataset again") from None
+    hashes = manifest.dhashes()
     paths_ = [r.path for r in manifest.rows]
     extra: list[list[int]] = []
     meta_file = manifest.metadata_path()
