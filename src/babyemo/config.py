@@ -317,6 +317,13 @@ class TrainConfig:
     ``sync_bn`` converts batch norms to ``torch.nn.SyncBatchNorm`` (statistics over the
     global batch); ``dist_timeout`` the seconds a process waits for the others before the
     run fails.
+
+    Multi-task training (see :mod:`babyemo.training.multitask`): ``aux_data`` a second
+    prepared manifest (``manifest.csv`` or its folder, as ``data``) whose ``train`` rows
+    are an auxiliary task with its own classifier head on the shared backbone, a batch of
+    it beside every main batch; ``aux_weight`` ``W`` of ``CE(main) + W CE(aux)``. The
+    saved model is the main task's only. Not with ``teacher``/``unlabelled``, ``mixup``
+    or ``cutmix``.
     """
 
     data: str | None = None
@@ -360,6 +367,8 @@ class TrainConfig:
     sync_bn: bool = False
     lr_scaling: LRScaling = LRScaling.linear
     dist_timeout: float = 600.0
+    aux_data: str | None = None
+    aux_weight: float = 0.5
 
     def __post_init__(self) -> None:
         self.optimizer = OptimizerName(self.optimizer)
@@ -402,6 +411,7 @@ class TrainConfig:
             ("distill_alpha", self.distill_alpha, 0 <= self.distill_alpha <= 1,
              "a float in [0, 1]"),
             ("dist_timeout", self.dist_timeout, self.dist_timeout > 0, "seconds > 0"),
+            ("aux_weight", self.aux_weight, self.aux_weight > 0, "a float > 0"),
         ]
         for name, value, ok, what in checks:
             if not ok:
@@ -410,6 +420,16 @@ class TrainConfig:
             raise ConfigError("Unlabelled images (--unlabelled) are trained on with a "
                               "teacher's targets only, and no teacher was given.",
                               "add --teacher MODEL (a trained model's name or .pt file)")
+        if self.aux_data:
+            clash = [option for option, on in (("--teacher", self.teacher),
+                                               ("--unlabelled", self.unlabelled),
+                                               ("--mixup", self.mixup > 0),
+                                               ("--cutmix", self.cutmix > 0)) if on]
+            if clash:
+                raise ConfigError(f"--aux-data (multi-task training) cannot be combined with "
+                                  f"{', '.join(clash)}: the auxiliary batches have neither "
+                                  "teacher targets nor mixed labels.",
+                                  f"drop {' and '.join(clash)}, or drop --aux-data")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dict (JSON- and ``weights_only``-safe)."""

@@ -61,6 +61,15 @@ def train_command(
     unlabelled: Path = typer.Option(None, "--unlabelled", metavar="FOLDER",
                                     help="Also train on these unlabelled images, with the "
                                     "teacher's targets only (needs --teacher)."),
+    aux_data: Path = typer.Option(None, "--aux-data", metavar="MANIFEST",
+                                  help="Multi-task training: an auxiliary task (e.g. a "
+                                  "prepared FER-2013; a manifest CSV or its folder) with its "
+                                  "own classifier head on the shared backbone; a batch of its "
+                                  "train split joins every main batch, and the loss is "
+                                  "CE(main) + W x CE(aux). The saved model is the main task "
+                                  "only."),
+    aux_weight: float = typer.Option(_D.aux_weight, "--aux-weight", metavar="W",
+                                     help="Weight W of the auxiliary loss (with --aux-data)."),
     label_smoothing: float = typer.Option(_D.label_smoothing, "--label-smoothing"),
     class_weights: bool = typer.Option(False, "--class-weights/--no-class-weights",
                                        help="Weight the loss by inverse class frequency."),
@@ -138,6 +147,9 @@ def train_command(
     from babyemo.models.registry import check_arch_name
 
     if nproc is not None and nproc > 1:
+        if aux_data is not None:
+            raise typer.BadParameter("multi-task training (--aux-data) runs in one process "
+                                     "only", param_hint="--nproc")
         _launch(nproc)
 
     if early_stopping is not None:
@@ -173,7 +185,8 @@ def train_command(
         distill_temperature=distill_temperature, distill_alpha=distill_alpha,
         unlabelled=str(unlabelled) if unlabelled else None,
         select=select or (EpochSelection.last if folds is not None else EpochSelection.best),
-        sync_bn=sync_bn, lr_scaling=lr_scaling, dist_timeout=dist_timeout)
+        sync_bn=sync_bn, lr_scaling=lr_scaling, dist_timeout=dist_timeout,
+        aux_data=str(aux_data) if aux_data else None, aux_weight=aux_weight)
     if folds is not None:
         _train_folds(config, folds, exclude_train)
         return

@@ -26,6 +26,9 @@ Cross-validation (``babyemo train --folds K``): :mod:`~babyemo.training.folds` m
 folds and their manifests, trains each fold with :func:`train` and gets its out-of-fold
 logits (:func:`~babyemo.training.folds.run_folds`);
 :func:`babyemo.evaluation.crossval.train_folds` scores and writes them.
+
+Multi-task training (``--aux-data``): :mod:`~babyemo.training.multitask` (the auxiliary
+head, its batches and checks; the runner runs both tasks in one forward pass).
 """
 
 from babyemo.training.folds import FoldPlan, FoldsRun, assign_folds, run_folds

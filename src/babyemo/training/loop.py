@@ -113,7 +113,8 @@ def _train(config: TrainConfig, register: bool, start: float) -> TrainResult:
     if run.saved is not None:
         state = restore_state(run.saved, model=run.model, optimizer=run.optimizer,
                               scheduler=run.scheduler, scaler=run.runner.scaler,
-                              epochs=config.epochs, ema=run.ema)
+                              epochs=config.epochs, ema=run.ema,
+                              aux_head=run.aux.head if run.aux is not None else None)
         log.info("Resuming %s at epoch %d/%d", run.run_dir, state.epoch + 1, config.epochs)
     main = run.dist.is_main
     if main:
@@ -184,7 +185,8 @@ def _fit(run: Run, state: TrainState) -> bool:
         if run.dist.is_main:
             resume = resume_record(state, epoch, optimizer=run.optimizer,
                                    scheduler=run.scheduler, scaler=run.runner.scaler,
-                                   ema=run.ema, model=run.model)
+                                   ema=run.ema, model=run.model,
+                                   aux_head=run.aux.head if run.aux is not None else None)
             _save(run, run.run_dir / "last.pt", train_info, metrics, resume=resume)
         state.epoch = epoch
         if run.dist.is_main:
@@ -219,7 +221,10 @@ def _epoch(run: Run, epoch: int, val_loader: DataLoader | None
     loader = make_loader(run.fit_ds, config, run.device, shuffle=True,
                          epoch_seed=config.seed + epoch, sampler=sampler)
     row: dict[str, Any] = {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"]}
-    stats = run.runner.train_epoch(loader, run.optimizer, f"epoch {epoch}/{config.epochs}")
+    aux_batches = (run.aux.batches(config, run.device, epoch) if run.aux is not None
+                   else None)  # reshuffled from seed + epoch: --resume continues exactly
+    stats = run.runner.train_epoch(loader, run.optimizer, f"epoch {epoch}/{config.epochs}",
+                                   aux_batches=aux_batches)
     n_seen = stats.pop("n")
     row.update(stats)
     row["images_per_s"] = n_seen / max(time.perf_counter() - t0, 1e-9)

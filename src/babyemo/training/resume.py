@@ -3,7 +3,8 @@
 ``last.pt`` carries, beside the weights, a ``resume`` entry (:func:`resume_record`): the
 optimizer, schedule and gradient-scaler states, the last finished epoch, the history, the
 best epoch so far and the early-stopping counter; with ``--ema``, whose averaged weights
-are ``last.pt``'s weights, also the raw training weights and the EMA's step count. The
+are ``last.pt``'s weights, also the raw training weights and the EMA's step count; with
+``--aux-data``, the auxiliary head's weights (:mod:`babyemo.training.multitask`). The
 teacher targets of ``--teacher`` are reused from the run's ``teacher.npz`` (see
 :mod:`babyemo.training.distill`). :func:`resumed_config` decides the
 configuration a resumed run continues with; :func:`restore_state` puts the states back.
@@ -104,6 +105,10 @@ def resumed_config(given: TrainConfig, saved_train: dict[str, Any], run_dir: Pat
         elif name == "data":
             if data and Path(value).resolve() != Path(data).resolve():
                 conflicts.append(f"--data {value} (the run trained on {data})")
+        elif name == "aux_data":  # a manifest file or its folder, as --data
+            if saved.aux_data is None or (_manifest_file(value)
+                                          != _manifest_file(saved.aux_data)):
+                conflicts.append(f"--aux-data {value} (the run has {saved.aux_data!r})")
         elif name in _PATHS and getattr(saved, name) is not None and (
                 Path(value).expanduser().resolve()
                 == Path(getattr(saved, name)).expanduser().resolve()):
@@ -125,9 +130,17 @@ def resumed_config(given: TrainConfig, saved_train: dict[str, Any], run_dir: Pat
                                   "out": str(run_dir), "data": data})
 
 
+def _manifest_file(value: str) -> Path:
+    """``value`` (a ``manifest.csv`` or its folder) as the manifest file's absolute path."""
+    from babyemo.data.preparation.manifest import MANIFEST_FILE
+
+    path = Path(value).expanduser().resolve()
+    return path / MANIFEST_FILE if path.is_dir() else path
+
+
 def restore_state(saved: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer,
                   scheduler: Any, scaler: torch.amp.GradScaler | None, epochs: int,
-                  ema: Any = None) -> TrainState:
+                  ema: Any = None, aux_head: nn.Module | None = None) -> TrainState:
     """Put the states of ``last.pt`` (read with
     :func:`~babyemo.checkpoint.read_checkpoint_dict`) back into a freshly set-up run.
 
@@ -142,9 +155,14 @@ def restore_state(saved: dict[str, Any], *, model: nn.Module, optimizer: torch.o
         epochs: The run's number of epochs.
         ema: The run's ``AveragedModel`` (``--ema``) or ``None``: it gets ``last.pt``'s
             weights, and ``model`` the raw weights of the ``resume`` entry.
+        aux_head: The auxiliary head (``--aux-data``) or ``None``: it gets the ``resume``
+            entry's ``aux_head`` weights.
 
     Returns:
         The run's state after its last finished epoch.
+
+    Raises:
+        ConfigError: ``aux_head`` is given but ``last.pt`` has no auxiliary head.
     """
     r = saved["resume"]
     if ema is not None:
@@ -153,6 +171,11 @@ def restore_state(saved: dict[str, Any], *, model: nn.Module, optimizer: torch.o
         ema.n_averaged.fill_(int(r["ema"]["n_averaged"]))
     else:
         model.load_state_dict(saved["state_dict"])
+    if aux_head is not None:
+        if r.get("aux_head") is None:
+            raise ConfigError("The run to resume has no auxiliary head in its last.pt.",
+                              "drop --aux-data, or start a new run with another --out")
+        aux_head.load_state_dict(r["aux_head"])
     optimizer.load_state_dict(r["optimizer"])
     if scheduler is not None and r.get("scheduler") is not None:
         scheduler.load_state_dict(r["scheduler"])
@@ -166,7 +189,8 @@ def restore_state(saved: dict[str, Any], *, model: nn.Module, optimizer: torch.o
 
 def resume_record(state: TrainState, epoch: int, *, optimizer: torch.optim.Optimizer,
                   scheduler: Any, scaler: torch.amp.GradScaler | None, ema: Any = None,
-                  model: nn.Module | None = None) -> dict[str, Any]:
+                  model: nn.Module | None = None, aux_head: nn.Module | None = None
+                  ) -> dict[str, Any]:
     """The ``resume`` entry of ``last.pt`` after ``epoch`` (read by :func:`restore_state`).
 
     Args:
@@ -179,11 +203,13 @@ def resume_record(state: TrainState, epoch: int, *, optimizer: torch.optim.Optim
         ema: The ``AveragedModel`` of ``--ema`` (its weights are the checkpoint's) or
             ``None``.
         model: The raw model, kept with ``ema``.
+        aux_head: The auxiliary head of ``--aux-data`` or ``None``.
 
     Returns:
         ``optimizer``, ``scheduler``, ``scaler`` (state dicts or ``None``), ``epoch``,
         ``history``, ``best``, ``stale`` (see ``docs/checkpoint-format.md``); with ``ema``
-        also ``ema``: ``{"model": the raw weights (CPU), "n_averaged": int}``.
+        also ``ema``: ``{"model": the raw weights (CPU), "n_averaged": int}``; with
+        ``aux_head`` also ``aux_head``: its state dict (CPU).
     """
     record = {"optimizer": optimizer.state_dict(),
               "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -195,7 +221,15 @@ def resume_record(state: TrainState, epoch: int, *, optimizer: torch.optim.Optim
         record["ema"] = {"model": {k: v.detach().to("cpu", copy=True).contiguous()
                                    for k, v in model.state_dict().items()},
                          "n_averaged": int(ema.n_averaged)}
+    if aux_head is not None:
+        record["aux_head"] = _cpu_state(aux_head)
     return record
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s state dict, each tensor copied to the CPU (contiguous)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous()
+            for k, v in module.state_dict().items()}
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ one device and precision."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -92,6 +93,10 @@ class Runner:
         ema: A ``torch.optim.swa_utils.AveragedModel`` of the model, or ``None``.
         module: The model's own module when ``model`` is a wrapper (default ``model``):
             what the EMA averages and, without EMA, what evaluation passes run.
+        aux: The auxiliary task of multi-task training
+            (:class:`babyemo.training.multitask.AuxTask`), or ``None``: each training batch
+            is then run in one forward pass with an auxiliary batch, and the loss is
+            ``criterion(main) + aux.weight * aux.criterion(aux)`` (hard labels only).
 
     Attributes:
         eval_model: What evaluation passes run: the EMA weights (``ema.module``), else
@@ -102,7 +107,7 @@ class Runner:
 
     def __init__(self, model: nn.Module, device: torch.device, plan: Any,
                  criterion: nn.Module, spec: Any, *, soft_loss: Any = None, mix: Any = None,
-                 ema: Any = None, module: nn.Module | None = None) -> None:
+                 ema: Any = None, module: nn.Module | None = None, aux: Any = None) -> None:
         self.model, self.device, self.plan, self.criterion = model, device, plan, criterion
         self.module = module if module is not None else model
         self.spec = spec
@@ -111,7 +116,9 @@ class Runner:
         self.scaler = torch.amp.GradScaler(device.type) if plan.grad_scaler else None
         if mix is not None and soft_loss is None:
             raise ValueError("mixing a batch needs a soft-target loss")
-        self.soft_loss, self.mix, self.ema = soft_loss, mix, ema
+        if aux is not None and soft_loss is not None:
+            raise ValueError("an auxiliary task trains on hard labels only")
+        self.soft_loss, self.mix, self.ema, self.aux = soft_loss, mix, ema, aux
         self.eval_model = ema.module if ema is not None else self.module
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,28 +129,53 @@ class Runner:
         return x, y.to(self.device, non_blocking=nb)
 
     def train_epoch(self, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                    description: str) -> dict[str, float]:
+                    description: str,
+                    aux_batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
+                    ) -> dict[str, float]:
         """One training pass over ``loader`` (progress bar titled ``description``).
 
         Batches are ``(images, labels)``, or ``(images, labels, teacher_logits)`` with a
         teacher (labels -1 for unlabelled images).
 
+        Args:
+            loader: The main training batches.
+            optimizer: Steps the model's (and the auxiliary head's) parameters.
+            description: Title of the progress bar.
+            aux_batches: With an auxiliary task, its batches (``(M, C, H, W) uint8``
+                pixels like the main batches', ``(M,) int64`` labels; see
+                :meth:`babyemo.training.multitask.AuxTask.batches`): the next one joins
+                each main batch.
+
         Returns:
-            ``train_loss`` (mean per image), ``train_acc`` and ``n``, the number of images
-            seen. ``train_acc`` counts the images with a label share whose predicted class
-            is their (mixed) target's largest label share.
+            ``train_loss`` (mean per image of the main task's loss), ``train_acc`` and
+            ``n``, the number of main images seen. ``train_acc`` counts the images with a
+            label share whose predicted class is their (mixed) target's largest label
+            share. With an auxiliary task also ``aux_train_loss`` (its cross entropy, mean
+            per auxiliary image) and ``aux_train_acc``.
 
         Raises:
             ConfigError: The loss is not finite (diverged).
         """
         self.model.train()
+        if self.aux is not None:
+            if aux_batches is None:
+                raise ValueError("a run with an auxiliary task needs its batches")
+            self.aux.head.train()
         total_loss, correct, n, n_acc = 0.0, 0, 0, 0
+        aux_loss_sum, aux_correct, aux_n = 0.0, 0, 0
         with progress_bar(description, total=len(loader), unit="batch") as bar:
             for x, y, *teacher in loader:
                 x, y = self._to_device(x, y)
                 optimizer.zero_grad(set_to_none=True)
                 has_label = None
-                if self.soft_loss is None:
+                if self.aux is not None:
+                    xa, ya = self._to_device(*next(aux_batches))  # type: ignore[arg-type]
+                    logits, main_loss, aux_logits, aux_loss = self._multitask_step(x, y, xa, ya)
+                    loss = main_loss + self.aux.weight * aux_loss
+                    aux_loss_sum += aux_loss.item() * len(ya)
+                    aux_correct += (aux_logits.argmax(1) == ya).sum().item()
+                    aux_n += len(ya)
+                elif self.soft_loss is None:
                     with self.plan.autocast(self.device):
                         logits = self.model(x)
                         loss = self.criterion(logits.float(), y)
@@ -164,6 +196,8 @@ class Runner:
                     optimizer.step()
                 if self.ema is not None:
                     self.ema.update_parameters(self.module)
+                if self.aux is not None:
+                    loss = main_loss  # train_loss: the main task's, as in a plain run
                 total_loss += loss.item() * len(y)
                 if has_label is None:
                     correct += (logits.argmax(1) == y).sum().item()
@@ -176,8 +210,41 @@ class Runner:
         # all processes' images (a no-op in one process)
         total_loss, correct, n, n_acc = distributed.all_reduce_sum(
             torch.tensor([total_loss, correct, n, n_acc], dtype=torch.float64)).tolist()
-        return {"train_loss": total_loss / max(n, 1), "train_acc": correct / max(n_acc, 1),
-                "n": int(n)}
+        stats = {"train_loss": total_loss / max(n, 1), "train_acc": correct / max(n_acc, 1),
+                 "n": int(n)}
+        if self.aux is not None:
+            stats.update(aux_train_loss=aux_loss_sum / max(aux_n, 1),
+                         aux_train_acc=aux_correct / max(aux_n, 1))
+        return stats
+
+    def _multitask_step(self, x: torch.Tensor, y: torch.Tensor, xa: torch.Tensor,
+                        ya: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One forward pass of a main batch and an auxiliary batch concatenated.
+
+        Args:
+            x: ``(N, C, H, W)`` normalised main images; ``y`` their ``(N,) int64`` labels.
+            xa: ``(M, C, H, W)`` normalised auxiliary images; ``ya`` their ``(M,) int64``
+                labels.
+
+        Returns:
+            The main logits ``(N, K) float32`` (the first ``N`` rows of the model's
+            output), the main loss, the auxiliary logits ``(M, K_aux) float32`` (the
+            auxiliary head on the features of the last ``M`` rows) and the auxiliary loss.
+        """
+        both = torch.cat([x, xa])
+        if self.channels_last:
+            both = both.contiguous(memory_format=torch.channels_last)
+        n = len(y)
+        with self.plan.autocast(self.device):
+            with self.aux.tap.capture() as tap:
+                out = self.model(both)
+            features = tap.take()
+            logits = out[:n].float()
+            aux_logits = self.aux.head(features[n:]).float()
+            main_loss = self.criterion(logits, y)
+            aux_loss = self.aux.criterion(aux_logits, ya)
+        return logits, main_loss, aux_logits, aux_loss
 
     def _soft_batch(self, x: torch.Tensor, y: torch.Tensor, teacher: list[torch.Tensor]
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

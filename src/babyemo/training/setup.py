@@ -47,6 +47,13 @@ from babyemo.training.distill import (
 )
 from babyemo.training.finetune import init_from, resolve_init
 from babyemo.training.mixing import BatchMix
+from babyemo.training.multitask import (
+    AuxTask,
+    check_aux_manifest,
+    check_resumed_aux,
+    main_head,
+    prepare_aux,
+)
 from babyemo.training.resume import resumed_config
 from babyemo.training.runner import Runner, compiled
 from babyemo.transforms import eval_transform, train_transform
@@ -95,6 +102,8 @@ class Run:
         dist: This process's place in a distributed run (``torchrun``; one process:
             ``world_size`` 1). ``model`` is then wrapped in ``DistributedDataParallel``
             for the training passes only (``runner.model``).
+        aux: The auxiliary task of multi-task training (``--aux-data``; its head is not
+            part of ``model`` and never saved in ``model``'s state dict), or ``None``.
     """
 
     config: TrainConfig
@@ -121,6 +130,7 @@ class Run:
     ema: Any = None
     distill: Distillation | None = None
     dist: distributed.DistContext = field(default_factory=distributed.DistContext)
+    aux: AuxTask | None = None
 
     def __post_init__(self) -> None:
         if self.fit_ds is None:
@@ -193,15 +203,16 @@ def resolve_cache_mode(cache: CacheMode | str, workers: int) -> str:
     return cache.value
 
 
-def make_optimizer(config: TrainConfig, model: nn.Module, lr: float | None = None
-                   ) -> torch.optim.Optimizer:
+def make_optimizer(config: TrainConfig, model: nn.Module, lr: float | None = None,
+                   extra: tuple[nn.Module, ...] = ()) -> torch.optim.Optimizer:
     """AdamW (or SGD with Nesterov momentum 0.9) at ``lr`` (default ``config.lr``; a
     distributed run scales it, see :func:`babyemo.distributed.lr_scale`); weight decay on
     weights with two or more dimensions only (not on biases and normalisation
-    parameters)."""
+    parameters). ``extra`` modules (the auxiliary head of ``--aux-data``) are optimised
+    alike, their parameters after ``model``'s."""
     lr = config.lr if lr is None else lr
     decay, no_decay = [], []
-    for p in model.parameters():
+    for p in [*model.parameters(), *(q for m in extra for q in m.parameters())]:
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": config.weight_decay},
@@ -301,18 +312,23 @@ def prepare_run(config: TrainConfig) -> Run:
     manifest: Manifest = read_manifest(choice.path)
     log.info("Manifest: %s (%s)", manifest.path, choice.source)
     warn_training_classes(manifest, config.train_splits)  # logged: a class never trained on
+    aux_manifest = check_aux_manifest(config, manifest, dist)
     teacher_file = _existing_file(config.teacher)
-    check_outputs(folders={"run folder": run_dir}, scanned=[manifest.root, config.unlabelled],
+    check_outputs(folders={"run folder": run_dir},
+                  scanned=[manifest.root, config.unlabelled,
+                           aux_manifest.root if aux_manifest else None],
                   folder_files={"run folder": () if config.resume else RUN_FILES},
                   inputs=[manifest.path, None if config.resume else config.init,
-                          None if config.resume else teacher_file])
+                          None if config.resume else teacher_file,
+                          aux_manifest.path if aux_manifest else None])
     # record the manifest itself, never "the last prepared": --resume and evaluation must
     # find this one even after another process prepares something else (and so the
     # teacher's and the unlabelled images' files)
     config = replace(config, data=str(manifest.path.resolve()),
                      teacher=str(teacher_file.resolve()) if teacher_file else config.teacher,
                      unlabelled=(str(Path(config.unlabelled).expanduser().resolve())
-                                 if config.unlabelled else None))
+                                 if config.unlabelled else None),
+                     aux_data=str(aux_manifest.path.resolve()) if aux_manifest else None)
     class_names = list(manifest.class_names)
     if len(class_names) < 2:
         raise DataError(f"The manifest {manifest.path} has {len(class_names)} class(es).",
@@ -334,6 +350,8 @@ def prepare_run(config: TrainConfig) -> Run:
             init_info = init_from(model, init_ckpt, class_names, info)
     else:
         init_info = saved.get("train", {}).get("init")
+    if aux_manifest is not None:
+        main_head(info, model)  # an nn.Linear head, checked before anything is written
     distributed.barrier("checking the run folder")  # every process checked it unchanged
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -375,7 +393,13 @@ def prepare_run(config: TrainConfig) -> Run:
     soft_loss = make_soft_loss(config, criterion, len(class_names))
     mix = BatchMix(config.mixup, config.cutmix) if config.mixup > 0 or config.cutmix > 0 else None
     ema = make_ema(config, model)
-    optimizer = make_optimizer(config, model, lr)
+    aux = None
+    if aux_manifest is not None:  # its hook on the model after the EMA's copy: not copied
+        aux = prepare_aux(config, aux_manifest, info=info, model=model, spec=spec,
+                          cache=make_cache(cache_mode), device=device)
+        if saved is not None:
+            check_resumed_aux(aux, saved["train"])
+    optimizer = make_optimizer(config, model, lr, extra=(aux.head,) if aux else ())
     scheduler = make_scheduler(config, optimizer)
     train_model: nn.Module = model
     if dist.enabled:  # averages the gradients over the processes in backward
@@ -386,7 +410,7 @@ def prepare_run(config: TrainConfig) -> Run:
     runner = Runner(compiled(train_model) if config.compile else train_model, device, plan,
                     criterion, spec,
                     soft_loss=soft_loss.to(device) if soft_loss is not None else None,
-                    mix=mix, ema=ema, module=model)
+                    mix=mix, ema=ema, module=model, aux=aux)
     provenance = {"config": config.to_dict(), "seed": config.seed,
                   "manifest": str(manifest.path.resolve()), "manifest_sha256": manifest.sha256(),
                   "dataset": manifest.name, "n_train": len(train_ds),
@@ -395,6 +419,8 @@ def prepare_run(config: TrainConfig) -> Run:
                   "n_train_without_face": train_ds.n_without_face, "init": init_info}
     if distill is not None:
         provenance["distill"] = distill.provenance(config)
+    if aux is not None:
+        provenance["aux"] = aux.provenance()
     if dist.enabled:
         provenance["distributed"] = {"world_size": dist.world_size, "backend": dist.backend,
                                      "global_batch": config.batch_size * dist.world_size,
@@ -405,7 +431,7 @@ def prepare_run(config: TrainConfig) -> Run:
                train_ds=train_ds, val_ds=val_ds, optimizer=optimizer, scheduler=scheduler,
                runner=runner, provenance=provenance, saved=saved,
                fit_ds=distill.dataset if distill is not None else train_ds, ema=ema,
-               distill=distill, dist=dist)
+               distill=distill, dist=dist, aux=aux)
 
 
 def _distributed_lr(config: TrainConfig, dist: distributed.DistContext,
@@ -459,6 +485,13 @@ def write_run_config(run: Run) -> None:
              f"face crops ({faces['detector']}, margin {faces['margin']}, "
              f"{run.train_ds.n_without_face} train images without a face used whole)"
              if faces else "whole images")
+    aux = run.provenance.get("aux")
+    if aux is not None:
+        log.info("Auxiliary task: %s (%s: %d classes %s, %d train images, %s), loss = CE + "
+                 "%g x CE_aux; best.pt is the main task only", aux["manifest"], aux["dataset"],
+                 len(aux["class_names"]), ", ".join(aux["class_names"]), aux["n_train"],
+                 f"face crops ({aux['faces']['detector']})" if aux["faces"] else "whole images",
+                 aux["weight"])
     distill = run.provenance.get("distill")
     if distill is not None:
         u = distill["unlabelled"]
