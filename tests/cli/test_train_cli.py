@@ -89,3 +89,24 @@ def test_train_recipe_and_distillation_options_reach_the_config(captured, tmp_pa
     for option in ("--mixup", "--cutmix", "--ema", "--teacher", "--distill-temperature",
                    "--distill-alpha", "--unlabelled", "bridge"):
         assert option in help_text, option
+
+
+def test_train_cli_aux_options_reach_the_config(captured, tmp_path):
+    out = str(tmp_path / "run")
+    fer = str(tmp_path / "fer")
+    result = runner.invoke(app, ["train", "--out", out, "--aux-data", fer,
+                                 "--aux-weight", "0.3"])
+    assert result.exit_code == 0, result.output
+    assert captured[-1] == TrainConfig(out=out, aux_data=fer, aux_weight=0.3)
+    assert runner.invoke(app, ["train", "--out", out]).exit_code == 0
+    assert captured[-1].aux_data is None and captured[-1].aux_weight == 0.5
+    bad = runner.invoke(app, ["train", "--out", out, "--aux-data", fer, "--aux-weight", "0"])
+    assert bad.exit_code == 1 and "'aux_weight'" in bad.stderr
+    both = runner.invoke(app, ["train", "--out", out, "--aux-data", fer, "--mixup", "0.2"])
+    assert both.exit_code == 1 and "--mixup" in both.stderr
+    nproc = runner.invoke(app, ["train", "--out", out, "--aux-data", fer, "--nproc", "2"])
+    assert nproc.exit_code == 2 and "--nproc" in nproc.output
+    assert len(captured) == 2
+    help_text = runner.invoke(app, ["train", "--help"]).output
+    assert "--aux-data" in help_text and "--aux-weight" in help_text
+    assert "classifier head" in help_text

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -175,24 +174,9 @@ def test_resume_matches_uninterrupted_aux_run(prepared, aux_manifest, tiny_arch,
 
 
 def _interrupt_after_epoch_one(cfg):
-    """Run ``cfg`` and raise KeyboardInterrupt when epoch 1's summary is logged."""
+    from tests.test_training import _interrupt_after_epoch_one as interrupt
 
-    class Stop(logging.Handler):
-        def emit(self, record):
-            if record.getMessage().startswith("epoch 1/"):
-                raise KeyboardInterrupt
-
-    handler = Stop()
-    logger = logging.getLogger("babyemo.training")
-    logger.addHandler(handler)
-    old = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(cfg)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
+    interrupt(cfg)
 
 
 @pytest.fixture
@@ -278,42 +262,3 @@ def test_folds_train_each_fold_with_the_same_aux_task(prepared, aux_manifest, ti
         train(TrainConfig(**{**cfg.to_dict(), "out": str(tmp_path / "leak"),
                              "data": str(tmp_path / "cv" / "manifests" / "fold-1"),
                              "aux_data": str(prepared)}))
-
-
-@pytest.fixture
-def captured(monkeypatch, tmp_path):
-    """Replace ``babyemo.training.train`` by a stub recording the config it is given."""
-    import babyemo.training
-    from babyemo.training import TrainResult
-
-    configs: list[TrainConfig] = []
-
-    def fake_train(config: TrainConfig) -> TrainResult:
-        configs.append(config)
-        return TrainResult(run_dir=tmp_path, best_checkpoint=tmp_path / "best.pt",
-                           last_checkpoint=tmp_path / "last.pt", best_epoch=1, best_metrics={},
-                           name="stub", manifest=Path("m.csv"), manifest_source="given")
-
-    monkeypatch.setattr(babyemo.training, "train", fake_train)
-    return configs
-
-
-def test_train_cli_aux_options_reach_the_config(captured, tmp_path):
-    out = str(tmp_path / "run")
-    fer = str(tmp_path / "fer")
-    result = runner.invoke(app, ["train", "--out", out, "--aux-data", fer,
-                                 "--aux-weight", "0.3"])
-    assert result.exit_code == 0, result.output
-    assert captured[-1] == TrainConfig(out=out, aux_data=fer, aux_weight=0.3)
-    assert runner.invoke(app, ["train", "--out", out]).exit_code == 0
-    assert captured[-1].aux_data is None and captured[-1].aux_weight == 0.5
-    bad = runner.invoke(app, ["train", "--out", out, "--aux-data", fer, "--aux-weight", "0"])
-    assert bad.exit_code == 1 and "'aux_weight'" in bad.stderr
-    both = runner.invoke(app, ["train", "--out", out, "--aux-data", fer, "--mixup", "0.2"])
-    assert both.exit_code == 1 and "--mixup" in both.stderr
-    nproc = runner.invoke(app, ["train", "--out", out, "--aux-data", fer, "--nproc", "2"])
-    assert nproc.exit_code == 2 and "--nproc" in nproc.output
-    assert len(captured) == 2
-    help_text = runner.invoke(app, ["train", "--help"]).output
-    assert "--aux-data" in help_text and "--aux-weight" in help_text
-    assert "classifier head" in help_text
