@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +111,12 @@ def aux_faces(config: TrainConfig, aux: Manifest) -> dict[str, Any] | None:
     """How the auxiliary images are cropped: to their face boxes (with the main run's
     margin and alignment) when the main run crops faces (``--faces`` other than ``none``)
     and the auxiliary manifest has boxes, else ``None`` (whole images)."""
-    if config.faces == "none" or not aux.has_faces:
+    from babyemo.training.setup import face_settings
+
+    if config.faces == "none":
         return None
-    detector = (aux.info.get("faces") or {}).get("detector", "unknown")
-    return {"detector": detector, "margin": config.face_margin, "align": config.face_align}
+    # as the main run's --faces auto: the boxes when there are any, of whichever detector
+    return face_settings(replace(config, faces="auto"), aux)
 
 
 def main_head(info: ArchInfo, model: nn.Module) -> tuple[str, nn.Linear]:
