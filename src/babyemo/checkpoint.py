@@ -144,6 +144,13 @@ class Checkpoint:
         return model.to(device).eval()
 
 
+def cpu_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s state dict with every tensor copied to the CPU, detached and contiguous
+    (what a checkpoint or a resume record stores)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous()
+            for k, v in module.state_dict().items()}
+
+
 def save_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module, arch: str,
                     arch_kwargs: dict[str, Any], class_names: list[str], input_spec: InputSpec,
                     train: dict[str, Any], metrics: dict[str, Any],
@@ -173,7 +180,7 @@ def save_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module, arc
         ConfigError: ``calibration`` has no finite ``temperature`` > 0.
     """
     path = Path(path)
-    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    state = cpu_state_dict(model)
     payload: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

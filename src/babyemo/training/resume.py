@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from babyemo.checkpoint import cpu_state_dict
 from babyemo.config import TrainConfig
 from babyemo.errors import ConfigError
 
@@ -218,18 +219,10 @@ def resume_record(state: TrainState, epoch: int, *, optimizer: torch.optim.Optim
               "stale": state.stale}
     if ema is not None:
         assert model is not None
-        record["ema"] = {"model": {k: v.detach().to("cpu", copy=True).contiguous()
-                                   for k, v in model.state_dict().items()},
-                         "n_averaged": int(ema.n_averaged)}
+        record["ema"] = {"model": cpu_state_dict(model), "n_averaged": int(ema.n_averaged)}
     if aux_head is not None:
-        record["aux_head"] = _cpu_state(aux_head)
+        record["aux_head"] = cpu_state_dict(aux_head)
     return record
-
-
-def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    """``module``'s state dict, each tensor copied to the CPU (contiguous)."""
-    return {k: v.detach().to("cpu", copy=True).contiguous()
-            for k, v in module.state_dict().items()}
 
 
 @contextlib.contextmanager
