@@ -220,3 +220,45 @@ def test_packaged_models_are_never_rewritten(tiny_arch, tmp_path, monkeypatch):
     write_calibration(other, {"temperature": 2.0, "fitted_on": "val"})
     with pytest.raises(CheckpointError, match="does not belong to these logits"):
         copy_calibration(other, tmp_path / "src.pt")
+
+
+def test_calibrate_from_oof_fits_one_temperature_on_the_raw_logits(tiny_arch, tmp_path):
+    """--oof: one T on all out-of-fold logits (not the folds' own), in the model's order."""
+    import json
+
+    from babyemo.evaluation.calibration import calibrate_from_oof
+    from tests.conftest import make_checkpoint
+    from tests.evaluation.test_crossval import write_oof
+
+    z, y = _sampled(600)
+    z = z * 2.5  # over-confident by a factor 2.5
+    run_classes = ["happy", "angry", "crying"]  # another order than the model's
+    run = write_oof(tmp_path / "run", z, y, classes=run_classes, temperatures=(0.5, 9.0))
+    ckpt = make_checkpoint(tmp_path / "m.pt", tiny_arch)  # angry, crying, happy
+    order = [run_classes.index(c) for c in ("angry", "crying", "happy")]
+    y_model = np.array([("angry", "crying", "happy").index(run_classes[t]) for t in y])
+    expected = fit_temperature(z[:, order], y_model)
+    assert expected == pytest.approx(2.5, abs=0.3)
+
+    dry = calibrate_from_oof(run, ckpt, write=False)
+    assert dry.checkpoint is None and load_checkpoint(ckpt).calibration is None
+    assert dry.temperature == pytest.approx(expected) and dry.n == 600
+    assert dry.fitted_on == "out-of-fold" and dry.ece_after < dry.ece_before
+    assert dry.warnings == []
+
+    result = calibrate_from_oof(run, ckpt)
+    cal = load_checkpoint(ckpt).calibration
+    assert result.checkpoint == ckpt and cal["temperature"] == pytest.approx(expected)
+    assert cal["fitted_on"] == "out-of-fold" and cal["n"] == 600
+    assert cal["oof_run"] == str(run.resolve()) and len(cal["oof_sha256"]) == 64
+
+    (run / "cv.json").write_text(json.dumps({"config": {"arch": "resnet18"},
+                                             "manifest_sha256": "ab" * 32}))
+    warned = calibrate_from_oof(run, ckpt, write=False)
+    assert any("resnet18" in w for w in warned.warnings)
+    assert not any("manifest" in w for w in warned.warnings)  # the model records none
+
+    other = make_checkpoint(tmp_path / "o.pt", tiny_arch, classes=("angry", "crying", "sad"))
+    with pytest.raises(CheckpointError, match="cannot calibrate"):
+        calibrate_from_oof(run, other)
+    assert load_checkpoint(other).calibration is None

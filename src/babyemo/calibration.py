@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_BINS",
+    "OUT_OF_FOLD",
     "CalibrationResult",
     "ReliabilityBins",
     "calibrate_logits",
@@ -50,6 +51,10 @@ __all__ = [
 
 DEFAULT_BINS = 15
 """Number of equal-width confidence bins of the ECE (as in Guo et al., 2017)."""
+
+OUT_OF_FOLD = "out-of-fold"
+"""``fitted_on`` of a temperature fitted on out-of-fold predictions of a cross-validation
+(an ensemble's ``--oof`` file, or ``babyemo calibrate --oof RUN``)."""
 
 T_MIN, T_MAX = 0.01, 100.0
 """Range the fitted temperature is kept in (a bound is reached only by degenerate data,

@@ -41,6 +41,34 @@ def test_calibrate_writes_the_temperature(prepared, tiny_arch, tmp_path):
     assert result.exit_code == 1 and "Error:" in result.stderr
 
 
+def test_calibrate_oof_fits_on_a_folds_run(tiny_arch, tmp_path):
+    import numpy as np
+
+    from babyemo.calibration import fit_temperature
+    from tests.evaluation.test_crossval import write_oof
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 90)
+    run = write_oof(tmp_path / "run", np.eye(3)[y] * 6 + rng.normal(0, 2, (90, 3)), y)
+    ckpt = make_checkpoint(tmp_path / "m.pt", tiny_arch)
+    result = _ok(["calibrate", "--checkpoint", str(ckpt), "--oof", str(run)])
+    assert f"fitted on the out-of-fold logits of {run} (n=90)" in " ".join(result.stdout.split())
+    cal = load_checkpoint(ckpt).calibration
+    assert cal["fitted_on"] == "out-of-fold" and cal["n"] == 90
+    assert cal["temperature"] == pytest.approx(fit_temperature(np.load(
+        run / "oof_logits.npz")["logits"], y))
+    data = json.loads(_ok(["calibrate", "--checkpoint", str(ckpt), "--oof", str(run),
+                           "--json", "--dry-run"]).stdout)
+    assert data["oof_run"] == str(run) and data["manifest"] is None
+    assert data["temperature"] == pytest.approx(cal["temperature"])
+    result = runner.invoke(app, ["calibrate", "--checkpoint", str(ckpt), "--oof", str(run),
+                                 "--split", "test"])
+    assert result.exit_code == 2 and "--oof" in result.output
+    result = runner.invoke(app, ["calibrate", "--checkpoint", str(ckpt), "--oof",
+                                 str(tmp_path)])
+    assert result.exit_code == 1 and "did not finish" in result.stderr
+
+
 def test_evaluate_shows_ece_slices_and_label_map(prepared, tiny_arch, tmp_path):
     ckpt = make_checkpoint(tmp_path / "m.pt", tiny_arch,
                            classes=("angry", "disgust", "happy", "sad"), temperature=2.0)

@@ -55,7 +55,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from babyemo import reports
-from babyemo.calibration import softmax
 from babyemo.config import TrainConfig
 from babyemo.data.inspection.hashing import exact_duplicate_groups, near_duplicates
 from babyemo.data.loading.folders import check_outputs
@@ -205,7 +204,7 @@ def read_oof(run_dir: Path) -> tuple[list[str], np.ndarray, list[str]]:
     """The out-of-fold probabilities of a folds run.
 
     ``softmax(logits / T_k)`` of ``oof_logits.npz`` with each row's fold temperature,
-    exactly as ``oof.csv`` writes them.
+    exactly as ``oof.csv`` writes them (:func:`babyemo.evaluation.crossval.read_oof_logits`).
 
     Args:
         run_dir: The folds run folder.
@@ -216,31 +215,10 @@ def read_oof(run_dir: Path) -> tuple[list[str], np.ndarray, list[str]]:
     Raises:
         DataError: ``oof_logits.npz`` is missing (an unfinished run) or malformed.
     """
-    path = run_dir / "oof_logits.npz"
-    if not path.is_file():
-        raise DataError(f"{run_dir} has no out-of-fold predictions ({path.name}): the folds "
-                        "run did not finish.",
-                        f"finish it with `babyemo train --folds K --resume --out {run_dir}`")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            paths = [str(p) for p in z["paths"]]
-            logits = np.asarray(z["logits"], dtype=np.float64)
-            fold = np.asarray(z["fold"], dtype=np.int64)
-            temps = np.asarray(z["temperatures"], dtype=np.float64)
-            class_names = [str(c) for c in z["class_names"]]
-        if logits.shape != (len(paths), len(class_names)) or fold.shape != (len(paths),):
-            raise ValueError(f"logits {logits.shape} for {len(paths)} paths and "
-                             f"{len(class_names)} classes")
-        if fold.size and (fold.min() < 1 or fold.max() > len(temps)):
-            raise ValueError(f"folds {fold.min()}..{fold.max()} for {len(temps)} temperatures")
-        probs = np.empty(logits.shape, dtype=np.float32)
-        for k in np.unique(fold):
-            rows = fold == k
-            probs[rows] = softmax(logits[rows], float(temps[int(k) - 1]))
-    except (OSError, ValueError, KeyError, IndexError, ConfigError) as e:
-        raise DataError(f"{path} is not readable ({e}).",
-                        "run `babyemo train --folds K` again with --overwrite") from e
-    return paths, probs, class_names
+    from babyemo.evaluation.crossval import read_oof_logits
+
+    oof = read_oof_logits(run_dir)
+    return oof.paths, oof.probs(), oof.class_names
 
 
 def conflict_groups(manifest: Manifest) -> list[dict[str, Any]]:

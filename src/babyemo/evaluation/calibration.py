@@ -7,6 +7,7 @@ logits come from :class:`babyemo.inference.InferenceModel`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -16,7 +17,9 @@ import numpy as np
 
 from babyemo.calibration import (
     DEFAULT_BINS,
+    OUT_OF_FOLD,
     CalibrationResult,
+    calibrate_logits,
     calibration_warnings,
     nll,
     reliability_bins,
@@ -26,6 +29,7 @@ from babyemo.checkpoint import Checkpoint, load_checkpoint, write_calibration
 from babyemo.data.preparation.lookup import manifest_for_model, trained_on
 from babyemo.data.preparation.manifest import check_split, read_manifest
 from babyemo.errors import CheckpointError, ConfigError
+from babyemo.fs import sha256_file
 from babyemo.inference import InferenceModel, calibrate_on_dataset, checkpoint_dataset
 from babyemo.models import store
 from babyemo.runtime import Runtime
@@ -159,6 +163,86 @@ def copy_calibration(source: str | os.PathLike[str], checkpoint: str | os.PathLi
     return {**entry, "written_to": str(written), "copy_name": copy_name}
 
 
+def calibrate_from_oof(run_dir: str | os.PathLike[str], checkpoint: str | os.PathLike[str]
+                       | None = None, *, model: str | None = None, n_bins: int = DEFAULT_BINS,
+                       write: bool = True) -> CalibrationResult:
+    """Fit a model's temperature on the out-of-fold logits of a cross-validation of its recipe.
+
+    A model trained on all non-test images (``--train-on train,val``) has no held-out
+    images left. The raw logits of ``babyemo train --folds K`` with the same recipe hold one
+    prediction per non-test image, each from a fold model that did not see it (866 on
+    infant-emotions, against 154 of one val split), so the temperature of "this recipe on
+    unseen images" is fitted on K times more data than ``--copy-from`` gives. The fold
+    models' own temperatures are not used: one ``T`` is fitted on all the raw logits
+    (Guo et al. 2017, temperature scaling; cross-validated calibration as in
+    scikit-learn's ``CalibratedClassifierCV(ensemble=False)``).
+
+    Args:
+        run_dir: A finished ``babyemo train --folds K`` run folder (its ``oof_logits.npz``).
+        checkpoint: The ``.pt`` file to calibrate; or give ``model``; neither = the
+            default model.
+        model: Name of a trained model in the registry.
+        n_bins: Number of ECE bins.
+        write: Write the temperature into the checkpoint (``False``: only report it); a
+            packaged model is never rewritten: its calibrated copy is written and
+            registered instead (``copy_name``).
+
+    Returns:
+        The :class:`CalibrationResult` (``fitted_on`` ``"out-of-fold"``, ``n`` the run's
+        out-of-fold rows; ``warnings`` also says when the run's architecture or manifest
+        is not the model's). The checkpoint's entry records ``oof_run`` and the SHA-256 of
+        its ``oof_logits.npz``.
+
+    Raises:
+        RegistryError: No model given and none registered, or an unknown name.
+        CheckpointError: Unusable checkpoint, or the run's classes are not the model's.
+        DataError: ``run_dir`` has no readable ``oof_logits.npz``.
+    """
+    from babyemo.evaluation.crossval import read_oof_logits
+
+    ckpt = store.load(checkpoint, model)
+    oof = read_oof_logits(run_dir)
+    if sorted(oof.class_names) != sorted(ckpt.class_names):
+        raise CheckpointError(
+            f"The cross-validation run {run_dir} has classes {oof.class_names}, the model "
+            f"{ckpt.name or ckpt.path} has {ckpt.class_names}: its logits cannot calibrate "
+            "this model.", "pass a folds run of the same recipe on the same classes")
+    order = [oof.class_names.index(c) for c in ckpt.class_names]  # the model's logit order
+    targets = np.array([ckpt.class_names.index(oof.class_names[t]) for t in oof.targets],
+                       dtype=np.int64)
+    result = calibrate_logits(oof.logits[:, order], targets, fitted_on=OUT_OF_FOLD,
+                              n_bins=n_bins)
+    mismatch = _recipe_mismatch(Path(run_dir), ckpt)
+    for warning in mismatch:
+        log.warning("Calibration: %s.", warning)
+    result.warnings += mismatch
+    if write:
+        entry = {**result.to_dict(), "oof_run": str(Path(run_dir).resolve()),
+                 "oof_sha256": sha256_file(oof.path)}
+        result.checkpoint, result.copy_name = _write_calibration_somewhere(ckpt.path, entry)
+    return result
+
+
+def _recipe_mismatch(run_dir: Path, ckpt: Checkpoint) -> list[str]:
+    """Why the folds run in ``run_dir`` may not be the model's recipe (from its ``cv.json``:
+    another architecture or another manifest than the checkpoint records); ``[]`` when it
+    has no ``cv.json`` or nothing differs."""
+    cv = run_dir / "cv.json"
+    try:
+        record = json.loads(cv.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    notes = []
+    arch = (record.get("config") or {}).get("arch")
+    if arch and arch != ckpt.arch:
+        notes.append(f"the cross-validation trained {arch} models, this model is a {ckpt.arch}")
+    sha = record.get("manifest_sha256")
+    if sha and ckpt.train.get("manifest_sha256") and sha != ckpt.train["manifest_sha256"]:
+        notes.append("the cross-validation ran on another manifest than the one this model "
+                     "was trained on (SHA-256 differs)")
+    return notes
+
+
 def _write_calibration_somewhere(target: Path, entry: dict[str, Any]) -> tuple[Path, str | None]:
     """Write ``entry`` into ``target``, or into a registered copy of it when ``target`` is
     a packaged model (read-only). Returns ``(file written, name of the copy or None)``."""
@@ -170,4 +254,5 @@ def _write_calibration_somewhere(target: Path, entry: dict[str, Any]) -> tuple[P
     return write_calibration(target, entry), None
 
 
-__all__ = ["calibrate_checkpoint", "calibration_report", "copy_calibration"]
+__all__ = ["calibrate_checkpoint", "calibrate_from_oof", "calibration_report",
+           "copy_calibration"]

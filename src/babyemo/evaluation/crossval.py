@@ -28,6 +28,7 @@ Two such runs (or two ``evaluate --out`` folders) are compared with
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from babyemo import reports
+from babyemo.calibration import softmax
 from babyemo.config import TrainConfig
 from babyemo.distributed import context_from_env
 from babyemo.errors import ConfigError, DataError
@@ -264,6 +266,87 @@ def train_folds(config: TrainConfig, folds: int, *, n_bootstrap: int = 1000,
     return result
 
 
+@dataclass
+class OutOfFold:
+    """The out-of-fold logits of a cross-validation run (its ``oof_logits.npz``).
+
+    Attributes:
+        path: The ``oof_logits.npz`` file.
+        paths: ``(N,)`` manifest paths of the held-out images.
+        logits: ``(N, K) float64`` logits before any temperature, each from the model of
+            the fold that held the image out.
+        targets: ``(N,) int64`` true class indices.
+        fold: ``(N,) int64`` 1-based fold of each row.
+        class_names: ``(K,)`` class names in logit order.
+        temperatures: ``(folds,) float64`` each fold model's temperature (fitted on its own
+            held-out rows).
+    """
+
+    path: Path
+    paths: list[str]
+    logits: np.ndarray
+    targets: np.ndarray
+    fold: np.ndarray
+    class_names: list[str]
+    temperatures: np.ndarray
+
+    def probs(self) -> np.ndarray:
+        """``(N, K) float32`` ``softmax(logits / T_k)`` with each row's fold temperature,
+        exactly as ``oof.csv`` holds them."""
+        out = np.empty(self.logits.shape, dtype=np.float32)
+        for k in np.unique(self.fold):
+            rows = self.fold == k
+            out[rows] = softmax(self.logits[rows], float(self.temperatures[int(k) - 1]))
+        return out
+
+
+def read_oof_logits(run_dir: str | os.PathLike[str]) -> OutOfFold:
+    """Read the ``oof_logits.npz`` of a ``babyemo train --folds K`` run (without pickle).
+
+    Args:
+        run_dir: The run folder.
+
+    Returns:
+        Its :class:`OutOfFold`.
+
+    Raises:
+        DataError: The file is missing (an unfinished run) or malformed: arrays of
+            inconsistent shapes, a fold without a temperature, a target outside the
+            classes, a temperature that is not positive.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "oof_logits.npz"
+    if not path.is_file():
+        raise DataError(f"{run_dir} has no out-of-fold predictions ({path.name}): the folds "
+                        "run did not finish, or the folder is not one.",
+                        f"run or finish it with `babyemo train --folds K --out {run_dir}` "
+                        "(add --resume to continue an unfinished one)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            oof = OutOfFold(
+                path=path, paths=[str(p) for p in z["paths"]],
+                logits=np.asarray(z["logits"], dtype=np.float64),
+                targets=np.asarray(z["targets"], dtype=np.int64),
+                fold=np.asarray(z["fold"], dtype=np.int64),
+                class_names=[str(c) for c in z["class_names"]],
+                temperatures=np.asarray(z["temperatures"], dtype=np.float64))
+        n, k = len(oof.paths), len(oof.class_names)
+        if oof.logits.shape != (n, k) or oof.fold.shape != (n,) or oof.targets.shape != (n,):
+            raise ValueError(f"logits {oof.logits.shape}, folds {oof.fold.shape} and targets "
+                             f"{oof.targets.shape} for {n} paths and {k} classes")
+        if n and (oof.fold.min() < 1 or oof.fold.max() > oof.temperatures.size):
+            raise ValueError(f"folds {oof.fold.min()}..{oof.fold.max()} for "
+                             f"{oof.temperatures.size} temperatures")
+        if n and (oof.targets.min() < 0 or oof.targets.max() >= k):
+            raise ValueError(f"targets {oof.targets.min()}..{oof.targets.max()} for {k} classes")
+        if not np.all(np.isfinite(oof.temperatures) & (oof.temperatures > 0)):
+            raise ValueError(f"temperatures {oof.temperatures.tolist()} are not all > 0")
+    except (OSError, ValueError, KeyError, IndexError) as e:
+        raise DataError(f"{path} is not readable ({e}).",
+                        "run `babyemo train --folds K` again with --overwrite") from e
+    return oof
+
+
 def _write_oof_csv(path: Path, paths: list[str], targets: np.ndarray, probs: np.ndarray,
                    fold_no: np.ndarray, class_names: list[str]) -> None:
     """``oof.csv``: the rows of :class:`babyemo.rows.PredictionWriter` with ``true`` and a
@@ -279,4 +362,4 @@ def _write_oof_csv(path: Path, paths: list[str], targets: np.ndarray, probs: np.
         writer.close()
 
 
-__all__ = ["CV_FILES", "FoldResult", "FoldsResult", "train_folds"]
+__all__ = ["CV_FILES", "FoldResult", "FoldsResult", "OutOfFold", "read_oof_logits", "train_folds"]

@@ -69,7 +69,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from babyemo.calibration import calibrate_logits
+from babyemo.calibration import OUT_OF_FOLD, calibrate_logits
 from babyemo.checkpoint import Checkpoint, check_writable, read_checkpoint_dict, save_checkpoint
 from babyemo.config import InputSpec
 from babyemo.errors import BabyEmoError, CheckpointError, ConfigError, DataError
@@ -88,9 +88,6 @@ MIN_MEMBERS = 2
 LUMA = (0.299, 0.587, 0.114)
 """RGB weights of the grayscale input of a one-channel member (ITU-R 601-2 luma, Pillow's
 ``convert("L")``, which one-channel models are trained on)."""
-
-OOF_FIT = "out-of-fold"
-"""``fitted_on`` of a temperature fitted on an ``oof`` file."""
 
 OOF_PROB_FLOOR = 5e-5
 """Probabilities of an ``oof`` file are clipped to at least this before their log is taken:
@@ -495,7 +492,7 @@ def _fit_oof(path: Path, class_names: list[str]) -> tuple[dict[str, Any], dict[s
 
     probs, labels = read_oof(path, class_names)
     logits = np.log(np.clip(probs, OOF_PROB_FLOOR, None))
-    result = calibrate_logits(logits, labels, fitted_on=OOF_FIT)
+    result = calibrate_logits(logits, labels, fitted_on=OUT_OF_FOLD)
     sha = sha256_file(path)
     calibration = {**result.to_dict(), "file": path.name, "file_sha256": sha}
     m = classification_metrics(labels, probs.argmax(1), class_names)
