@@ -262,3 +262,34 @@ def test_calibrate_from_oof_fits_one_temperature_on_the_raw_logits(tiny_arch, tm
     with pytest.raises(CheckpointError, match="cannot calibrate"):
         calibrate_from_oof(run, other)
     assert load_checkpoint(other).calibration is None
+
+
+def test_ece_if_calibrated_is_the_noise_floor_of_a_calibrated_model():
+    """Consistency resampling: labels drawn from the model's own probabilities."""
+    from babyemo.calibration import ece_if_calibrated
+
+    z, y = _sampled(154)
+    p = softmax(z)
+    floor = ece_if_calibrated(p)
+    assert floor["n_resamples"] == 1000 and floor["level"] == 0.95
+    assert 0.0 < floor["low"] < floor["median"] < floor["high"] < 0.3
+    assert ece_if_calibrated(p) == floor  # seeded
+    # calibrated by construction: its own ECE lies inside, and the floor shrinks with N
+    assert floor["low"] <= expected_calibration_error(p, y) <= floor["high"]
+    z_big, _ = _sampled(15400)
+    big = ece_if_calibrated(softmax(z_big))
+    assert big["high"] < floor["low"]
+    # a brute-force draw of whole labels agrees with the Bernoulli shortcut
+    rng = np.random.default_rng(1)
+    brute = [expected_calibration_error(p, np.array([rng.choice(3, p=r / r.sum()) for r in p]))
+             for _ in range(300)]
+    assert np.median(brute) == pytest.approx(floor["median"], abs=0.01)
+    # confident and right: the floor is near 0
+    sure = np.array([[0.9999, 0.00005, 0.00005]] * 50)
+    assert ece_if_calibrated(sure)["high"] < 0.001
+    with pytest.raises(ConfigError, match="n_resamples"):
+        ece_if_calibrated(p, n_resamples=0)
+    with pytest.raises(ConfigError, match="level"):
+        ece_if_calibrated(p, level=1.0)
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        ece_if_calibrated(z)

@@ -45,6 +45,9 @@ def test_card_reports_training_and_recorded_evaluations(checkpoint, prepared, tm
     assert f"{lo:.3f}–{hi:.3f}" in text
     assert "Per `source` slice" in text and "| other |" in text and "| stock |" in text
     assert "Confusion matrix (rows = true class, columns = predicted)" in text
+    floor = report.calibration["ece_if_calibrated"]
+    assert (f"a perfectly calibrated model would show {floor['low']:.3f}-{floor['high']:.3f} "
+            "on these images by chance.") in text
 
 
 def test_card_text_and_no_evaluation(checkpoint):

@@ -172,6 +172,15 @@ def init_donor(init: dict[str, Any]) -> dict[str, Any]:
     return {"name": None, "packaged": False, "how": None, "file": file}
 
 
+def _ece_floor(floor: dict[str, Any] | None) -> str:
+    """``; a perfectly calibrated model ...`` for a recorded ``ece_if_calibrated``, or ``""``
+    (evaluations recorded before it existed)."""
+    if not floor:
+        return ""
+    return (f"; a perfectly calibrated model would show {floor['low']:.3f}-{floor['high']:.3f} "
+            f"on these images by chance")
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
@@ -219,7 +228,8 @@ def _evaluation_section(ev: dict[str, Any]) -> list[str]:
     if cal.get("ece_before") is not None:
         lines += [f"Calibration: ECE ({cal.get('n_bins')} bins) {cal['ece_before']:.3f} at T = 1, "
                   f"{cal['ece_after']:.3f} at the stored T = {cal.get('temperature', 1.0):.3f}"
-                  f" (fitted on {cal.get('fitted_on') or 'nothing: uncalibrated'}).", ""]
+                  f" (fitted on {cal.get('fitted_on') or 'nothing: uncalibrated'})"
+                  + _ece_floor(cal.get("ece_if_calibrated")) + ".", ""]
     slices = ev.get("slices")
     if slices:
         lines += [f"Per `{slices['column']}` slice:", "",

@@ -82,6 +82,8 @@ def test_evaluate_shows_ece_slices_and_label_map(prepared, tiny_arch, tmp_path):
     result = _ok([*base, "--out", str(tmp_path / "ev")])
     out = result.stdout
     assert "temperature 2.000" in out and "ECE (15 bins)" in out
+    assert "a perfectly calibrated model with these confidences would show ECE" in \
+        " ".join(out.split())
     assert "per source" in out and "stock" in out
     assert "crying->sad" in out and "disgust" in out and "count as wrong" in out
     assert (tmp_path / "ev" / "reliability.png").is_file()
@@ -89,6 +91,8 @@ def test_evaluate_shows_ece_slices_and_label_map(prepared, tiny_arch, tmp_path):
     assert {r["value"]: int(r["n"]) for r in rows} == {"other": 24, "stock": 12}
     data = json.loads(_ok([*base, "--json"]).stdout)
     assert data["calibration"]["temperature"] == 2.0
+    floor = data["calibration"]["ece_if_calibrated"]
+    assert 0 <= floor["low"] <= floor["median"] <= floor["high"] <= 1
     assert data["label_map"]["outside_classes"] == ["disgust"]
     assert [g["value"] for g in data["slices"]["groups"]] == ["other", "stock"]
 

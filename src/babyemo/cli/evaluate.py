@@ -154,6 +154,11 @@ def _print_calibration(cal: dict) -> None:
     say(f"calibration: temperature {cal['temperature']:.3f} ({how}); ECE ({cal['n_bins']} bins) "
         f"{cal['ece_before']:.3f} at T=1, {cal['ece_after']:.3f} after scaling; NLL "
         f"{cal['nll_before']:.3f} -> {cal['nll_after']:.3f}")
+    floor = cal.get("ece_if_calibrated")
+    if floor:
+        say(f"  a perfectly calibrated model with these confidences would show ECE "
+            f"{floor['median']:.3f} ({floor['level']:.0%} {floor['low']:.3f}-{floor['high']:.3f}) "
+            f"on these images by chance (consistency resampling)")
     for warning in cal.get("warnings", []):
         stderr.print(f"[yellow]Warning:[/yellow] {escape(warning)}")
 

@@ -21,6 +21,7 @@ from babyemo.calibration import (
     CalibrationResult,
     calibrate_logits,
     calibration_warnings,
+    ece_if_calibrated,
     nll,
     reliability_bins,
     softmax,
@@ -50,14 +51,19 @@ def calibration_report(ckpt: Checkpoint, logits: np.ndarray, y_true: np.ndarray,
     Returns:
         The ``calibration`` entry of :class:`EvalResult` (JSON-safe); its ``warnings``
         say when the ECE after scaling should not be trusted (see
-        :func:`babyemo.calibration.calibration_warnings`).
+        :func:`babyemo.calibration.calibration_warnings`); ``ece_if_calibrated`` is the
+        ECE a perfectly calibrated model with the scaled confidences would show on these
+        images (median and 95% interval, :func:`babyemo.calibration.ece_if_calibrated`):
+        the noise floor of ``ece_after``.
     """
     t = ckpt.temperature
     before = reliability_bins(softmax(logits), y_true, n_bins)
-    after = reliability_bins(softmax(logits, t), y_true, n_bins)
+    scaled = softmax(logits, t)
+    after = reliability_bins(scaled, y_true, n_bins)
     stored = ckpt.calibration or {}
     return {"temperature": t, "calibrated": bool(stored), "fitted_on": stored.get("fitted_on"),
             "n_bins": n_bins, "ece_before": before.ece, "ece_after": after.ece,
+            "ece_if_calibrated": ece_if_calibrated(scaled, n_bins),
             "nll_before": nll(logits, y_true, 1.0), "nll_after": nll(logits, y_true, t),
             "reliability": {"before": before.to_dict(), "after": after.to_dict()},
             "warnings": calibration_warnings(logits, y_true, t, "the evaluated images")}

@@ -57,8 +57,10 @@ class EvalResult:
         files: Report files written (empty without ``out``).
         calibration: ``temperature``, ``calibrated`` (whether the checkpoint has one),
             ``fitted_on``, ``n_bins``, ``ece_before`` / ``ece_after`` (ECE at ``T = 1`` /
-            at ``T``), ``nll_before`` / ``nll_after`` (nats) and ``reliability``
-            (``before`` / ``after`` bins, see
+            at ``T``), ``ece_if_calibrated`` (the ECE a perfectly calibrated model would
+            show on these images: ``median``, ``low``, ``high``, see
+            :func:`babyemo.calibration.ece_if_calibrated`), ``nll_before`` / ``nll_after``
+            (nats) and ``reliability`` (``before`` / ``after`` bins, see
             :meth:`babyemo.calibration.ReliabilityBins.to_dict`).
         slices: With ``slice_by``: ``{"column", "metadata", "groups": [{"value", "n",
             "accuracy", "balanced_accuracy", "macro_f1", "ece", "ci95"?}, ...]}``.
@@ -142,7 +144,8 @@ class EvalResult:
             "bootstrap_resamples": m.get("bootstrap_resamples", 0),
             "confusion_matrix": m["confusion_matrix"],
             "calibration": {k: cal.get(k) for k in ("temperature", "fitted_on", "n_bins",
-                                                     "ece_before", "ece_after")},
+                                                     "ece_before", "ece_after",
+                                                     "ece_if_calibrated")},
         }
         if self.no_face is not None:
             out["no_face"] = dict(self.no_face)
