@@ -373,8 +373,9 @@ def ece_if_calibrated(probs: Any, n_bins: int = DEFAULT_BINS, *, n_resamples: in
     onehot[np.arange(conf.size), idx] = 1.0
     rng = np.random.default_rng(seed)
     eces = []
-    for start in range(0, n_resamples, 100):  # 100 draws at a time bound the memory
-        rows = min(100, n_resamples - start)
+    step = max(1, min(100, 4_000_000 // max(conf.size, 1)))  # <= ~32 MB of draws at a time
+    for start in range(0, n_resamples, step):
+        rows = min(step, n_resamples - start)
         gap = (rng.random((rows, conf.size)) < conf).astype(np.float64) - conf
         eces.append(np.abs(gap @ onehot).sum(axis=1) / max(conf.size, 1))
     draws = np.concatenate(eces)
