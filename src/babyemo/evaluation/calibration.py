@@ -178,7 +178,7 @@ def calibrate_from_oof(run_dir: str | os.PathLike[str], checkpoint: str | os.Pat
     images left. The raw logits of ``babyemo train --folds K`` with the same recipe hold one
     prediction per non-test image, each from a fold model that did not see it (866 on
     infant-emotions, against 154 of one val split), so the temperature of "this recipe on
-    unseen images" is fitted on K times more data than ``--copy-from`` gives. The fold
+    unseen images" is fitted on several times more images than ``--copy-from`` gives. The fold
     models' own temperatures are not used: one ``T`` is fitted on all the raw logits
     (Guo et al. 2017, temperature scaling; cross-validated calibration as in
     scikit-learn's ``CalibratedClassifierCV(ensemble=False)``).
