@@ -274,6 +274,15 @@ class ReliabilityBins:
                 "ece": self.ece}
 
 
+def _check_probs(probs: Any) -> np.ndarray:
+    """``probs`` as ``(N, K) float64``; :class:`ConfigError` unless ``N >= 1``, ``K >= 2``
+    and every value in [0, 1] (within 1e-6)."""
+    p = _check_scores(probs, "probs").astype(np.float64)
+    if p.min() < -1e-6 or p.max() > 1 + 1e-6:
+        raise ConfigError("probs must lie in [0, 1].", "pass softmax outputs, not logits")
+    return p
+
+
 def _bin_index(conf: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
     """``(edges (M + 1,), bin of each confidence (N,) int64)`` of ``n_bins`` equal-width bins.
 
@@ -300,9 +309,7 @@ def reliability_bins(probs: Any, y_true: Any, n_bins: int = DEFAULT_BINS) -> Rel
         ConfigError: Bad shapes, probabilities outside [0, 1], labels outside ``[0, K)``,
             or ``n_bins < 1``.
     """
-    p = _check_scores(probs, "probs").astype(np.float64)
-    if p.min() < -1e-6 or p.max() > 1 + 1e-6:
-        raise ConfigError("probs must lie in [0, 1].", "pass softmax outputs, not logits")
+    p = _check_probs(probs)
     y = _check_labels(y_true, p.shape[0], p.shape[1])
     conf = p.max(axis=1)
     correct = (p.argmax(axis=1) == y).astype(np.float64)
@@ -359,9 +366,7 @@ def ece_if_calibrated(probs: Any, n_bins: int = DEFAULT_BINS, *, n_resamples: in
         ConfigError: As :func:`reliability_bins`, or ``n_resamples < 1``, ``level`` not in
             (0, 1).
     """
-    p = _check_scores(probs, "probs").astype(np.float64)
-    if p.min() < -1e-6 or p.max() > 1 + 1e-6:
-        raise ConfigError("probs must lie in [0, 1].", "pass softmax outputs, not logits")
+    p = _check_probs(probs)
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) \
             or n_resamples < 1:
         raise ConfigError(f"n_resamples must be an int >= 1, got {n_resamples!r}.")
