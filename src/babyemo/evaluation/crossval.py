@@ -43,7 +43,6 @@ from babyemo.config import TrainConfig
 from babyemo.distributed import context_from_env
 from babyemo.errors import ConfigError, DataError
 from babyemo.fs import atomic_open
-from babyemo.inference import probabilities
 from babyemo.metrics import bootstrap_ci, classification_metrics
 from babyemo.rows import Prediction, PredictionWriter
 from babyemo.training.folds import run_folds
@@ -226,10 +225,10 @@ def train_folds(config: TrainConfig, folds: int, *, n_bootstrap: int = 1000,
                        dtype=np.int64)
     fold_no = np.array([run.folds[by_path[p][0]].fold for p in order], dtype=np.int64)
     temps = np.array([f.temperature for f in run.folds], dtype=np.float64)
-    probs = np.empty_like(logits)
-    for i, fold in enumerate(run.folds):  # softmax(logits / T) with each fold's T
-        rows = fold_no == fold.fold
-        probs[rows] = probabilities(logits[rows], temps[i])
+    files = {"folds": plan.run_dir / "folds.json", "oof": plan.run_dir / "oof.csv",
+             "oof_logits": plan.run_dir / "oof_logits.npz", "cv": plan.run_dir / "cv.json"}
+    probs = OutOfFold(path=files["oof_logits"], paths=order, logits=logits, targets=targets,
+                      fold=fold_no, class_names=class_names, temperatures=temps).probs()
     y_pred = probs.argmax(axis=1)
     metrics = classification_metrics(targets, y_pred, class_names)
     ci = bootstrap_ci(targets, y_pred, class_names, n=n_bootstrap, seed=config.seed)
@@ -244,8 +243,6 @@ def train_folds(config: TrainConfig, folds: int, *, n_bootstrap: int = 1000,
             best_epoch=int(summary.get("best_epoch", 0)), temperature=fold.temperature,
             seconds=float(summary.get("seconds", 0.0)), skipped=fold.skipped,
             name=str(summary.get("name", ""))))
-    files = {"folds": plan.run_dir / "folds.json", "oof": plan.run_dir / "oof.csv",
-             "oof_logits": plan.run_dir / "oof_logits.npz", "cv": plan.run_dir / "cv.json"}
     _write_oof_csv(files["oof"], order, targets, probs, fold_no, class_names)
     with atomic_open(files["oof_logits"], "wb") as f:
         np.savez(f, paths=np.array(order, dtype=str), logits=logits, targets=targets,
