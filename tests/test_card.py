@@ -122,11 +122,14 @@ def test_card_names_the_recorded_init_model_never_its_path(checkpoint):
 
 
 def test_card_recognises_the_packaged_donor_by_its_recorded_facts(checkpoint):
-    _packaged_or_skip()
-    # what the packaged babyemo-infant recorded: a path of the machine that trained it
+    from babyemo.card import INIT_FACTS, checkpoint_facts
+
+    packaged = checkpoint_facts(_packaged_or_skip())
+    facts = {**FER_FACTS, **{k: packaged[k] for k in INIT_FACTS}}
+    # an older babyemo recorded no hash: a path of the machine that trained it, and facts
     ckpt = _with_init(
         checkpoint,
-        {**FER_FACTS, "checkpoint": "/work/exp/fer-final.pt"},
+        {**facts, "checkpoint": "/work/exp/fer-final.pt"},
         config_init="/work/exp/fer-final.pt",
     )
     text = model_card(ckpt, "tiny")
@@ -136,7 +139,7 @@ def test_card_recognises_the_packaged_donor_by_its_recorded_facts(checkpoint):
     assert "/work/exp" not in text
     # a fact that differs: not recognised, only the file's name and its facts are shown
     ckpt = _with_init(
-        checkpoint, {**FER_FACTS, "epoch": 12, "checkpoint": "/work/exp/fer-final.pt"}
+        checkpoint, {**facts, "epoch": facts["epoch"] + 1, "checkpoint": "/work/exp/fer-final.pt"}
     )
     line = next(li for li in model_card(ckpt).splitlines() if li.startswith("- Initialised from"))
     assert line.startswith(

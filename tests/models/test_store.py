@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from babyemo.calibration import OUT_OF_FOLD
 from babyemo.checkpoint import load_checkpoint
 from babyemo.errors import RegistryError
 from babyemo.models import store
@@ -48,7 +49,9 @@ def test_the_packaged_models_are_small_and_self_describing():
     test = [e for e in ckpt.evaluations
             if e["dataset"] == "infant-emotions" and e["split"] == "test" and not e["where"]]
     assert test and test[0]["ci95"] and test[0]["n"] == 154 and test[0]["slices"]
-    assert ckpt.calibration and ckpt.calibration["copied_from"] and ckpt.temperature > 0
+    # its temperature: fitted on out-of-fold logits of its recipe, one per training image
+    assert ckpt.calibration["fitted_on"] == OUT_OF_FOLD and ckpt.temperature > 0
+    assert ckpt.calibration["n"] == ckpt.train["n_train"] == 866
     fer = load_checkpoint(models[store.PACKAGED_INIT]["checkpoint"])
     assert fer.arch == ckpt.arch and fer.num_classes == 7 and fer.train["dataset"] == "fer2013"
     private = [e for e in fer.evaluations if e["where"].get("fer_subset") == "PrivateTest"]
