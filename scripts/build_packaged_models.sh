@@ -13,7 +13,8 @@
 # Takes about 75 minutes on a 2-core CPU with AVX-512 bf16 (60 of them the FER-2013
 # pretraining, 10 the five folds); about three times that on an AVX2-only CPU.
 # WORK=DIR keeps the runs (default: out/packaged); FER_EPOCHS, FER_SIZE, EPOCHS override the
-# recipe. A FER-2013 run cut short continues with the same train command plus --resume.
+# recipe. A FER-2013 run cut short continues with its train command, --resume in place of
+# --overwrite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
