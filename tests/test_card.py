@@ -166,6 +166,23 @@ def test_card_recognises_a_copy_of_a_packaged_file_by_its_recorded_sha256(checkp
     assert "the checkpoint file `copy.pt`" in model_card(ckpt)
 
 
+def test_card_recognises_a_rewritten_copy_of_a_packaged_file_by_its_weights(checkpoint):
+    from babyemo.checkpoint import weights_sha256
+
+    path = _packaged_or_skip()
+    digest = weights_sha256(load_checkpoint(path).state_dict)
+    # the donor file was rewritten (e.g. `evaluate --record`) after it was copied: its
+    # sha256 is no packaged file's, the digest of its weights is
+    ckpt = _with_init(checkpoint, {**FER_FACTS, "epoch": 99, "checkpoint": "/tmp/copy.pt",
+                                   "sha256": "0" * 64, "weights_sha256": digest})
+    line = next(li for li in model_card(ckpt).splitlines() if li.startswith("- Initialised from"))
+    assert line.startswith("- Initialised from `babyemo-fer2013`, a model packaged with babyemo")
+    assert "the digest of the weights it recorded is `babyemo-fer2013`'s" in line
+    ckpt = _with_init(checkpoint, {**FER_FACTS, "checkpoint": "/tmp/copy.pt",
+                                   "sha256": "0" * 64, "weights_sha256": "1" * 64})
+    assert "the checkpoint file `copy.pt`" in model_card(ckpt)
+
+
 def test_packaged_card_names_its_donor_and_no_foreign_path():
     from babyemo.models import store
 

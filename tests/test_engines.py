@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from babyemo.checkpoint import weights_sha256
 from babyemo.engines import (
     BACKENDS,
     Engine,
@@ -15,7 +16,7 @@ from babyemo.engines import (
     import_onnxruntime,
 )
 from babyemo.errors import ExportError, MissingDependencyError
-from babyemo.onnx_format import find_onnx, onnx_paths, weights_sha256
+from babyemo.onnx_format import find_onnx, onnx_paths
 
 
 def test_torch_engine_returns_float32_cpu_logits(checkpoint):

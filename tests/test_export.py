@@ -12,7 +12,11 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from babyemo.checkpoint import load_checkpoint, read_checkpoint_dict  # noqa: E402
+from babyemo.checkpoint import (  # noqa: E402
+    load_checkpoint,
+    read_checkpoint_dict,
+    weights_sha256,
+)
 from babyemo.config import TrainConfig  # noqa: E402
 from babyemo.data.preparation.manifest import read_manifest  # noqa: E402
 from babyemo.data.preparation.prepare import prepare  # noqa: E402
@@ -24,7 +28,7 @@ from babyemo.errors import (  # noqa: E402
     MissingDependencyError,
 )
 from babyemo.export import export_onnx, int8_path_for  # noqa: E402
-from babyemo.onnx_format import OnnxMetadata, weights_sha256  # noqa: E402
+from babyemo.onnx_format import OnnxMetadata  # noqa: E402
 from babyemo.runtime import Runtime
 from babyemo.training import train  # noqa: E402
 from tests.conftest import _register_tiny_arch, make_imagefolder, subset_manifest  # noqa: E402

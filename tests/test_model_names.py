@@ -7,7 +7,7 @@ import shutil
 
 from babyemo import reports
 from babyemo.card import model_card
-from babyemo.checkpoint import load_checkpoint
+from babyemo.checkpoint import load_checkpoint, record_evaluation, weights_sha256
 from babyemo.config import TrainConfig
 from babyemo.fs import sha256_file
 from babyemo.models import store
@@ -53,6 +53,14 @@ def test_training_records_the_init_model_name_and_hash(prepared, tiny_arch, tmp_
     tuned = train(_config(prepared, tiny_arch, tmp_path / "d", init=str(copy)))
     assert load_checkpoint(tuned.best_checkpoint).train["init"]["name"] == \
         store.PACKAGED_INIT
+    # the copy rewritten since (an evaluation recorded in it): other file bytes, same
+    # weights, still the packaged model
+    record_evaluation(copy, {"key": "fer2013/test", "metrics": {"accuracy": 0.5}})
+    assert sha256_file(copy) != sha256_file(packaged)
+    rewritten = train(_config(prepared, tiny_arch, tmp_path / "d2", init=str(copy)))
+    init = load_checkpoint(rewritten.best_checkpoint).train["init"]
+    assert init["name"] == store.PACKAGED_INIT and init["sha256"] == sha256_file(copy)
+    assert init["weights_sha256"] == weights_sha256(load_checkpoint(packaged).state_dict)
     # a file that is no model's: no name; the card shows the file's name, not its folder
     other = tmp_path / "elsewhere" / "mine.pt"
     shutil.copy(by_name.best_checkpoint, other)

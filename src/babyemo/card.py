@@ -139,7 +139,8 @@ def init_donor(init: dict[str, Any]) -> dict[str, Any]:
     """Who a model was initialised from, for readers who do not have the donor's file.
 
     In order: the name recorded at training (``init["name"]``, babyemo >= 0.2); else the
-    packaged model whose file has the recorded ``sha256``; else the packaged model whose
+    packaged model whose weights have the recorded ``weights_sha256`` or whose file has the
+    recorded ``sha256``; else the packaged model whose
     facts (:data:`INIT_FACTS`: arch, dataset, training images, epoch, input size and
     validation macro-F1, all recorded) equal the recorded ones; else only the donor file's
     name.
@@ -149,16 +150,20 @@ def init_donor(init: dict[str, Any]) -> dict[str, Any]:
 
     Returns:
         ``{"name": registered name or None, "packaged": bool, "how": "recorded" |
-        "sha256" | "facts" | None, "file": the donor file's name, e.g. "fer-final.pt"}``.
+        "weights_sha256" | "sha256" | "facts" | None, "file": the donor file's name, e.g.
+        "fer-final.pt"}``.
     """
     packaged = packaged_models()
     file = Path(str(init.get("checkpoint") or "")).name or None
     name = init.get("name")
     if isinstance(name, str) and name:
         return {"name": name, "packaged": name in packaged, "how": "recorded", "file": file}
-    sha = init.get("sha256")
-    if sha:
-        pname = packaged_name_of(sha)
+    sha, weights_sha = init.get("sha256"), init.get("weights_sha256")
+    pname = packaged_name_of(weights_sha256=weights_sha) if weights_sha else None
+    if pname:
+        return {"name": pname, "packaged": True, "how": "weights_sha256", "file": file}
+    if sha or weights_sha:
+        pname = packaged_name_of(sha) if sha else None
         return {"name": pname, "packaged": pname is not None,
                 "how": "sha256" if pname else None, "file": file}
     for pname, rec in packaged.items():
@@ -282,6 +287,10 @@ def _init_line(init: dict[str, Any], asked: Any) -> str:
         elif donor["how"] == "sha256":
             note = (f" The training run recorded the donor as the file `{donor['file']}`, "
                     f"which is `{donor['name']}`: the sha256 it recorded is that file's.")
+        elif donor["how"] == "weights_sha256":
+            note = (f" The training run recorded the donor as the file `{donor['file']}`, "
+                    f"which is `{donor['name']}`: the digest of the weights it recorded is "
+                    f"`{donor['name']}`'s.")
     return (f"- Initialised from {who}: a `{init.get('arch')}` trained on "
             f"`{init.get('dataset')}` ({init.get('n_train')} images, kept at epoch "
             f"{init.get('epoch')}, {init.get('input_size')} px; val macro-F1 "

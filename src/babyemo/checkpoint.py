@@ -33,6 +33,7 @@ Evaluation and prediction rebuild everything from it, never from the data folder
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import pickle
 import re
@@ -149,6 +150,27 @@ def cpu_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     (what a checkpoint or a resume record stores)."""
     return {k: v.detach().to("cpu", copy=True).contiguous()
             for k, v in module.state_dict().items()}
+
+
+def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) over a state dict's names, dtypes, shapes and raw bytes, in key order.
+
+    Identifies a model's weights independently of the other checkpoint entries, so it
+    survives what rewrites a checkpoint file without touching its weights
+    (``evaluate --record``, ``calibrate``, a model card's text).
+
+    Args:
+        state_dict: Tensor name -> tensor (any dtype, device or layout).
+
+    Returns:
+        64 lower-case hex digits.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module, arch: str,

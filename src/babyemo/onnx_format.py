@@ -10,16 +10,13 @@ names sit beside the checkpoint (:func:`onnx_paths`, :func:`find_onnx`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from babyemo.checkpoint import Checkpoint
+from babyemo.checkpoint import Checkpoint, weights_sha256
 from babyemo.config import InputSpec
 from babyemo.errors import ExportError
 
@@ -43,9 +40,9 @@ class OnnxMetadata:
         faces: The checkpoint's face-crop settings (``None``: whole images).
         source_checkpoint: File name of the checkpoint it was exported from.
         source_checkpoint_sha256: SHA-256 of that file's bytes at export time.
-        weights_sha256: :func:`weights_sha256` of the checkpoint's weights (checked at load:
-            a checkpoint whose file changed but whose weights did not, e.g. after
-            ``babyemo calibrate``, still matches).
+        weights_sha256: :func:`babyemo.checkpoint.weights_sha256` of the checkpoint's
+            weights (checked at load: a checkpoint whose file changed but whose weights
+            did not, e.g. after ``babyemo calibrate``, still matches).
         int8: Whether the model is statically quantized to int8.
         extra: Other entries (``int8_calibration``, ``int8_eval``, ``export_check``,
             ``exporter``, ``babyemo_version``), JSON-decoded where possible.
@@ -133,19 +130,6 @@ def _maybe_json(value: str) -> Any:
         return value
 
 
-def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
-    """SHA-256 (hex) over a state dict's names, dtypes, shapes and raw bytes, in key order.
-
-    Identifies a model's weights independently of the other checkpoint entries.
-    """
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        t = state_dict[name].detach().to("cpu").contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def check_matches(meta: OnnxMetadata, ckpt: Checkpoint, where: str | os.PathLike[str]) -> None:
     """Check that an exported model is the checkpoint's model with its preprocessing.
 
@@ -189,4 +173,4 @@ def find_onnx(checkpoint_path: str | os.PathLike[str]) -> Path:
 
 
 __all__ = ["ONNX_FORMAT", "ONNX_FORMAT_VERSION", "OnnxMetadata", "check_matches", "find_onnx",
-           "onnx_paths", "weights_sha256"]
+           "onnx_paths"]

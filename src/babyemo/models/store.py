@@ -9,6 +9,7 @@ one chosen with ``babyemo models default NAME``, else the model packaged with ba
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
 import os
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from babyemo import paths
-from babyemo.errors import ConfigError, RegistryError, unknown_name
+from babyemo.errors import BabyEmoError, ConfigError, RegistryError, unknown_name
 from babyemo.fs import atomic_open, read_json_object, sha256_file, update_json_object
 from babyemo.models.packaged import (
     PACKAGED_INIT,
@@ -225,18 +226,42 @@ def model_label(checkpoint: str | os.PathLike[str]) -> str:
     return path.stem
 
 
-def packaged_name_of(sha256: str) -> str | None:
-    """The name of the packaged model whose file has this SHA-256 (``None``: none has).
+def packaged_name_of(sha256: str | None = None, *, weights_sha256: str | None = None
+                     ) -> str | None:
+    """The name of the packaged model whose weights or file have these digests.
 
-    Lets a checkpoint fine-tuned from a copy of a packaged file name its donor.
+    Lets a checkpoint fine-tuned from a copy of a packaged file name its donor. The weights
+    digest (:func:`babyemo.checkpoint.weights_sha256`, ``train["init"]["weights_sha256"]``) still
+    matches after a copy of the file was rewritten without changing its weights
+    (``evaluate --record``, ``calibrate``); older checkpoints recorded only the file digest.
+
+    Args:
+        sha256: SHA-256 of the donor file, or ``None``.
+        weights_sha256: Digest of the donor's ``state_dict``, or ``None``.
+
+    Returns:
+        The packaged model's name, or ``None`` when none matches (or both are ``None``).
     """
+    if not sha256 and not weights_sha256:
+        return None
     for name, rec in packaged_models().items():
         try:
-            if sha256_file(rec["checkpoint"]) == sha256:
+            if sha256 and sha256_file(rec["checkpoint"]) == sha256:
                 return name
-        except OSError:
+            if weights_sha256 and _packaged_weights_sha256(rec["checkpoint"]) == weights_sha256:
+                return name
+        except (OSError, BabyEmoError):
             continue
     return None
+
+
+@functools.lru_cache(maxsize=8)
+def _packaged_weights_sha256(path: str) -> str:
+    """:func:`~babyemo.checkpoint.weights_sha256` of a packaged checkpoint (read-only
+    files inside the package, so the digest is computed once per process)."""
+    from babyemo.checkpoint import load_checkpoint, weights_sha256
+
+    return weights_sha256(load_checkpoint(path).state_dict)
 
 
 def get_trained(name: str) -> dict[str, Any]:

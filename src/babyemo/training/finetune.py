@@ -78,19 +78,24 @@ def init_from(model: nn.Module, ckpt: Checkpoint, class_names: list[str], arch: 
 
     Returns:
         Provenance of the initialisation (stored in the checkpoint's ``train["init"]``):
-        the file and its ``sha256``, its registered ``name`` (``--init auto`` or a model
-        name: e.g. ``babyemo-fer2013``; a file registered under a name, or a copy of a
-        packaged model's file, gets that name; otherwise ``None``), its arch, dataset,
-        training images, epoch, input size, and what was loaded. The name and hash let a
-        model card name the donor on machines where its path means nothing.
+        the file, its ``sha256`` and its weights' ``weights_sha256``
+        (:func:`babyemo.checkpoint.weights_sha256`, unchanged when the donor file is later
+        rewritten by ``evaluate --record`` or ``calibrate``), its registered ``name``
+        (``--init auto`` or a model name: e.g. ``babyemo-fer2013``; a file registered
+        under a name, or a copy of a packaged model's file, gets that name; otherwise
+        ``None``), its arch, dataset, training images, epoch, input size, and what was
+        loaded. The name and digests let a model card name the donor on machines where
+        its path means nothing.
 
     Raises:
         RegistryError: ``arch`` declares a head that ``model`` does not have.
     """
+    from babyemo.checkpoint import weights_sha256 as digest_of
     from babyemo.fs import sha256_file
 
-    sha256 = sha256_file(ckpt.path)
-    name = store.registered_name(ckpt.path) or store.packaged_name_of(sha256)
+    sha256, weights_sha256 = sha256_file(ckpt.path), digest_of(ckpt.state_dict)
+    name = (store.registered_name(ckpt.path)
+            or store.packaged_name_of(sha256, weights_sha256=weights_sha256))
     own = model.state_dict()
     head = arch.head_keys(model)
     loadable = {k: v for k, v in ckpt.state_dict.items()
@@ -107,7 +112,7 @@ def init_from(model: nn.Module, ckpt: Checkpoint, class_names: list[str], arch: 
              "classes (%s)", f"{name} ({ckpt.path})" if name else ckpt.path, len(loadable),
              len(own), len(shared), len(class_names), ", ".join(shared) or "none")
     return {"checkpoint": str(ckpt.path.resolve()), "name": name, "sha256": sha256,
-            "arch": ckpt.arch,
+            "weights_sha256": weights_sha256, "arch": ckpt.arch,
             "dataset": ckpt.train.get("dataset"), "n_train": ckpt.train.get("n_train"),
             "epoch": ckpt.train.get("epoch"), "input_size": ckpt.input_spec.size,
             "val_macro_f1": (ckpt.metrics.get("val") or {}).get("macro_f1"),
