@@ -23,6 +23,8 @@ from babyemo.evaluation.audit import (
     AUDIT_FILE,
     ISSUE_COLUMNS,
     ISSUES_FILE,
+    AuditResult,
+    AuditRow,
     audit_labels,
     conflict_groups,
     read_oof,
@@ -114,6 +116,7 @@ def test_mislabelled_rows_are_flagged_ranked_first_and_written(folds_run, tmp_pa
                                                               list(DUP_TEST)]
     assert report["conflict_groups"][1]["splits"] == ["test", "test"]  # test rows included
     assert "rows" not in report
+    assert report["conflict_check"] == result.conflict_check()
 
     sheets = sorted(out.glob("suspects-*.png"))
     assert [p.name for p in sheets] == [f"suspects-{i}-{c}.png" for i, c in enumerate(CLASSES)]
@@ -139,6 +142,43 @@ def test_conflict_groups_find_byte_identical_pairs_with_two_labels(folds_run):
          "labels": ["angry", "happy"], "splits": ["train", "train"]},
         {"id": "exact-2", "kind": "exact", "paths": list(DUP_TEST),
          "labels": ["crying", "happy"], "splits": ["test", "test"]}]
+
+
+def test_conflict_check_counts_flagged_groups_and_where_their_best_member_ranks(tmp_path):
+    def row(path, label, rank, issue, split="train"):
+        return AuditRow(path=path, split=split, given_label=label, suggested_label="x",
+                        quality=rank / 100, rank=rank, issue=issue)
+
+    rows = [row(f"r{i}.png", "a", i, i <= 10) for i in range(1, 101)]
+    rows[0] = row("g1-a.png", "a", 1, True)       # group 1: both audited, flagged, top
+    rows[49] = row("g1-b.png", "b", 50, False)
+    rows[29] = row("g2-a.png", "a", 30, False)    # group 2: both audited, none flagged
+    rows[59] = row("g2-b.png", "b", 60, False)
+    rows[14] = row("g3-a.png", "a", 15, False)    # group 3: one audited + one test row
+    test_rows = [row("g3-t.png", "b", 1, True, split="test"),
+                 row("g4-t.png", "b", 2, False, split="test")]
+
+    def group(n, kind, *paths):
+        return {"id": f"{kind}-{n}", "kind": kind, "paths": list(paths), "labels": [],
+                "splits": []}
+
+    groups = [group(1, "exact", "g1-a.png", "g1-b.png"),
+              group(2, "exact", "g2-a.png", "g2-b.png"),
+              group(3, "exact", "g3-a.png", "g3-t.png"),
+              group(4, "exact", "g4-t.png", "g4-u.png")]  # no audited member
+    result = AuditResult(out=tmp_path, manifest=tmp_path / "m.csv", manifest_sha256="0",
+                         oof_run=tmp_path, class_names=["a", "b"], rows=rows, n_issues=10,
+                         issues_per_class={}, n_test=2, test_flagged=1,
+                         conflict_groups=groups, top=24, cleanlab_version="",
+                         test_rows=test_rows)
+    check = result.conflict_check()
+    assert list(check) == ["exact"]  # no near-duplicate groups: no entry
+    assert check["exact"] == {
+        "groups": 4, "audited_conflicts": 2, "audited_conflicts_flagged": 1,
+        "with_audited": 3, "with_audited_flagged": 1,
+        "best_percentile_median": pytest.approx(0.15),  # ranks 1, 30, 15 of 100
+        "best_in_top_10": 1, "best_in_top_20": 2, "any_flagged": 2}
+    assert "any_flagged" not in replace(result, test_rows=None).conflict_check()["exact"]
 
 
 def test_read_oof_applies_each_fold_temperature(folds_run):

@@ -27,7 +27,8 @@ It writes into ``out`` (each file atomically):
 - ``suspects-<i>-<class>.png``: a contact sheet per given class of its top flagged rows
   (face crops when the manifest has face boxes), captioned ``given → suggested`` and the
   quality;
-- ``audit.json``: the counts, the conflict groups (test rows included) and the inputs;
+- ``audit.json``: the counts, the conflict groups (test rows included), how many of them
+  the ranking flags (:meth:`AuditResult.conflict_check`) and the inputs;
 - ``folds/``: the fold models' run, when the audit trained them.
 
 Test rows are never part of the audit and never edited: the out-of-fold run predicts none
@@ -157,6 +158,52 @@ class AuditResult:
         """The flagged rows (of one given label, or all), most suspect first."""
         return [r for r in self.rows if r.issue and (label is None or r.given_label == label)]
 
+    def conflict_check(self) -> dict[str, dict[str, Any]]:
+        """How well the ranking finds the duplicate groups with conflicting labels.
+
+        Such a group holds at least one wrong label, so a good audit flags a member of it
+        and ranks it near the top: a check of the audit against label errors known
+        without any model (e.g. FER-2013's byte-identical images with two labels).
+
+        Returns:
+            Per group kind (``"exact"``, ``"near"``; kinds without groups left out):
+            ``groups``; ``audited_conflicts``: groups whose audited (non-test) members
+            themselves carry different labels, and ``audited_conflicts_flagged``: those
+            with a flagged member; ``with_audited``: groups with an audited member, and
+            ``with_audited_flagged``; ``best_percentile_median``: median over
+            ``with_audited`` of the best-ranked audited member's rank / audited images
+            (0 = the top; a random image sits at 0.5), ``best_in_top_10``,
+            ``best_in_top_20``: groups whose best member is in the top 10% / 20%;
+            with the test report, ``any_flagged``: groups with any member flagged,
+            test rows included.
+        """
+        by_path = {r.path: r for r in self.rows}
+        test_by_path = {r.path: r for r in self.test_rows or []}
+        out: dict[str, dict[str, Any]] = {}
+        for kind in ("exact", "near"):
+            groups = [g for g in self.conflict_groups if g["kind"] == kind]
+            if not groups:
+                continue
+            audited = [[by_path[p] for p in g["paths"] if p in by_path] for g in groups]
+            with_audited = [a for a in audited if a]
+            conflicts = [a for a in audited if len({r.given_label for r in a}) > 1]
+            best = [min(r.rank for r in a) / max(self.n, 1) for a in with_audited]
+            entry: dict[str, Any] = {
+                "groups": len(groups), "audited_conflicts": len(conflicts),
+                "audited_conflicts_flagged": sum(any(r.issue for r in a) for a in conflicts),
+                "with_audited": len(with_audited),
+                "with_audited_flagged": sum(any(r.issue for r in a) for a in with_audited),
+                "best_percentile_median": float(np.median(best)) if best else None,
+                "best_in_top_10": sum(b <= 0.10 for b in best),
+                "best_in_top_20": sum(b <= 0.20 for b in best)}
+            if self.test_rows is not None:
+                entry["any_flagged"] = sum(
+                    any(r.issue for r in a) or any(test_by_path[p].issue for p in g["paths"]
+                                                   if p in test_by_path)
+                    for g, a in zip(groups, audited, strict=True))
+            out[kind] = entry
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dict (the ``audit.json`` content, without the rows)."""
         return {"format": "babyemo-label-audit", "created": now_iso(),
@@ -170,7 +217,8 @@ class AuditResult:
                 "test_note": "not audited (out-of-fold predictions cover no test image)"
                 if self.test_rows is None else "reported only, never edited: mean "
                 "probabilities of the fold models, cleanlab among the test rows",
-                "conflict_groups": self.conflict_groups, "top": self.top,
+                "conflict_groups": self.conflict_groups,
+                "conflict_check": self.conflict_check(), "top": self.top,
                 "files": {k: str(v) for k, v in self.files.items()}, "seconds": self.seconds}
 
 
