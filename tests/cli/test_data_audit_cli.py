@@ -60,7 +60,8 @@ def test_audit_prints_the_table_and_writes_the_files(folds_run, tmp_path):
     assert "Duplicate groups with conflicting labels: 2" in text
     check = json.loads((out / "audit.json").read_text())["conflict_check"]["exact"]
     assert (f"byte-identical: 2; a member flagged in {check['with_audited_flagged']} of the 1 "
-            "with audited images (") in text
+            "with audited images (a random ranking: "
+            f"{check['if_random']['with_audited_flagged']:.1f})") in text
     assert f"median at {check['best_percentile_median']:.0%} of the ranking" in text
     assert f"Test images: {len(TEST_ROWS)}, not audited" in text
     assert f"Audited {n} non-test images of {folds_run.manifest}" in text

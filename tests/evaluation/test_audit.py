@@ -145,12 +145,13 @@ def test_conflict_groups_find_byte_identical_pairs_with_two_labels(folds_run):
 
 
 def test_conflict_check_counts_flagged_groups_and_where_their_best_member_ranks(tmp_path):
-    def row(path, label, rank, issue, split="train"):
-        return AuditRow(path=path, split=split, given_label=label, suggested_label="x",
+    def row(path, label, rank, issue, split="train", suggested="x"):
+        return AuditRow(path=path, split=split, given_label=label, suggested_label=suggested,
                         quality=rank / 100, rank=rank, issue=issue)
 
     rows = [row(f"r{i}.png", "a", i, i <= 10) for i in range(1, 101)]
-    rows[0] = row("g1-a.png", "a", 1, True)       # group 1: both audited, flagged, top
+    rows[0] = row("g1-a.png", "a", 1, True, suggested="b")  # group 1: both audited, one
+    # flagged (suggested the other's label), at the top
     rows[49] = row("g1-b.png", "b", 50, False)
     rows[29] = row("g2-a.png", "a", 30, False)    # group 2: both audited, none flagged
     rows[59] = row("g2-b.png", "b", 60, False)
@@ -173,12 +174,25 @@ def test_conflict_check_counts_flagged_groups_and_where_their_best_member_ranks(
                          test_rows=test_rows)
     check = result.conflict_check()
     assert list(check) == ["exact"]  # no near-duplicate groups: no entry
+    # a random ranking: a group of m of the 100 images misses k marked ones with
+    # probability C(100 - k, m) / C(100, m); audited sizes 2, 2, 1
+    def random_hits(k):
+        return 2 * (1 - (100 - k) / 100 * (99 - k) / 99) + k / 100
+
     assert check["exact"] == {
         "groups": 4, "audited_conflicts": 2, "audited_conflicts_flagged": 1,
-        "with_audited": 3, "with_audited_flagged": 1,
+        "audited_conflicts_resolved": 1, "with_audited": 3, "with_audited_flagged": 1,
         "best_percentile_median": pytest.approx(0.15),  # ranks 1, 30, 15 of 100
-        "best_in_top_10": 1, "best_in_top_20": 2, "any_flagged": 2}
+        "best_in_top_10": 1, "best_in_top_20": 2, "any_flagged": 2,
+        "if_random": {"with_audited_flagged": pytest.approx(random_hits(10)),
+                      "best_in_top_10": pytest.approx(random_hits(10)),
+                      "best_in_top_20": pytest.approx(random_hits(20))}}
+    assert random_hits(20) == pytest.approx(0.923232, abs=1e-6)
     assert "any_flagged" not in replace(result, test_rows=None).conflict_check()["exact"]
+    # the flagged side suggested a third class: flagged, but not resolved
+    rows[0] = row("g1-a.png", "a", 1, True, suggested="c")
+    assert replace(result, rows=rows).conflict_check()["exact"][
+        "audited_conflicts_resolved"] == 0
 
 
 def test_read_oof_applies_each_fold_temperature(folds_run):

@@ -503,15 +503,20 @@ def audit_command(
     say(f"Duplicate groups with conflicting labels: {len(result.conflict_groups)}")
     for kind, c in result.conflict_check().items():
         what = "byte-identical" if kind == "exact" else "near-duplicate"
+        rnd = c["if_random"]
         line = (f"  {what}: {c['groups']}; a member flagged in "
-                f"{c['with_audited_flagged']} of the {c['with_audited']} with audited images")
-        if c["audited_conflicts"]:
-            line += (f" ({c['audited_conflicts_flagged']} of the {c['audited_conflicts']} "
-                     "whose audited images disagree)")
+                f"{c['with_audited_flagged']} of the {c['with_audited']} with audited images "
+                f"(a random ranking: {rnd['with_audited_flagged']:.1f})")
         if c["best_percentile_median"] is not None:
             line += (f"; best-ranked member: median at {c['best_percentile_median']:.0%} of "
-                     f"the ranking, {c['best_in_top_10']} in the top 10%, "
-                     f"{c['best_in_top_20']} in the top 20%")
+                     f"the ranking, {c['best_in_top_10']} in the top 10% (random: "
+                     f"{rnd['best_in_top_10']:.1f}), {c['best_in_top_20']} in the top 20% "
+                     f"(random: {rnd['best_in_top_20']:.1f})")
+        if c["audited_conflicts"]:
+            line += (f"; of the {c['audited_conflicts']} whose audited images disagree, "
+                     f"{c['audited_conflicts_flagged']} flagged, "
+                     f"{c['audited_conflicts_resolved']} with the flagged side suggested the "
+                     "other side's label")
         say(line)
     if result.test_flagged is None:
         say(f"Test images: {result.n_test}, not audited (out-of-fold predictions cover none)")

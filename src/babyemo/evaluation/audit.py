@@ -174,8 +174,14 @@ class AuditResult:
             ``with_audited`` of the best-ranked audited member's rank / audited images
             (0 = the top; a random image sits at 0.5), ``best_in_top_10``,
             ``best_in_top_20``: groups whose best member is in the top 10% / 20%;
-            with the test report, ``any_flagged``: groups with any member flagged,
-            test rows included.
+            ``audited_conflicts_resolved``: groups of ``audited_conflicts`` where some but
+            not all members are flagged and each flagged one is suggested the label of an
+            unflagged one (the audit sides with one of the labellers);
+            ``if_random``: the expected ``with_audited_flagged``, ``best_in_top_10`` and
+            ``best_in_top_20`` if the ranking were random (groups of the same sizes, as many
+            images flagged; exact, sampling without replacement), the baseline the
+            figures above are to be read against; with the test report,
+            ``any_flagged``: groups with any member flagged, test rows included.
         """
         by_path = {r.path: r for r in self.rows}
         test_by_path = {r.path: r for r in self.test_rows or []}
@@ -188,14 +194,20 @@ class AuditResult:
             with_audited = [a for a in audited if a]
             conflicts = [a for a in audited if len({r.given_label for r in a}) > 1]
             best = [min(r.rank for r in a) / max(self.n, 1) for a in with_audited]
+            sizes = [len(a) for a in with_audited]
             entry: dict[str, Any] = {
                 "groups": len(groups), "audited_conflicts": len(conflicts),
                 "audited_conflicts_flagged": sum(any(r.issue for r in a) for a in conflicts),
+                "audited_conflicts_resolved": sum(_sides_with_a_labeller(a) for a in conflicts),
                 "with_audited": len(with_audited),
                 "with_audited_flagged": sum(any(r.issue for r in a) for a in with_audited),
                 "best_percentile_median": float(np.median(best)) if best else None,
                 "best_in_top_10": sum(b <= 0.10 for b in best),
-                "best_in_top_20": sum(b <= 0.20 for b in best)}
+                "best_in_top_20": sum(b <= 0.20 for b in best),
+                "if_random": {
+                    "with_audited_flagged": _expected_hits(sizes, self.n, self.n_issues),
+                    "best_in_top_10": _expected_hits(sizes, self.n, int(0.10 * self.n)),
+                    "best_in_top_20": _expected_hits(sizes, self.n, int(0.20 * self.n))}}
             if self.test_rows is not None:
                 entry["any_flagged"] = sum(
                     any(r.issue for r in a) or any(test_by_path[p].issue for p in g["paths"]
@@ -220,6 +232,27 @@ class AuditResult:
                 "conflict_groups": self.conflict_groups,
                 "conflict_check": self.conflict_check(), "top": self.top,
                 "files": {k: str(v) for k, v in self.files.items()}, "seconds": self.seconds}
+
+
+def _sides_with_a_labeller(members: list[AuditRow]) -> bool:
+    """Some but not all of a conflicting group's audited members are flagged, and each
+    flagged one is suggested the given label of an unflagged one."""
+    kept = {r.given_label for r in members if not r.issue}
+    flagged = [r for r in members if r.issue]
+    return bool(flagged) and bool(kept) and all(r.suggested_label in kept for r in flagged)
+
+
+def _expected_hits(sizes: list[int], n: int, k: int) -> float:
+    """Expected number of groups (of ``sizes`` distinct images each, drawn at random
+    from ``n``) with at least one of ``k`` marked images: sum of
+    ``1 - C(n - k, m) / C(n, m)``."""
+    total = 0.0
+    for m in sizes:
+        none = 1.0
+        for j in range(m):
+            none *= max(n - k - j, 0) / (n - j) if n > j else 0.0
+        total += 1.0 - none
+    return total
 
 
 def _import_cleanlab() -> Any:
