@@ -40,8 +40,9 @@ babyemo evaluate --model fer --data "$WORK/fer2013" --split test --metadata "$WO
 babyemo data download infant-emotions >/dev/null
 babyemo data prepare infant-emotions --faces yunet --out "$WORK/infant"
 babyemo data metadata "$WORK/infant" --out "$WORK/infant/stock.csv" >/dev/null
-# cross-dataset (crying ~ sad), recorded in the FER-2013 file (the infant model names its donor
-# by the digest of the donor's weights, which recording an evaluation does not change)
+# cross-dataset (crying ~ sad), recorded in the FER-2013 file (the infant model records its
+# donor as the run `fer`; its card names babyemo-fer2013 by the digest of the donor's weights,
+# which recording an evaluation does not change)
 babyemo evaluate --model fer --data "$WORK/infant" --split test --label-map crying=sad \
   --bootstrap 1000 --record
 # the default recipe (docs/recipes.md), fine-tuned from step 1's model

@@ -181,6 +181,18 @@ def test_card_recognises_a_rewritten_copy_of_a_packaged_file_by_its_weights(chec
     ckpt = _with_init(checkpoint, {**FER_FACTS, "checkpoint": "/tmp/copy.pt",
                                    "sha256": "0" * 64, "weights_sha256": "1" * 64})
     assert "the checkpoint file `copy.pt`" in model_card(ckpt)
+    # trained from the run that later became the packaged file (as the build script does):
+    # the run's local name was recorded; the weights say which packaged model it is
+    ckpt = _with_init(checkpoint, {**FER_FACTS, "checkpoint": "/build/fer/best.pt",
+                                   "name": "fer", "sha256": "0" * 64, "weights_sha256": digest})
+    line = next(li for li in model_card(ckpt).splitlines() if li.startswith("- Initialised from"))
+    assert line.startswith("- Initialised from `babyemo-fer2013`, a model packaged with babyemo")
+    assert "`fer`" not in line and "/build" not in line
+    # a local name with weights that are no packaged model's: the local name
+    ckpt = _with_init(checkpoint, {**FER_FACTS, "checkpoint": "/build/fer/best.pt",
+                                   "name": "fer", "sha256": "0" * 64, "weights_sha256": "1" * 64})
+    line = next(li for li in model_card(ckpt).splitlines() if li.startswith("- Initialised from"))
+    assert line.startswith("- Initialised from the trained model `fer`")
 
 
 def test_packaged_card_names_its_donor_and_no_foreign_path():

@@ -8,10 +8,11 @@ the evaluations stored with ``babyemo evaluate --record`` and an optional ``card
 free text (``intended_use``, ``out_of_scope``, ``training_data``, ``biases``, ``notes``),
 so a card can be regenerated at any time and cannot drift from the weights.
 
-A fine-tuned model's donor is named as the reader knows it: the name recorded at training,
-else the packaged model it is recognised as (by the recorded sha256 or facts, see
-:func:`init_donor`), else the file's name with its facts; never a path of the machine that
-trained it.
+A fine-tuned model's donor is named as the reader knows it: a packaged model's name when
+the training recorded one or the donor is recognised as one (by the digest of its weights,
+the sha256 of its file or its facts, see :func:`init_donor`), else the local name recorded
+at training, else the file's name with its facts; never a path of the machine that trained
+it.
 """
 
 from __future__ import annotations
@@ -138,12 +139,14 @@ def _same_fact(a: Any, b: Any) -> bool:
 def init_donor(init: dict[str, Any]) -> dict[str, Any]:
     """Who a model was initialised from, for readers who do not have the donor's file.
 
-    In order: the name recorded at training (``init["name"]``, babyemo >= 0.2); else the
-    packaged model whose weights have the recorded ``weights_sha256`` or whose file has the
-    recorded ``sha256``; else the packaged model whose
-    facts (:data:`INIT_FACTS`: arch, dataset, training images, epoch, input size and
-    validation macro-F1, all recorded) equal the recorded ones; else only the donor file's
-    name.
+    In order: the name recorded at training (``init["name"]``, babyemo >= 0.2) when it is a
+    packaged model's; else the packaged model whose weights have the recorded
+    ``weights_sha256`` (a packaged model by content, even when the donor was registered
+    under a local name that means nothing to a reader elsewhere, e.g. the run that became
+    the packaged file); else the recorded local name; else the packaged model whose file
+    has the recorded ``sha256``; else the packaged model whose facts (:data:`INIT_FACTS`:
+    arch, dataset, training images, epoch, input size and validation macro-F1, all
+    recorded) equal the recorded ones; else only the donor file's name.
 
     Args:
         init: ``train["init"]`` of a checkpoint (see ``docs/checkpoint-format.md``).
@@ -156,14 +159,16 @@ def init_donor(init: dict[str, Any]) -> dict[str, Any]:
     packaged = packaged_models()
     file = Path(str(init.get("checkpoint") or "")).name or None
     name = init.get("name")
-    if isinstance(name, str) and name:
-        return {"name": name, "packaged": name in packaged, "how": "recorded", "file": file}
+    name = name if isinstance(name, str) and name else None
+    if name in packaged:
+        return {"name": name, "packaged": True, "how": "recorded", "file": file}
     sha, weights_sha = init.get("sha256"), init.get("weights_sha256")
-    pname = packaged_name_of(weights_sha256=weights_sha) if weights_sha else None
-    if pname:
+    if pname := packaged_name_of(weights_sha256=weights_sha):
         return {"name": pname, "packaged": True, "how": "weights_sha256", "file": file}
+    if name:
+        return {"name": name, "packaged": False, "how": "recorded", "file": file}
     if sha or weights_sha:
-        pname = packaged_name_of(sha) if sha else None
+        pname = packaged_name_of(sha)
         return {"name": pname, "packaged": pname is not None,
                 "how": "sha256" if pname else None, "file": file}
     for pname, rec in packaged.items():
