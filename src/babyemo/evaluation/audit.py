@@ -45,6 +45,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
+import math
 import os
 import re
 import time
@@ -246,13 +247,7 @@ def _expected_hits(sizes: list[int], n: int, k: int) -> float:
     """Expected number of groups (of ``sizes`` distinct images each, drawn at random
     from ``n``) with at least one of ``k`` marked images: sum of
     ``1 - C(n - k, m) / C(n, m)``."""
-    total = 0.0
-    for m in sizes:
-        none = 1.0
-        for j in range(m):
-            none *= max(n - k - j, 0) / (n - j) if n > j else 0.0
-        total += 1.0 - none
-    return total
+    return sum(1.0 - math.comb(n - k, m) / math.comb(n, m) for m in sizes)
 
 
 def _import_cleanlab() -> Any:
